@@ -1,0 +1,237 @@
+"""Deterministic Crafter as a Gymnasium env with the aimc obs/info contract.
+
+Upstream crafter 1.8.3 is not reproducible for a fixed seed (danijar/crafter#31): chunk object sets
+iterate in `id()` order, and night noise draws from the world RNG, so render sizes and extra renders
+change the dynamics. We fix both on *our instances only* (class swap), never by patching crafter itself.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+import crafter
+import gymnasium as gym
+import numpy as np
+from crafter import engine
+
+from aimc.core import keys
+from aimc.core.errors import ConfigError
+from aimc.envs.base import register_env
+
+ACTION_NAMES: list[str] = list(crafter.constants.actions)
+ACHIEVEMENTS: list[str] = list(crafter.constants.achievements)
+INVENTORY_ITEMS: list[str] = list(crafter.constants.items)
+# Events beyond the 22 achievement names, derived from inventory / status diffs.
+EXTRA_EVENTS: list[str] = ["take_damage", "death", "fall_asleep"]
+EVENT_NAMES: list[str] = ACHIEVEMENTS + EXTRA_EVENTS
+
+
+class _OrderedSet(dict):
+    """Insertion-ordered replacement for the per-chunk `set`s, so iteration order is reproducible."""
+
+    def add(self, item: Any) -> None:
+        self[item] = None
+
+    def remove(self, item: Any) -> None:
+        del self[item]
+
+
+class _DeterministicWorld(engine.World):
+    """World whose chunk containers iterate in insertion order."""
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self._chunks = collections.defaultdict(_OrderedSet)
+        self._aimc_seed = 0 if seed is None else int(seed)
+
+
+class _DeterministicLocalView(engine.LocalView):
+    """Night noise from an RNG keyed by (world seed, env step, canvas shape), never from world.random.
+
+    Keying by step and shape makes every frame's noise a pure function of the state: rendering a video
+    frame at any size, any number of times, changes neither the world nor the observation.
+    """
+
+    _aimc_env: Any = None
+
+    def _noise(self, canvas: np.ndarray, amount: float, stddev: float) -> np.ndarray:
+        world = self._world
+        step = self._aimc_env._step if self._aimc_env is not None else 0
+        rng = np.random.default_rng((getattr(world, "_aimc_seed", 0), step, canvas.shape[0], canvas.shape[1]))
+        saved = world.random
+        world.random = _UniformOnly(rng)
+        try:
+            return super()._noise(canvas, amount, stddev)
+        finally:
+            world.random = saved
+
+
+class _UniformOnly:
+    """Adapter exposing RandomState.uniform over a numpy Generator (the only call night noise makes)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+
+    def uniform(self, low: float, high: float, size: Any = None) -> np.ndarray:
+        return self._rng.uniform(low, high, size)
+
+
+def make_deterministic(raw: crafter.Env) -> crafter.Env:
+    """Apply both determinism fixes to one crafter.Env instance (no global monkeypatching)."""
+    raw._world.__class__ = _DeterministicWorld
+    raw._local_view.__class__ = _DeterministicLocalView
+    raw._local_view._aimc_env = raw
+    return raw
+
+
+@dataclass
+class CrafterConfig:
+    """Crafter world settings; defaults give the standard 64x64 observation and 9x9 grid."""
+
+    size: int = 64
+    """Observation side in pixels (square). 63/126/252 tile exactly; others get a black border."""
+    render_size: int = 256
+    """Side of frames from `render()` / `render_frame()` for videos; independent of `size`."""
+    area: tuple[int, int] = (64, 64)
+    """World size in tiles."""
+    view: tuple[int, int] = (9, 9)
+    """Rendered grid in cells: the top view[1]-2 rows are the local view, the bottom 2 the inventory."""
+    length: int = 10000
+    """Episode step limit (truncation)."""
+    reward: bool = True
+    """Return Crafter's reward (+1 per first unlock, health delta); info['reward'] always has it."""
+    semantic: bool = False
+    """Include the whole-world semantic map in info['semantic'] (costs a copy per step)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Reserved for backend-specific options; must be empty for crafter."""
+
+    def __post_init__(self) -> None:
+        if self.size < 9 or self.render_size < 9:
+            raise ConfigError(f"crafter size/render_size must be >= 9 pixels, got {self.size}/{self.render_size}")
+        if self.length <= 0:
+            raise ConfigError(f"crafter length must be positive, got {self.length}")
+        if self.extra:
+            raise ConfigError(f"crafter got unknown options {sorted(self.extra)}")
+
+
+@register_env("crafter")
+class CrafterEnv(gym.Env):
+    """Crafter with the aimc contract: obs {"pov"}, info["events"], deterministic per (seed, episode)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, config: CrafterConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            known = set(CrafterConfig.__dataclass_fields__)
+            extra = {k: v for k, v in kwargs.items() if k not in known}
+            cfg_kwargs = {k: v for k, v in kwargs.items() if k in known}
+            if "area" in cfg_kwargs:
+                cfg_kwargs["area"] = tuple(cfg_kwargs["area"])
+            if "view" in cfg_kwargs:
+                cfg_kwargs["view"] = tuple(cfg_kwargs["view"])
+            config = CrafterConfig(**cfg_kwargs, extra=extra)
+        elif kwargs:
+            raise ConfigError("pass either a CrafterConfig or keyword options, not both")
+        self.config = config
+        self.render_mode = "rgb_array"
+        size = (config.size, config.size)
+        self.raw = make_deterministic(
+            crafter.Env(area=config.area, view=config.view, size=size, reward=True, length=config.length, seed=0)
+        )
+        self.observation_space = gym.spaces.Dict(
+            {keys.POV: gym.spaces.Box(0, 255, (config.size, config.size, 3), np.uint8)}
+        )
+        self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
+        self.action_names = ACTION_NAMES
+        self._seed: int | None = None
+        self._prev_ach: dict[str, int] = {}
+        self._prev_health = 0
+        self._prev_sleeping = False
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """`reset(seed=s)` starts world (s, episode 1); later `reset()` calls give (s, 2), (s, 3), ..."""
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed = int(seed)
+            self.raw._seed = self._seed
+            self.raw._episode = 0
+        elif self._seed is None:
+            self._seed = int(self.np_random.integers(0, 2**31 - 1))
+            self.raw._seed = self._seed
+            self.raw._episode = 0
+        pov = self.raw.reset()
+        player = self.raw._player
+        self._prev_ach = dict(player.achievements)
+        self._prev_health = player.health
+        self._prev_sleeping = player.sleeping
+        info = self._info(player, self.raw._player.inventory.copy(), self._prev_ach.copy(), [])
+        return {keys.POV: pov}, info
+
+    def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
+        pov, reward, done, raw_info = self.raw.step(int(action))
+        player = self.raw._player
+        ach = raw_info["achievements"]
+        inv = raw_info["inventory"]
+        events = [name for name, count in ach.items() if count > self._prev_ach.get(name, 0)]
+        if player.health < self._prev_health:
+            events.append("take_damage")
+        if player.sleeping and not self._prev_sleeping:
+            events.append("fall_asleep")
+        dead = raw_info["discount"] == 0.0
+        if dead:
+            events.append("death")
+        self._prev_ach = ach
+        self._prev_health = player.health
+        self._prev_sleeping = player.sleeping
+        info = self._info(player, inv, ach, events)
+        info["reward"] = raw_info["reward"]
+        if self.config.semantic:
+            info["semantic"] = raw_info["semantic"]
+        terminated = bool(dead)
+        truncated = bool(done and not dead)
+        return {keys.POV: pov}, float(reward if self.config.reward else 0.0), terminated, truncated, info
+
+    def _info(self, player: Any, inv: dict, ach: dict, events: list[str]) -> dict[str, Any]:
+        return {
+            keys.EVENTS: events,
+            keys.INVENTORY: inv,
+            keys.ACHIEVEMENTS: ach,
+            keys.PLAYER_POS: (int(player.pos[0]), int(player.pos[1])),
+            keys.DAYLIGHT: float(self.raw._world.daylight),
+            "facing": (int(player.facing[0]), int(player.facing[1])),
+            "sleeping": bool(player.sleeping),
+            "step": int(self.raw._step),
+            "world_seed": self._seed,
+            "episode": int(self.raw._episode),
+        }
+
+    def render(self) -> np.ndarray:
+        return self.render_frame(self.config.render_size)
+
+    def render_frame(self, size: int) -> np.ndarray:
+        """A square RGB frame of side `size` for videos; does not affect dynamics or observations."""
+        return self.raw.render((int(size), int(size)))
+
+    # ------------------------------------------------------------------ world-state access
+    @property
+    def world(self) -> engine.World:
+        """Full world state, for scripted demonstrators and tests (not part of the pixel contract)."""
+        return self.raw._world
+
+    @property
+    def player(self) -> Any:
+        return self.raw._player
+
+    def world_hash(self) -> str:
+        """md5 of materials, objects and player inventory: equal hashes mean equal worlds."""
+        import hashlib
+
+        h = hashlib.md5()
+        h.update(np.ascontiguousarray(self.raw._world._mat_map).tobytes())
+        for obj in self.raw._world.objects:
+            h.update(f"{type(obj).__name__}{tuple(obj.pos)}{getattr(obj, 'health', '')}".encode())
+        h.update(repr(sorted(self.raw._player.inventory.items())).encode())
+        return h.hexdigest()

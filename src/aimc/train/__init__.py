@@ -1,0 +1,1 @@
+"""aimc.train stage."""

@@ -32,6 +32,7 @@ def _register_commands() -> None:
 
 
 COMMAND_MODULES: list[str] = [
+    "aimc.cli.collect",
 ]
 
 

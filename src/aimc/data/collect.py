@@ -1,0 +1,267 @@
+"""Collect episodes with a scripted agent into an episode store: parallel, resumable, Ctrl-C safe.
+
+Episode i of a collection with seed S plays world seed `derive_seed(S, i)`, so any subset of episodes can
+be (re)collected by any worker in any order and give the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aimc import __version__
+from aimc.core import keys
+from aimc.core.config import from_dict, to_dict
+from aimc.core.errors import AimcError, ConfigError, EpisodeError
+from aimc.core.io import TMP_PREFIX, atomic_write_json, check_writable_dir, remove_stale_tmp
+from aimc.core.registry import Registry
+from aimc.core.seeding import derive_seed
+from aimc.data.store import EpisodeWriter, is_episode_dir
+
+AGENTS: Registry[Callable[..., Any]] = Registry("collection agent")
+CONFIG_FILE = "collect_config.json"
+
+
+@dataclass
+class CollectConfig:
+    """What to collect; saved as collect_config.json in the output dir and checked on resume."""
+
+    out: str = "data/crafter"
+    """Output episode-store directory."""
+    world: str = "crafter"
+    """World name (see `aimc.envs.make`)."""
+    world_config: dict[str, Any] = field(default_factory=dict)
+    """Keyword options for the world (e.g. size)."""
+    agent: str = "demonstrator"
+    """Who plays: 'demonstrator' (scripted free play) or 'random'."""
+    agent_config: dict[str, Any] = field(default_factory=dict)
+    """Options for the agent (e.g. DemonstratorConfig fields)."""
+    episodes: int = 10
+    """Number of episodes the store should hold (indices 0..episodes-1)."""
+    max_steps: int = 1000
+    """Step cap per episode (episodes also end on death)."""
+    workers: int = 1
+    """Parallel worker processes."""
+    seed: int = 0
+    """Collection seed; episode i uses world seed derive_seed(seed, i)."""
+    fps: int = 20
+    """Frame rate written into frames.mp4."""
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "max_steps", "workers", "fps"):
+            v = getattr(self, name)
+            if v < (0 if name == "episodes" else 1):
+                raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'episodes' else 'positive'}, got {v}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine episode contents (episodes/workers may change on resume)."""
+        d = to_dict(self)
+        return {k: d[k] for k in ("world", "world_config", "agent", "agent_config", "max_steps", "seed", "fps")}
+
+
+@AGENTS.register("random")
+class RandomAgent:
+    """Uniform random actions from a seeded generator (baseline and benchmark source)."""
+
+    def __init__(self, seed: int, **cfg: Any) -> None:
+        if cfg:
+            raise ConfigError(f"random agent takes no options, got {sorted(cfg)}")
+        self.rng = np.random.default_rng(seed)
+        self.current_goal: str | None = None
+        self.config: dict[str, Any] = {}
+
+    def reset(self, env: Any) -> None:
+        self.n = env.action_space.n
+
+    def act(self, env: Any) -> int:
+        return int(self.rng.integers(self.n))
+
+
+@AGENTS.register("demonstrator")
+def _make_demonstrator(seed: int, **cfg: Any) -> Any:
+    from aimc.envs.demonstrator import CrafterDemonstrator, DemonstratorConfig
+
+    return CrafterDemonstrator(from_dict(DemonstratorConfig, cfg, where="agent_config"), seed=seed)
+
+
+def episode_name(seed: int, index: int) -> str:
+    return f"ep{index:06d}_s{seed}"
+
+
+def play_episode(env: Any, agent: Any, writer: EpisodeWriter | None, world_seed: int, max_steps: int) -> dict[str, Any]:
+    """Run one episode; frame t (obs before action t) and what action t caused go to `writer`."""
+    obs, info = env.reset(seed=world_seed)
+    agent.reset(env)
+    events: Counter[str] = Counter()
+    terminated = truncated = False
+    steps = 0
+    while steps < max_steps:
+        action = agent.act(env)
+        frame = obs[keys.POV]
+        obs, _, terminated, truncated, info = env.step(action)
+        steps += 1
+        events.update(info[keys.EVENTS])
+        if writer is not None:
+            goal = getattr(agent, "current_goal", None)
+            writer.add(frame, action, info[keys.EVENTS], {**info, "goal": goal} if goal is not None else info)
+        if terminated or truncated:
+            break
+    return {"steps": steps, "terminated": bool(terminated), "truncated": bool(truncated or steps >= max_steps), "events": dict(events)}
+
+
+# ------------------------------------------------------------------------ worker side
+_W: dict[str, Any] = {}
+
+
+def _worker_init(cfg_dict: dict[str, Any]) -> None:
+    from aimc.envs import make
+
+    cfg = from_dict(CollectConfig, cfg_dict)
+    _W["cfg"] = cfg
+    _W["env"] = make(cfg.world, **cfg.world_config)
+
+
+def _collect_one(index: int) -> dict[str, Any]:
+    cfg: CollectConfig = _W["cfg"]
+    env = _W["env"]
+    world_seed = derive_seed(cfg.seed, index)
+    agent = AGENTS.get(cfg.agent)(seed=derive_seed(cfg.seed, index, "agent"), **cfg.agent_config)
+    name = episode_name(cfg.seed, index)
+    meta = {
+        "world": cfg.world,
+        "world_config": cfg.world_config,
+        "seed": cfg.seed,
+        "episode_index": index,
+        "world_seed": world_seed,
+        "agent": cfg.agent,
+        "demonstrator": to_dict(agent.config) if hasattr(agent.config, "__dataclass_fields__") else agent.config,
+        "action_names": list(getattr(env, "action_names", [])),
+        "fps": cfg.fps,
+        "created_by": f"aimc {__version__}",
+    }
+    writer = EpisodeWriter(cfg.out, name, meta, fps=cfg.fps)
+    try:
+        result = play_episode(env, agent, writer, world_seed, cfg.max_steps)
+        writer.close(terminated=result["terminated"], truncated=result["truncated"], event_counts=result["events"])
+    except BaseException:
+        writer.abort()
+        raise
+    return {"index": index, "name": name, **result}
+
+
+# ------------------------------------------------------------------------ driver
+def _prepare_out(cfg: CollectConfig) -> Path:
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise AimcError(f"--out {out} exists and is not a directory")
+    if out.is_dir():
+        foreign = [
+            p.name for p in out.iterdir()
+            if p.name != CONFIG_FILE and not p.name.startswith(TMP_PREFIX) and not is_episode_dir(p)
+        ]
+        if foreign:
+            raise AimcError(
+                f"--out {out} is not an episode store (it holds {', '.join(sorted(foreign)[:3])}); choose an empty or new directory"
+            )
+        cfg_path = out / CONFIG_FILE
+        if cfg_path.is_file():
+            try:
+                old = json.loads(cfg_path.read_text())
+            except json.JSONDecodeError:
+                raise AimcError(f"{cfg_path} is corrupt; move it away to collect into this directory") from None
+            old_id = {k: old.get(k) for k in cfg.identity()}
+            if old_id != cfg.identity():
+                diff = sorted(k for k in old_id if old_id[k] != cfg.identity()[k])
+                raise AimcError(f"--out {out} was collected with different settings ({', '.join(diff)}); use another --out")
+    check_writable_dir(out)
+    remove_stale_tmp(out)
+    atomic_write_json(out / CONFIG_FILE, to_dict(cfg))
+    return out
+
+
+def pending_indices(cfg: CollectConfig) -> list[int]:
+    """Episode indices not yet present (finished episodes are skipped on resume)."""
+    out = Path(cfg.out)
+    return [i for i in range(cfg.episodes) if not is_episode_dir(out / episode_name(cfg.seed, i))]
+
+
+def iter_collect(cfg: CollectConfig) -> Iterator[dict[str, Any]]:
+    """Yield one result dict per finished episode (in completion order)."""
+    todo = pending_indices(cfg)
+    if not todo:
+        return
+    if cfg.workers == 1 or len(todo) == 1:
+        _worker_init(to_dict(cfg))
+        for i in todo:
+            yield _collect_one(i)
+        return
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(to_dict(cfg),))
+    try:
+        yield from pool.imap_unordered(_collect_one, todo)
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
+    """Collect until the store holds `cfg.episodes` episodes; returns a summary dict."""
+    from aimc.envs.base import available_worlds
+
+    if cfg.world not in available_worlds():  # validate before touching the output directory
+        raise AimcError(f"unknown world {cfg.world!r}; available: {', '.join(available_worlds())}")
+    AGENTS.get(cfg.agent)
+    _prepare_out(cfg)
+    todo = pending_indices(cfg)
+    summary: dict[str, Any] = {"requested": cfg.episodes, "skipped_existing": cfg.episodes - len(todo), "collected": 0, "frames": 0}
+    events: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    bar = _progress(len(todo), progress)
+    try:
+        for res in iter_collect(cfg):
+            summary["collected"] += 1
+            summary["frames"] += res["steps"]
+            events.update(res["events"])
+            bar(1, summary["frames"] / max(time.perf_counter() - t0, 1e-9))
+    finally:
+        bar(0, None)
+    summary["seconds"] = time.perf_counter() - t0
+    summary["frames_per_s"] = summary["frames"] / max(summary["seconds"], 1e-9)
+    summary["events"] = dict(events)
+    return summary
+
+
+def _progress(total: int, enabled: bool) -> Callable[[int, float | None], None]:
+    """A tiny rich progress bar callback: advance(n, fps); advance(0, None) closes it."""
+    if not enabled or total == 0:
+        return lambda n, fps: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(), TextColumn("episodes"),
+                    TextColumn("{task.fields[fps]}"), TimeElapsedColumn())
+    task = prog.add_task("collect", total=total, fps="")
+    prog.start()
+
+    def advance(n: int, fps: float | None) -> None:
+        if fps is None:
+            prog.stop()
+            return
+        prog.update(task, advance=n, fps=f"{fps:,.0f} frames/s")
+
+    return advance
+
+
+__all__ = ["AGENTS", "CollectConfig", "EpisodeError", "collect", "iter_collect", "play_episode"]

@@ -1,0 +1,244 @@
+"""Episode store (format version 1): one directory per episode, written atomically, validated on read.
+
+Layout follows STEVE-1's episode directories (frames.mp4 + actions + len.txt + metadata.json + per-step
+goal embeddings) so its users recognise it; see docs/architecture.md for every file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from aimc.core import keys
+from aimc.core.errors import AimcError, EpisodeError
+from aimc.core.io import TMP_PREFIX, atomic_dir, atomic_save_npy, atomic_write_json, atomic_write_text
+from aimc.core.video import Mp4Writer, VideoError, count_frames, read_mp4
+
+FORMAT_VERSION = 1
+REQUIRED_FILES = (keys.FRAMES_FILE, keys.ACTIONS_FILE, keys.EVENTS_FILE, keys.INFOS_FILE, keys.METADATA_FILE, keys.LEN_FILE)
+_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+_EMBED_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x
+
+
+def is_episode_dir(path: Path) -> bool:
+    """Cheap test used by scanners: a visible directory holding metadata.json."""
+    return path.is_dir() and not path.name.startswith(".") and (path / keys.METADATA_FILE).is_file()
+
+
+class EpisodeWriter:
+    """Collects one episode's steps and commits the directory atomically on `close()` / context exit.
+
+    Frame t must be the observation *before* action t; events/infos t are what action t caused.
+    """
+
+    def __init__(self, root: str | Path, name: str, metadata: dict[str, Any], fps: int = 20, overwrite: bool = False) -> None:
+        if not _NAME_RE.match(name):
+            raise AimcError(f"episode name {name!r} must use only letters, digits, '_' and '-' (no dots)")
+        self.root = Path(root)
+        self.name = name
+        self.metadata = dict(metadata)
+        self._ctx = atomic_dir(self.root / name, overwrite=overwrite)
+        self._tmp = self._ctx.__enter__()
+        self._video = Mp4Writer(self._tmp / keys.FRAMES_FILE, fps=fps, lossless=True)
+        self._actions: list[int] = []
+        self._events = open(self._tmp / keys.EVENTS_FILE, "w")  # noqa: SIM115 - closed in close()/abort()
+        self._infos = open(self._tmp / keys.INFOS_FILE, "w")  # noqa: SIM115
+        self._closed = False
+
+    def add(self, frame: np.ndarray, action: int, events: list[str], info: dict[str, Any]) -> None:
+        self._video.add(frame)
+        self._actions.append(int(action))
+        self._events.write(json.dumps(list(events)) + "\n")
+        info = {k: v for k, v in info.items() if k != keys.EVENTS}  # events have their own file
+        self._infos.write(json.dumps(_jsonable(info), separators=(",", ":")) + "\n")
+
+    def __len__(self) -> int:
+        return len(self._actions)
+
+    def close(self, **extra_metadata: Any) -> Path:
+        """Finish the video, write actions/metadata/len.txt, and rename the directory into place."""
+        if self._closed:
+            raise AimcError(f"episode {self.name} is already closed")
+        n = len(self._actions)
+        if n == 0:
+            self.abort()
+            raise EpisodeError(f"episode {self.name}: no steps were recorded")
+        self._events.close()
+        self._infos.close()
+        self._video.close()
+        atomic_save_npy(self._tmp / keys.ACTIONS_FILE, np.asarray(self._actions, np.int64))
+        meta = {**self.metadata, **extra_metadata, "format_version": FORMAT_VERSION, "length": n, "name": self.name}
+        atomic_write_json(self._tmp / keys.METADATA_FILE, _jsonable(meta))
+        atomic_write_text(self._tmp / keys.LEN_FILE, f"{n}\n")
+        self._closed = True
+        self._ctx.__exit__(None, None, None)
+        return self.root / self.name
+
+    def abort(self) -> None:
+        """Discard everything written so far; nothing becomes visible."""
+        if self._closed:
+            return
+        self._closed = True
+        self._events.close()
+        self._infos.close()
+        self._video.abort()
+        try:
+            raise EpisodeError(f"episode {self.name} aborted")
+        except EpisodeError as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self._closed:
+            return
+        if et is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class Episode:
+    """Read access to one episode directory; structure is validated on open, frames when decoded."""
+
+    def __init__(self, path: str | Path, check_video: bool = True) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        if not self.path.is_dir():
+            raise EpisodeError(f"episode {self.path}: not a directory")
+        missing = [f for f in REQUIRED_FILES if not (self.path / f).is_file()]
+        if missing:
+            raise EpisodeError(f"episode {self.path}: missing {', '.join(missing)}")
+        try:
+            self.metadata: dict[str, Any] = json.loads((self.path / keys.METADATA_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise EpisodeError(f"episode {self.path}: metadata.json is not valid JSON ({e})") from None
+        version = self.metadata.get("format_version")
+        if version != FORMAT_VERSION:
+            raise EpisodeError(f"episode {self.path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+        try:
+            self.length = int((self.path / keys.LEN_FILE).read_text().strip())
+        except ValueError:
+            raise EpisodeError(f"episode {self.path}: len.txt does not hold an integer") from None
+        if self.metadata.get("length") != self.length:
+            raise EpisodeError(f"episode {self.path}: len.txt says {self.length} but metadata says {self.metadata.get('length')}")
+        n_actions = len(self.actions)
+        if n_actions != self.length:
+            raise EpisodeError(f"episode {self.path}: {n_actions} actions but length is {self.length}")
+        for fname in (keys.EVENTS_FILE, keys.INFOS_FILE):
+            with open(self.path / fname, "rb") as f:
+                n_lines = sum(1 for _ in f)
+            if n_lines != self.length:
+                raise EpisodeError(f"episode {self.path}: {fname} has {n_lines} lines but length is {self.length}")
+        if check_video:
+            try:
+                n_frames = count_frames(self.path / keys.FRAMES_FILE)
+            except VideoError:
+                raise EpisodeError(f"episode {self.path}: frames.mp4 is unreadable (truncated or corrupt)") from None
+            if n_frames != self.length:
+                raise EpisodeError(f"episode {self.path}: frames.mp4 has {n_frames} frames but length is {self.length}")
+
+    def __repr__(self) -> str:
+        return f"Episode({str(self.path)!r}, length={self.length})"
+
+    @cached_property
+    def actions(self) -> np.ndarray:
+        try:
+            a = np.load(self.path / keys.ACTIONS_FILE, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise EpisodeError(f"episode {self.path}: actions.npy is unreadable ({e})") from None
+        if a.ndim != 1:
+            raise EpisodeError(f"episode {self.path}: actions.npy must be 1-D, got shape {a.shape}")
+        return a
+
+    def _read_jsonl(self, fname: str) -> list[Any]:
+        out = []
+        with open(self.path / fname) as f:
+            for i, line in enumerate(f):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise EpisodeError(f"episode {self.path}: {fname} line {i + 1} is not valid JSON") from None
+        return out
+
+    @cached_property
+    def events(self) -> list[list[str]]:
+        return self._read_jsonl(keys.EVENTS_FILE)
+
+    @cached_property
+    def infos(self) -> list[dict[str, Any]]:
+        return self._read_jsonl(keys.INFOS_FILE)
+
+    def frames(self, start: int = 0, end: int | None = None) -> np.ndarray:
+        """Decoded frames [start, end) as uint8 (T, H, W, 3); a short decode raises EpisodeError."""
+        end = self.length if end is None else min(end, self.length)
+        if not 0 <= start <= end:
+            raise EpisodeError(f"episode {self.path}: bad frame range [{start}, {end})")
+        try:
+            out = read_mp4(self.path / keys.FRAMES_FILE, start, end)
+        except VideoError:
+            raise EpisodeError(f"episode {self.path}: frames.mp4 is unreadable (truncated or corrupt)") from None
+        if len(out) != end - start:
+            raise EpisodeError(f"episode {self.path}: frames.mp4 decoded {len(out)} frames in [{start}, {end}), expected {end - start}")
+        return out
+
+    # ---------------------------------------------------------------- goal embeddings
+    def _embed_paths(self, name: str) -> tuple[Path, Path]:
+        if not _EMBED_NAME_RE.match(name):
+            raise AimcError(f"embedding name {name!r} must use only letters, digits, '_' and '-'")
+        return self.path / f"{keys.EMBEDS_PREFIX}{name}.npy", self.path / f"{keys.EMBEDS_PREFIX}{name}_mask.npy"
+
+    def has_embeds(self, name: str) -> bool:
+        emb, mask = self._embed_paths(name)
+        return emb.is_file() and mask.is_file()
+
+    def read_embeds(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(float16 (N, D), bool (N,)): row t embeds frames t-15..t; mask says which rows are valid."""
+        emb_p, mask_p = self._embed_paths(name)
+        if not (emb_p.is_file() and mask_p.is_file()):
+            raise EpisodeError(f"episode {self.path}: no embeddings named {name!r} (run `aimc embed --embedder {name}`)")
+        try:
+            emb = np.load(emb_p, allow_pickle=False)
+            mask = np.load(mask_p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise EpisodeError(f"episode {self.path}: embeddings {name!r} unreadable ({e})") from None
+        if emb.ndim != 2 or len(emb) != self.length or mask.shape != (self.length,):
+            raise EpisodeError(f"episode {self.path}: embeddings {name!r} have shape {emb.shape}/{mask.shape}, expected ({self.length}, D)/({self.length},)")
+        return emb, mask.astype(bool)
+
+    def write_embeds(self, name: str, embeds: np.ndarray, mask: np.ndarray) -> None:
+        """Atomically store per-step goal embeddings (cast to float16) and their validity mask."""
+        embeds = np.asarray(embeds)
+        mask = np.asarray(mask, bool)
+        if embeds.ndim != 2 or len(embeds) != self.length or mask.shape != (self.length,):
+            raise EpisodeError(f"episode {self.path}: embeddings must be ({self.length}, D) with mask ({self.length},), got {embeds.shape}/{mask.shape}")
+        emb_p, mask_p = self._embed_paths(name)
+        atomic_save_npy(mask_p, mask)
+        atomic_save_npy(emb_p, embeds.astype(np.float16))
+
+
+def list_episodes(root: str | Path) -> list[Path]:
+    """Sorted episode directories under `root` (one level), hidden temp dirs of killed writers excluded."""
+    root = Path(root)
+    if not root.is_dir():
+        raise AimcError(f"dataset directory {root} does not exist")
+    return sorted(p for p in root.iterdir() if is_episode_dir(p) and not p.name.startswith(TMP_PREFIX))

@@ -1,0 +1,27 @@
+"""Tiny shared fixtures: a small Crafter env and a temporary episode store of random-agent episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def crafter_env():
+    from aimc.envs import make
+
+    return make("crafter", size=64)
+
+
+@pytest.fixture(scope="session")
+def random_store(tmp_path_factory):
+    """Three short random-agent Crafter episodes (60 steps) written through the real collector."""
+    from aimc.data.collect import CollectConfig, collect
+
+    out = tmp_path_factory.mktemp("store") / "crafter"
+    collect(CollectConfig(out=str(out), agent="random", episodes=3, max_steps=60, seed=7), progress=False)
+    return out
+
+
+def random_actions(n: int, seed: int = 0) -> list[int]:
+    return [int(a) for a in np.random.default_rng(seed).integers(0, 17, n)]

@@ -85,10 +85,8 @@ def test_reaches_night_so_noise_path_is_exercised():
 
 
 def test_same_world_in_another_process_with_other_hashseed():
-    code = (
-        "import json,sys; sys.path.insert(0, %r); from test_crafter import _trace; print(json.dumps(_trace(steps=150)))"
-        % os.path.dirname(__file__)
-    )
+    here = os.path.dirname(__file__)
+    code = f"import json,sys; sys.path.insert(0, {here!r}); from test_crafter import _trace; print(json.dumps(_trace(steps=150)))"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert [tuple(x) for x in json.loads(out.stdout)] == _trace(steps=150)

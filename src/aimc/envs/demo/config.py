@@ -1,0 +1,102 @@
+"""`DemonstratorConfig`: every knob of the scripted Crafter player, with the recipe as defaults.
+
+The defaults are what `aimc collect` records with, so they are saved in each episode's metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aimc.core.errors import ConfigError, UnknownNameError
+from aimc.envs.demo.planner import EXPLORE, TASKS
+
+# Free-play sub-goal weights: early tech-tree goals dominate, as in contractor play; every one of
+# the 22 achievements appears so the relabelled data covers the whole instruction set.
+DEFAULT_CATALOGUE: dict[str, float] = {
+    "collect_wood": 3.0,
+    "place_table": 2.0,
+    "make_wood_pickaxe": 2.0,
+    "make_wood_sword": 1.0,
+    "collect_stone": 2.0,
+    "place_stone": 1.0,
+    "make_stone_pickaxe": 1.5,
+    "make_stone_sword": 1.0,
+    "collect_coal": 1.5,
+    "place_furnace": 1.0,
+    "collect_iron": 1.0,
+    "make_iron_pickaxe": 0.5,
+    "make_iron_sword": 0.5,
+    "collect_diamond": 0.3,
+    "collect_drink": 1.5,
+    "eat_cow": 1.5,
+    "collect_sapling": 1.0,
+    "place_plant": 1.0,
+    "eat_plant": 0.2,
+    "defeat_zombie": 1.0,
+    "defeat_skeleton": 0.5,
+    "wake_up": 0.5,
+    EXPLORE: 1.0,
+}
+
+
+@dataclass
+class DemonstratorConfig:
+    """How the scripted demonstrator plays; see docs/demonstrator.md for the behaviours."""
+
+    mode: Literal["free", "task"] = "free"
+    """"free": random sub-goals from `catalogue` (data collection); "task": pursue `task` (eval, DAgger)."""
+    task: str | None = None
+    """Achievement pursued in task mode when `act()` is called without one."""
+    catalogue: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATALOGUE))
+    """Free-play sub-goals (achievement names or "explore") and their sampling weights."""
+    max_goal_steps: int = 300
+    """Steps a free-play sub-goal is pursued before giving up and drawing another."""
+    explore_steps: int = 40
+    """Length of an "explore" free-play sub-goal."""
+    drink_below: int = 4
+    """Go drinking (until full) when drink falls below this and water is known."""
+    eat_below: int = 4
+    """Hunt a visible cow (or eat a ripe plant) when food falls below this."""
+    sleep_energy_below: int = 3
+    """Sleep when energy falls below this, whatever the time of day."""
+    sleep_at_night: bool = True
+    """Also sleep at night (daylight below `night_daylight`) whenever energy is not full."""
+    night_daylight: float = 0.35
+    """Daylight level under which it counts as night."""
+    fight_radius: int = 2
+    """Attack zombies within this Manhattan distance (skeletons when adjacent)."""
+    flee_health_below: int = 3
+    """With health below this, walk away from close zombies instead of fighting them."""
+    survival_in_task_mode: bool = True
+    """Apply the survival behaviours in task mode too (off gives pure task labels for DAgger)."""
+    noise_prob: float = 0.05
+    """Probability of executing a random safe action (noop, move, do) instead; the recording keeps it."""
+    explore_turn_prob: float = 0.05
+    """Per-step probability of picking a new exploration heading even when not blocked."""
+    nav_radius: int = 12
+    """Path search covers the seen map within this many cells of the player (bounds act() cost)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("free", "task"):
+            raise ConfigError(f"demonstrator mode must be 'free' or 'task', got {self.mode!r}")
+        if self.task is not None:
+            check_task(self.task)
+        unknown = sorted(set(self.catalogue) - set(TASKS) - {EXPLORE})
+        if unknown:
+            raise ConfigError(f"demonstrator catalogue has unknown goals {unknown}; valid: {', '.join(TASKS)}, {EXPLORE}")
+        if not self.catalogue or min(self.catalogue.values()) < 0 or sum(self.catalogue.values()) <= 0:
+            raise ConfigError("demonstrator catalogue needs at least one goal with a positive weight")
+        if not 0.0 <= self.noise_prob <= 1.0 or not 0.0 <= self.explore_turn_prob <= 1.0:
+            raise ConfigError("demonstrator noise_prob and explore_turn_prob must lie in [0, 1]")
+        if self.max_goal_steps <= 0 or self.explore_steps <= 0:
+            raise ConfigError("demonstrator max_goal_steps and explore_steps must be positive")
+        if self.nav_radius < 4:
+            raise ConfigError(f"demonstrator nav_radius must be >= 4 (the view), got {self.nav_radius}")
+
+
+def check_task(task: str) -> str:
+    """Return `task` if the demonstrator can pursue it, else raise one line listing the tasks."""
+    if task not in TASKS:
+        raise UnknownNameError(f"unknown demonstrator task {task!r}; available: {', '.join(TASKS)}")
+    return task

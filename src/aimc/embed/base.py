@@ -28,7 +28,6 @@ EMBEDDERS: Registry[Any] = Registry("embedder")
 # Backends are imported on first use so `import aimc.embed` stays cheap and optional extras stay optional.
 _LAZY = {
     "mineclip": "aimc.embed.mineclip",
-    "minilm": "aimc.embed.text",
     "videotext": "aimc.embed.videotext",
     "openclip": "aimc.embed.openclip",
 }

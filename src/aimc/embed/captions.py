@@ -1,0 +1,79 @@
+"""Event -> instruction paraphrases for Crafter: the caption catalogue shared by embed, prior and eval.
+
+The first paraphrase of each event is its canonical instruction (what an eval suite would say);
+the others make the text side robust to wording. `NOTHING` labels clips in which no event happens.
+"""
+
+from __future__ import annotations
+
+from aimc.core.errors import UnknownNameError
+
+NOTHING = "nothing"
+
+CAPTIONS: dict[str, tuple[str, ...]] = {
+    "collect_wood": ("chop a tree", "collect wood", "cut down a tree", "get a log", "punch a tree"),
+    "place_table": (
+        "place a crafting table",
+        "build a workbench",
+        "put down a crafting table",
+        "set up a table",
+    ),
+    "make_wood_pickaxe": ("craft a wooden pickaxe", "make a wood pickaxe", "build a wooden pickaxe"),
+    "make_wood_sword": ("craft a wooden sword", "make a wood sword", "build a wooden sword"),
+    "collect_stone": ("mine stone", "dig cobblestone", "collect stone", "break a stone block"),
+    "place_stone": (
+        "place a stone block",
+        "put down stone",
+        "build with stone",
+        "bridge over water with stone",
+    ),
+    "make_stone_pickaxe": ("craft a stone pickaxe", "make a stone pickaxe", "build a stone pickaxe"),
+    "make_stone_sword": ("craft a stone sword", "make a stone sword", "build a stone sword"),
+    "collect_coal": ("mine coal", "collect coal", "dig up coal ore", "get some coal"),
+    "place_furnace": ("place a furnace", "build a furnace", "put down a furnace"),
+    "collect_iron": ("mine iron", "collect iron", "dig up iron ore", "get some iron"),
+    "make_iron_pickaxe": ("craft an iron pickaxe", "make an iron pickaxe", "build an iron pickaxe"),
+    "make_iron_sword": ("craft an iron sword", "make an iron sword", "build an iron sword"),
+    "collect_diamond": ("mine a diamond", "collect a diamond", "dig up a diamond", "find diamonds"),
+    "collect_drink": (
+        "drink water",
+        "take a drink from the lake",
+        "quench your thirst",
+        "drink from the water",
+    ),
+    "eat_cow": ("kill a cow", "hunt a cow and eat it", "eat a cow", "hunt a cow"),
+    "defeat_zombie": ("kill a zombie", "defeat a zombie", "fight off a zombie", "slay the zombie"),
+    "defeat_skeleton": ("kill a skeleton", "defeat a skeleton", "fight a skeleton", "slay the skeleton"),
+    "collect_sapling": ("collect a sapling", "pick up a sapling", "gather a sapling from the grass"),
+    "place_plant": ("plant a sapling", "place a plant", "put a sapling in the ground"),
+    "eat_plant": ("eat a ripe plant", "harvest a crop", "eat the plant", "harvest the sapling"),
+    "wake_up": ("sleep until morning", "wake up after sleeping", "rest through the night"),
+    "take_damage": ("take damage", "get hurt", "lose health"),
+    "fall_asleep": ("fall asleep", "go to sleep", "lie down and sleep"),
+    NOTHING: ("nothing happens", "wander around", "walk around", "do nothing in particular"),
+}
+
+# When one step fires several events, the clip is captioned by the most specific one (first in this order).
+PRIORITY: tuple[str, ...] = tuple(k for k in CAPTIONS if k != NOTHING)
+
+
+def instruction(event: str) -> str:
+    """The canonical instruction for `event`."""
+    return paraphrases(event)[0]
+
+
+def paraphrases(event: str) -> tuple[str, ...]:
+    if event not in CAPTIONS:
+        raise UnknownNameError(f"no captions for event {event!r}; known: {', '.join(CAPTIONS)}")
+    return CAPTIONS[event]
+
+
+def caption_event(events: list[str]) -> str | None:
+    """The event a clip ending at a step with `events` is captioned by (None when none is captionable)."""
+    present = set(events)
+    return next((e for e in PRIORITY if e in present), None)
+
+
+def all_captions() -> list[tuple[str, str]]:
+    """Every (event, paraphrase) pair, in catalogue order."""
+    return [(event, text) for event, texts in CAPTIONS.items() for text in texts]

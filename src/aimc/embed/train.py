@@ -1,0 +1,228 @@
+"""Train the video-text embedder on auto-captioned clips: symmetric InfoNCE, resumable checkpoints.
+
+Batches are task-balanced (task drawn uniformly, then a clip of it, then one of its paraphrases), so
+most negatives in a batch are clips and captions of *other* tasks. Several clips of one task may share
+a batch: the targets then spread over all same-task pairs instead of punishing them as negatives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aimc.core.config import from_dict, to_dict
+from aimc.core.errors import AimcError, ConfigError
+from aimc.core.io import atomic_dir, atomic_write_json, atomic_write_text, check_writable_dir
+from aimc.core.seeding import seed_everything
+from aimc.data.index import DatasetIndex
+from aimc.embed.base import WINDOW
+from aimc.embed.captions import instruction, paraphrases
+from aimc.embed.clips import ClipSet, load_clips
+from aimc.embed.persist import load_strict, read_model_dir, save_model_dir
+from aimc.embed.videotext import VideoTextConfig, VideoTextEmbedder, VideoTextModel
+
+TRAIN_CONFIG = "train_config.json"
+
+
+@dataclass
+class EmbedderTrainConfig:
+    """`aimc train embedder`; saved as train_config.json in `out` and checked on resume."""
+
+    data: str = "data/crafter"
+    """episode store to cut captioned clips from"""
+    out: str = "runs/embedder"
+    """run directory: checkpoints/, metrics.jsonl and the final model/"""
+    model: VideoTextConfig = field(default_factory=lambda: VideoTextConfig(channels=[16, 32, 64, 128]))
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 30
+    """linear warm-up steps, then cosine decay to 10 % of lr"""
+    val_fraction: float = 0.2
+    """fraction of episodes held out (split by episode, seeded)"""
+    nothing_per_episode: int = 4
+    """event-free ('nothing happens') clips cut per episode"""
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    """'auto' = a GPU when present"""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+def contrastive_loss(
+    video: torch.Tensor, text: torch.Tensor, labels: np.ndarray, scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE over (B, D) x (B, D) unit vectors; same-label pairs share the target mass."""
+    logits = scale * video @ text.T  # (B, B)
+    same = torch.as_tensor(labels[:, None] == labels[None, :], dtype=logits.dtype, device=logits.device)
+    targets = same / same.sum(dim=1, keepdim=True)
+    loss_v = -(targets * logits.log_softmax(dim=1)).sum(dim=1).mean()
+    loss_t = -(targets.T * logits.T.log_softmax(dim=1)).sum(dim=1).mean()
+    return 0.5 * (loss_v + loss_t)
+
+
+def sample_batch(
+    clips: ClipSet, batch_size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """-> (clip indices, labels, one paraphrase per clip), tasks drawn uniformly."""
+    groups = clips.by_task()
+    tasks = list(groups)
+    chosen = rng.choice(len(tasks), size=batch_size)
+    idx = np.array([rng.choice(groups[tasks[c]]) for c in chosen])
+    labels = np.asarray(clips.labels)[idx]
+    texts = [str(rng.choice(paraphrases(label))) for label in labels]
+    return idx, labels, texts
+
+
+def _lr_at(step: int, cfg: EmbedderTrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+@torch.no_grad()
+def validate(emb: VideoTextEmbedder, clips: ClipSet) -> dict[str, float]:
+    """Loss-free check: clip->text top-1 against one canonical instruction per task."""
+    tasks = clips.tasks()
+    text = emb.encode_text([instruction(t) for t in tasks])
+    feats = torch.cat([emb.encode_clips(clips.frames[i : i + 64]) for i in range(0, len(clips), 64)])
+    pred = np.asarray(tasks)[(feats @ text.T).argmax(dim=1).numpy()]
+    return {
+        "val/clip_to_text_top1": float((pred == np.asarray(clips.labels)).mean()),
+        "val/clips": len(clips),
+    }
+
+
+def _checkpoint(run: Path, step: int, model: VideoTextModel, opt: torch.optim.Optimizer) -> None:
+    ckpts = run / "checkpoints"
+    name = f"step_{step:07d}"
+    with atomic_dir(ckpts / name, overwrite=True) as tmp:
+        save_model_dir(tmp, VideoTextEmbedder.name, to_dict(model.cfg), model.state_dict())
+        (tmp / "train_state").mkdir()
+        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "train_state" / "state.pt")
+    atomic_write_text(ckpts / "last", name + "\n")
+
+
+def _resume(run: Path, model: VideoTextModel, opt: torch.optim.Optimizer) -> int:
+    last = run / "checkpoints" / "last"
+    if not last.is_file():
+        return 0
+    ckpt = run / "checkpoints" / last.read_text().strip()
+    _, tensors = read_model_dir(ckpt, VideoTextEmbedder.name)
+    load_strict(model, tensors, str(ckpt))
+    state = torch.load(ckpt / "train_state" / "state.pt", map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _check_run_dir(cfg: EmbedderTrainConfig, run: Path) -> None:
+    """A run dir is resumed only with the same config (steps may grow)."""
+    saved_file = run / TRAIN_CONFIG
+    if saved_file.is_file():
+        saved = json.loads(saved_file.read_text())
+        now = to_dict(cfg)
+        diff = sorted(k for k in now if k not in ("steps", "checkpoint_every") and saved.get(k) != now[k])
+        if diff:
+            raise ConfigError(
+                f"{run} holds a run with a different config ({', '.join(diff)}); use a new --out"
+            )
+    atomic_write_json(saved_file, to_dict(cfg))
+
+
+def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) and write `out/model` (a `make_embedder`-loadable directory); returns a summary."""
+    seed_everything(cfg.seed)
+    run = check_writable_dir(cfg.out)
+    _check_run_dir(cfg, run)
+    index = DatasetIndex.scan(cfg.data, min_length=WINDOW, check_video=False)
+    if len(index) < 2:
+        raise AimcError(
+            f"{cfg.data} has {len(index)} usable episodes; training needs at least 2 (collect more)"
+        )
+    train_idx, val_idx = index.split(cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else (index, None)
+    train = load_clips(train_idx.episodes, cfg.nothing_per_episode, cfg.seed)
+    val = (
+        load_clips(val_idx.episodes, cfg.nothing_per_episode, cfg.seed + 1)
+        if val_idx and len(val_idx)
+        else None
+    )
+
+    device = None if cfg.device == "auto" else cfg.device
+    emb = VideoTextEmbedder(VideoTextConfig(**to_dict(cfg.model)), device=device)
+    model = emb.model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = _resume(run, model, opt)
+    all_texts = sorted({p for t in train.tasks() for p in paraphrases(t)})
+    sentence = dict(zip(all_texts, emb.sentence_features(all_texts), strict=True))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc="train embedder", disable=not progress, unit="step")
+    losses: list[float] = []
+    model.train()
+    for step in range(start, cfg.steps):
+        rng = np.random.default_rng([cfg.seed, step])  # batch depends only on (seed, step): resume-exact
+        idx, labels, texts = sample_batch(train, cfg.batch_size, rng)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        frames = torch.as_tensor(train.frames[idx]).to(emb.device)  # (B, 16, H, W, 3) uint8
+        b = frames.shape[0]
+        x = frames.flatten(0, 1).movedim(-1, 1).float().div_(255.0)  # (B*16, 3, H, W)
+        video = model.video(model.frames(x).view(b, WINDOW, -1))  # (B, D)
+        text = model.text(torch.stack([sentence[t] for t in texts]))  # (B, D)
+        loss = contrastive_loss(video, text, labels, model.scale())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", temp=f"{1 / model.scale().item():.3f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            record: dict[str, Any] = {
+                "step": done,
+                "train/loss": float(np.mean(losses[-cfg.checkpoint_every :])),
+            }
+            if val is not None:
+                model.eval()
+                record.update(validate(emb, val))
+                model.train()
+            with open(run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+            _checkpoint(run, done, model, opt)
+    bar.close()
+    model.eval()
+    with atomic_dir(run / "model", overwrite=True) as tmp:
+        emb.save_pretrained(tmp)
+    summary = {
+        "steps": cfg.steps,
+        "resumed_from": start,
+        "train_clips": len(train),
+        "tasks": train.tasks(),
+        "val_clips": len(val) if val is not None else 0,
+        "model": str(run / "model"),
+    }
+    if losses:
+        summary["first_loss"], summary["last_loss"] = losses[0], float(np.mean(losses[-10:]))
+    if val is not None:
+        summary.update(validate(emb, val))
+    return summary
+
+
+def load_train_config(path: str | Path) -> EmbedderTrainConfig:
+    return from_dict(EmbedderTrainConfig, json.loads(Path(path).read_text()), where=str(path))

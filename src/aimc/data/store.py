@@ -38,6 +38,17 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+# events have their own file; the semantic map is a whole-world debug view, too big to keep per step
+_NOT_STORED = frozenset({keys.EVENTS, "semantic"})
+
+
+def _json_default(x: Any) -> Any:
+    """json.dumps fallback for numpy values (the common case, plain Python values, never gets here)."""
+    if isinstance(x, np.generic | np.ndarray):
+        return x.tolist()
+    raise TypeError(f"cannot store {type(x).__name__} in infos.jsonl")
+
+
 def is_episode_dir(path: Path) -> bool:
     """Cheap test used by scanners: a visible directory holding metadata.json."""
     return path.is_dir() and not path.name.startswith(".") and (path / keys.METADATA_FILE).is_file()
@@ -67,8 +78,8 @@ class EpisodeWriter:
         self._video.add(frame)
         self._actions.append(int(action))
         self._events.write(json.dumps(list(events)) + "\n")
-        info = {k: v for k, v in info.items() if k != keys.EVENTS}  # events have their own file
-        self._infos.write(json.dumps(_jsonable(info), separators=(",", ":")) + "\n")
+        info = {k: v for k, v in info.items() if k not in _NOT_STORED}
+        self._infos.write(json.dumps(info, separators=(",", ":"), default=_json_default) + "\n")
 
     def __len__(self) -> int:
         return len(self._actions)

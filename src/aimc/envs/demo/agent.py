@@ -122,8 +122,8 @@ class CrafterDemonstrator:
         s = self._observe(env)
         action = self._decide(s, task)
         if cfg.noise_prob > 0 and not s.sleeping and self.rng.random() < cfg.noise_prob:
-            action = self._noise(s)
-        return int(action)
+            action = NOISE_ACTIONS[int(self.rng.integers(len(NOISE_ACTIONS)))]
+        return int(self._safe(s, action))
 
     def _observe(self, env: Any) -> _State:
         player, world = env.player, env.world
@@ -346,7 +346,7 @@ class CrafterDemonstrator:
         if heading is None or not open_dir(heading) or self.rng.random() < self.config.explore_turn_prob:
             options = [d for d in range(4) if open_dir(d)]
             if not options:
-                return MOVES[int(self.rng.integers(4))]
+                return NOOP  # boxed in (e.g. by water or lava): wait for a creature to move
             if heading is not None and len(options) > 1 and (heading ^ 1) in options:
                 options.remove(heading ^ 1)  # DIRS pairs opposite directions as (0,1) and (2,3)
             biome = _BIOME["underground"] if hint in UNDERGROUND else _BIOME["grassland"] if hint else None
@@ -420,9 +420,9 @@ class CrafterDemonstrator:
                 best, best_dist = d, dist
         return None if best is None else MOVES[best]
 
-    def _noise(self, s: _State) -> int:
-        """A random action for data diversity, never a step into lava."""
-        action = NOISE_ACTIONS[int(self.rng.integers(len(NOISE_ACTIONS)))]
+    @staticmethod
+    def _safe(s: _State, action: int) -> int:
+        """Never step into lava (the player walks onto it and dies), whatever chose the action."""
         if action in MOVES:
             dx, dy = DIRS[MOVES.index(action)]
             i, j = s.start[0] + dx, s.start[1] + dy

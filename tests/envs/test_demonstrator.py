@@ -1,0 +1,234 @@
+"""Scripted Crafter demonstrator: task success, free-play diversity, determinism, survival, safety, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crafter import constants
+
+from aimc.core.errors import ConfigError, UnknownNameError
+from aimc.envs import make
+from aimc.envs.demo import TASKS, CrafterDemonstrator, DemonstratorConfig
+from aimc.envs.demo.memory import VIEW_HALF_X, VIEW_HALF_Y
+from aimc.envs.demo.planner import next_step
+
+SURVIVAL_GOALS = {"drink", "eat", "sleep", "fight_zombie", "fight_skeleton", "flee"}
+
+
+def _run_task(task: str, seed: int, max_steps: int, **cfg) -> int | None:
+    """Steps until `task`'s event fires, or None."""
+    env = make("crafter")
+    env.reset(seed=seed)
+    demo = CrafterDemonstrator(DemonstratorConfig(mode="task", task=task, **cfg), seed=seed)
+    demo.reset(env)
+    for t in range(max_steps):
+        _, _, terminated, _, info = env.step(demo.act(env))
+        if task in info["events"]:
+            return t + 1
+        if terminated:
+            return None
+    return None
+
+
+@pytest.mark.parametrize(
+    ("task", "budget"),
+    [("collect_wood", 60), ("place_table", 80), ("make_wood_pickaxe", 100), ("collect_stone", 150),
+     ("collect_sapling", 150), ("place_plant", 150), ("make_wood_sword", 100)],
+)
+def test_task_mode_reaches_early_tasks(task, budget):
+    reached = [_run_task(task, seed, budget) for seed in (0, 1, 2)]
+    assert all(r is not None for r in reached), f"{task}: {reached}"
+
+
+def test_task_mode_reaches_stone_pickaxe_through_the_chain():
+    # make_stone_pickaxe => wood, table, wood pickaxe, stone, then the craft itself.
+    assert _run_task("make_stone_pickaxe", 0, 250) is not None
+
+
+def test_planner_resolves_prerequisites_in_order():
+    def no_stations(stations):
+        return list(stations)
+
+    def all_stations(stations):
+        return []
+
+    inv = {name: info["initial"] for name, info in constants.items.items()}
+    assert next_step("make_stone_pickaxe", inv, no_stations).task == "collect_wood"
+    # Wood for the whole tree (stone pickaxe 1 + wood pickaxe 1 + table 2) is cut before the table goes down.
+    inv["wood"] = 3
+    assert next_step("make_stone_pickaxe", inv, no_stations).task == "collect_wood"
+    inv["wood"] = 4
+    assert next_step("make_stone_pickaxe", inv, no_stations).task == "place_table"
+    inv["wood"] = 2
+    assert next_step("make_stone_pickaxe", inv, all_stations).task == "make_wood_pickaxe"
+    inv["wood_pickaxe"] = 1
+    assert next_step("make_stone_pickaxe", inv, all_stations).task == "collect_stone"
+    inv["stone"] = 1
+    step = next_step("make_stone_pickaxe", inv, all_stations)
+    assert (step.kind, step.target) == ("make", "stone_pickaxe")
+    assert next_step("collect_iron", inv, all_stations).task == "make_stone_pickaxe"
+    # Iron tools: coal (wood pickaxe held) first, then iron, which recurses into the stone pickaxe.
+    assert next_step("make_iron_pickaxe", inv, all_stations).task == "collect_coal"
+    inv["coal"] = 1
+    assert next_step("make_iron_pickaxe", inv, all_stations).task == "make_stone_pickaxe"
+
+
+def test_free_play_produces_diverse_events_and_valid_actions():
+    env = make("crafter")
+    env.reset(seed=4)
+    demo = CrafterDemonstrator(seed=4)
+    demo.reset(env)
+    events, goals = set(), set()
+    for _ in range(400):
+        action = demo.act(env)
+        assert isinstance(action, int) and 0 <= action < len(constants.actions)
+        goals.add(demo.current_goal)
+        _, _, terminated, truncated, info = env.step(action)
+        events.update(info["events"])
+        if terminated or truncated:
+            break
+    achievements = events & set(TASKS)
+    assert len(achievements) >= 4, events
+    assert goals <= set(demo.config.catalogue) | SURVIVAL_GOALS
+    assert len(goals - SURVIVAL_GOALS) >= 2
+
+
+def _actions(seed: int, steps: int = 150) -> list[int]:
+    env = make("crafter")
+    env.reset(seed=seed)
+    demo = CrafterDemonstrator(seed=seed)
+    demo.reset(env)
+    out = []
+    for _ in range(steps):
+        out.append(demo.act(env))
+        env.step(out[-1])
+    return out
+
+
+def test_same_seed_gives_identical_actions():
+    first = _actions(7)
+    assert first == _actions(7)
+    assert first != _actions(8)
+
+
+def test_drinks_when_thirsty_and_water_in_view(crafter_env):
+    env = crafter_env
+    env.reset(seed=0)
+    x, y = env.player.pos
+    env.world[(x + 2, y)] = "water"
+    env.player.inventory["drink"] = 2
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    drank = 0
+    for _ in range(12):
+        action = demo.act(env)
+        goal = demo.current_goal
+        _, _, _, _, info = env.step(action)
+        if "collect_drink" in info["events"]:
+            assert goal == "drink"
+            drank += 1
+    assert drank >= 5  # keeps drinking until full, not just one sip
+
+
+def test_fights_adjacent_zombie(crafter_env):
+    from crafter import objects
+
+    env = crafter_env
+    env.reset(seed=1)
+    x, y = env.player.pos
+    env.world[(x + 1, y)] = "grass"
+    for obj in env.world.objects:
+        if tuple(obj.pos) == (x + 1, y):
+            env.world.remove(obj)
+    zombie = objects.Zombie(env.world, (x + 1, y), env.player)
+    env.world.add(zombie)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert demo.act(env) in (2, 5)  # turn right to face it, or hit it
+    assert demo.current_goal == "fight_zombie"
+
+
+def test_noise_never_steps_into_lava(crafter_env):
+    env = crafter_env
+    env.reset(seed=2)
+    x, y = env.player.pos
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        env.world[(x + dx, y + dy)] = "lava"
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=1.0), seed=0)
+    demo.reset(env)
+    actions = {demo.act(env) for _ in range(60)}
+    assert actions <= {0, 5}, actions  # only noop / do: every move would be into lava
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert all(demo.act(env) not in (1, 2, 3, 4) for _ in range(20))
+
+
+def test_memory_holds_only_what_was_in_view():
+    """Imitable from pixels: every remembered cell was inside the 9x7 view at some visited position."""
+    env = make("crafter")
+    env.reset(seed=5)
+    demo = CrafterDemonstrator(seed=5)
+    demo.reset(env)
+    seen = np.zeros(env.world.area, bool)
+    for _ in range(150):
+        x, y = env.player.pos
+        seen[max(0, x - VIEW_HALF_X): x + VIEW_HALF_X + 1, max(0, y - VIEW_HALF_Y): y + VIEW_HALF_Y + 1] = True
+        env.step(demo.act(env))
+    assert not (demo.memory.known[~seen]).any()
+    assert demo.memory.known[seen].all()
+
+
+def test_act_from_arbitrary_states_labels_dagger_style():
+    """The labeller must work from states another policy reached (random actions here)."""
+    env = make("crafter")
+    env.reset(seed=6)
+    demo = CrafterDemonstrator(DemonstratorConfig(mode="task", task="make_wood_pickaxe", noise_prob=0.0), seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        label = demo.act(env)
+        assert 0 <= label < len(constants.actions)
+        env.step(int(rng.integers(len(constants.actions))))
+
+
+def test_new_episode_clears_memory_without_reset(crafter_env):
+    env = crafter_env
+    env.reset(seed=0)
+    demo = CrafterDemonstrator(seed=0)
+    for _ in range(30):
+        env.step(demo.act(env))
+    before = demo.memory
+    env.reset(seed=1)
+    demo.act(env)
+    assert demo.memory is not before
+    assert demo.memory.known.astype(bool).sum() <= 9 * 7
+
+
+def test_unknown_task_is_one_clear_error(crafter_env):
+    crafter_env.reset(seed=0)
+    demo = CrafterDemonstrator()
+    with pytest.raises(UnknownNameError) as err:
+        demo.act(crafter_env, "collect_wod")
+    message = str(err.value)
+    assert "collect_wod" in message and "collect_wood" in message and "\n" not in message
+    with pytest.raises(UnknownNameError):
+        DemonstratorConfig(mode="task", task="fly")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"mode": "play"}, {"catalogue": {"collect_wood": 1.0, "fly": 1.0}}, {"catalogue": {"collect_wood": 0.0}},
+     {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}],
+)
+def test_bad_config_is_rejected(kwargs):
+    with pytest.raises(ConfigError):
+        DemonstratorConfig(**kwargs)
+
+
+def test_task_mode_without_task_is_an_error(crafter_env):
+    crafter_env.reset(seed=0)
+    with pytest.raises(ConfigError, match="task"):
+        CrafterDemonstrator(DemonstratorConfig(mode="task")).act(crafter_env)
+
+
+def test_default_catalogue_covers_15_achievements():
+    assert len(set(DemonstratorConfig().catalogue) & set(TASKS)) >= 15

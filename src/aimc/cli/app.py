@@ -33,6 +33,7 @@ def _register_commands() -> None:
 
 COMMAND_MODULES: list[str] = [
     "aimc.cli.collect",
+    "aimc.cli.demo",
 ]
 
 

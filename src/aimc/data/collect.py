@@ -89,7 +89,7 @@ class RandomAgent:
 
 @AGENTS.register("demonstrator")
 def _make_demonstrator(seed: int, **cfg: Any) -> Any:
-    from aimc.envs.demonstrator import CrafterDemonstrator, DemonstratorConfig
+    from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
 
     return CrafterDemonstrator(from_dict(DemonstratorConfig, cfg, where="agent_config"), seed=seed)
 

@@ -5,6 +5,7 @@ One mechanism for every component, so the resolved config can be written next to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import types
@@ -155,6 +156,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; researchers mean a number
+            with contextlib.suppress(ValueError):
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:

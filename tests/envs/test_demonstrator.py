@@ -12,7 +12,7 @@ from aimc.envs.demo import TASKS, CrafterDemonstrator, DemonstratorConfig
 from aimc.envs.demo.memory import VIEW_HALF_X, VIEW_HALF_Y
 from aimc.envs.demo.planner import next_step
 
-SURVIVAL_GOALS = {"drink", "eat", "sleep", "fight_zombie", "fight_skeleton", "flee"}
+SURVIVAL_GOALS = {"drink", "eat", "sleep", "shelter", "arm", "fight_zombie", "fight_skeleton", "flee"}
 
 
 def _run_task(task: str, seed: int, max_steps: int, **cfg) -> int | None:
@@ -76,7 +76,7 @@ def test_planner_resolves_prerequisites_in_order():
 def test_free_play_produces_diverse_events_and_valid_actions():
     env = make("crafter")
     env.reset(seed=4)
-    demo = CrafterDemonstrator(seed=4)
+    demo = CrafterDemonstrator(DemonstratorConfig(max_goal_steps=100), seed=4)
     demo.reset(env)
     events, goals = set(), set()
     for _ in range(400):

@@ -28,7 +28,8 @@ NOISE_ACTIONS = (NOOP, *MOVES, DO)
 MINERALS = ("stone", "coal", "iron", "diamond")
 UNDERGROUND = (*MINERALS, "Skeleton")  # goals found inside mountains: explore by tunnelling
 _WALK = material_lut(constants.walkable, unknown=True)  # unseen cells are assumed walkable (optimism)
-_STONE = material_lut(["stone"])
+_BLOCK = material_lut([m for m in constants.materials if m not in constants.walkable])  # seen, not walkable
+_DOOR = material_lut(["grass", "sand", "path"])  # where a stone can seal a shelter entrance
 _BIOME = {"underground": material_lut(["stone", "path", "coal", "iron", "diamond"]),
           "grassland": material_lut(["grass", "tree"])}
 _MAX_ENERGY = constants.items["energy"]["max"]
@@ -69,7 +70,7 @@ class CrafterDemonstrator:
 
     `act` is a function of the env state and the demonstrator's memory only, so it can label any state
     (DAgger). `current_goal` names what the last action served: a task, "explore", or a survival
-    behaviour ("drink", "eat", "sleep", "fight_zombie", "fight_skeleton", "flee").
+    behaviour ("drink", "eat", "sleep", "shelter", "arm", "fight_zombie", "fight_skeleton", "flee").
     """
 
     def __init__(self, config: DemonstratorConfig | None = None, seed: int = 0) -> None:
@@ -335,7 +336,7 @@ class CrafterDemonstrator:
     # ------------------------------------------------------------------ exploration
     def _explore(self, s: _State, hint: str | None) -> int:
         """Walk a persistent heading toward unseen (and, with a hint, likely) ground, turning at obstacles."""
-        dig = hint in UNDERGROUND and s.inv["wood_pickaxe"] > 0
+        dig = (hint in UNDERGROUND or self._sheltered(s)) and s.inv["wood_pickaxe"] > 0
         i, j = s.start
 
         def open_dir(d: int) -> bool:
@@ -372,7 +373,8 @@ class CrafterDemonstrator:
         zombies = [(abs(p[0] - px) + abs(p[1] - py), p) for n, p, _ in s.objects if n == "Zombie"]
         close = [p for dist, p in zombies if dist <= cfg.fight_radius]
         if close:
-            if s.inv["health"] < cfg.flee_health_below:
+            # Fleeing only pays before contact: an adjacent zombie follows and hits a fleeing back.
+            if s.inv["health"] < cfg.flee_health_below and min(dist for dist, _ in zombies) > 1:
                 action = self._flee(s, close)
                 if action is not None:
                     return "flee", action
@@ -401,11 +403,82 @@ class CrafterDemonstrator:
             action = self._approach(s, self._targets(s, "Cow") | self._targets(s, "Plant", ripe=True))
             if action is not None:
                 return "eat", action
+        weapon = self._weapon_to_make(s) if cfg.arm_near_table else None
+        if weapon is not None:
+            return "arm", self._make(s, weapon)
+        if s.inv["food"] < cfg.hunt_below:
+            return "eat", self._explore(s, "Cow")  # no cow in view: roam the grassland for one
         tired = s.inv["energy"] < cfg.sleep_energy_below
         night = cfg.sleep_at_night and s.daylight < cfg.night_daylight and s.inv["energy"] < _MAX_ENERGY
         if (tired or night) and not any(dist <= 4 for dist, _ in zombies):
-            return "sleep", SLEEP
+            if self._sheltered(s):
+                return "sleep", SLEEP
+            action = self._shelter(s)
+            if action is not None:
+                return "shelter", action
+            if tired:
+                return "sleep", SLEEP  # no shelter in reach: sleep in the open rather than faint
         return None
+
+    @staticmethod
+    def _weapon_to_make(s: _State) -> str | None:
+        """A better sword craftable at a table in reach (zombies take 5 bare-handed hits, 3 with wood)."""
+        inv = s.inv
+        if inv["wood"] < 1 or inv["stone_sword"] or inv["iron_sword"]:
+            return None
+        weapon = "stone_sword" if inv["stone"] >= 1 else None if inv["wood_sword"] else "wood_sword"
+        if weapon is None:
+            return None
+        goal = s.walk & dilate8(s.mask("table"))
+        return weapon if goal.any() and first_move(s.walk, goal, s.start, s.order, max_iter=8) is not None else None
+
+    @staticmethod
+    def _sheltered(s: _State, door: tuple[int, int] | None = None) -> bool:
+        """True when the walkable pocket around the player (with `door` sealed) has at most 3 cells."""
+        walk = s.walk
+        if door is not None:
+            walk = walk.copy()
+            walk[door] = False
+        region = np.zeros_like(walk)
+        region[s.start] = True
+        for _ in range(3):
+            grown = dilate4(region) & walk
+            if grown.sum() > 3:
+                return False
+            if (grown == region).all():
+                return True
+            region = grown
+        return False
+
+    def _shelter(self, s: _State) -> int | None:
+        """Seal a 2-cell pocket (dug into stone or found) for the night: walk to its dead end, step back, and
+        place a stone on the entrance now faced. None when no pocket is known or no stone can be had."""
+        dig = s.inv["wood_pickaxe"] > 0
+        if s.inv["stone"] < 1 and not dig:
+            return None
+        i, j = s.start
+        fi, fj = i + DIRS[s.facing][0], j + DIRS[s.facing][1]
+        door = _DOOR[s.mat] & ~s.occupied
+        if s.inv["stone"] >= 1 and s.inside(fi, fj) and door[fi, fj] and self._sheltered(s, (fi, fj)):
+            return ACTION["place_stone"]
+        open_ = s.walk | (s.mat == MAT_ID["stone"]) if dig else s.walk
+        blocked = _BLOCK[s.mat]
+        pockets = []
+        for dx, dy in DIRS:
+            side1, side2 = (dy, dx), (-dy, -dx)
+            end = (open_ & shifted(blocked, (dx, dy)) & shifted(blocked, side1) & shifted(blocked, side2)
+                   & shifted(open_, (-dx, -dy)) & shifted(blocked, (side1[0] - dx, side1[1] - dy))
+                   & shifted(blocked, (side2[0] - dx, side2[1] - dy)) & shifted(door, (-2 * dx, -2 * dy)))
+            pockets.append(end)
+        for d, end in enumerate(pockets):
+            if end[i, j]:
+                return MOVES[d ^ 1]  # back out of the dead end: now facing the entrance
+        goal = pockets[0] | pockets[1] | pockets[2] | pockets[3]
+        move = first_move(open_, goal, s.start, s.order)
+        if move is not None and move >= 0:
+            return self._step(s, move, dig)
+        # No pocket in reach: head for the nearest stone seen (a mountain edge yields one once dug into).
+        return self._approach(s, s.mask("stone"), dig=True, remember="stone") if dig else None
 
     def _flee(self, s: _State, threats: list[tuple[int, int]]) -> int | None:
         i, j = s.start

@@ -56,18 +56,22 @@ class DemonstratorConfig:
     """Length of an "explore" free-play sub-goal."""
     drink_below: int = 4
     """Go drinking (until full) when drink falls below this and water is known."""
-    eat_below: int = 4
+    eat_below: int = 6
     """Hunt a visible cow (or eat a ripe plant) when food falls below this."""
+    hunt_below: int = 3
+    """Roam the grassland looking for cows when food falls below this and none is in view."""
     sleep_energy_below: int = 3
     """Sleep when energy falls below this, whatever the time of day."""
     sleep_at_night: bool = True
-    """Also sleep at night (daylight below `night_daylight`) whenever energy is not full."""
+    """Also sleep at night (daylight below `night_daylight`) when energy is not full and a shelter is at hand."""
     night_daylight: float = 0.35
     """Daylight level under which it counts as night."""
     fight_radius: int = 2
     """Attack zombies within this Manhattan distance (skeletons when adjacent)."""
     flee_health_below: int = 3
-    """With health below this, walk away from close zombies instead of fighting them."""
+    """With health below this, walk away from close (not yet adjacent) zombies instead of fighting them."""
+    arm_near_table: bool = True
+    """Craft a wood/stone sword when a table is within reach and the materials are held."""
     survival_in_task_mode: bool = True
     """Apply the survival behaviours in task mode too (off gives pure task labels for DAgger)."""
     noise_prob: float = 0.05

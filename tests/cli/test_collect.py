@@ -68,3 +68,29 @@ def test_video_renders_high_res_with_events(random_store, tmp_path, capsys):
     frame = read_mp4(out, 0, 1)[0]
     assert frame.shape == (256, 256, 3)
     assert main(["video", str(tmp_path / "missing")]) == 2
+
+
+def test_ctrl_c_keeps_finished_episodes_and_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "store"
+    args = [sys.executable, "-m", "aimc", "collect", "--agent", "random", "--episodes", "40",
+            "--max-steps", "150", "--out", str(out), "--quiet"]
+    # restore default SIGINT handling in the child (a shell may start us with SIGINT ignored)
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 60
+    while time.time() < deadline and len([p for p in out.glob("ep*")]) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    finished = DatasetIndex.scan(out)
+    assert 2 <= len(finished) < 40 and not finished.skipped  # everything visible is a complete episode
+    assert main(["collect", "--agent", "random", "--episodes", "40", "--max-steps", "150", "--out", str(out), "--quiet"]) == 0
+    assert len(DatasetIndex.scan(out)) == 40
+    assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]

@@ -34,6 +34,12 @@ def _register_commands() -> None:
 COMMAND_MODULES: list[str] = [
     "aimc.cli.collect",
     "aimc.cli.demo",
+    "aimc.cli.embed",
+    "aimc.cli.convert_mineclip",
+    "aimc.cli.train_embedder",
+    "aimc.cli.eval_embedder",
+    "aimc.cli.convert_vpt",
+    "aimc.cli.inspect",
 ]
 
 
@@ -41,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning AimcError into `error: <message>` and exit code 2."""
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # non-standalone typer returns exit codes instead of exiting (Ctrl-C arrives as 130)
+        result = app(args=argv, standalone_mode=False)
     except AimcError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -60,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print("aborted", file=sys.stderr)
             return 130
         raise
+    if isinstance(result, int) and result != 0:
+        if result == 130:
+            print("interrupted; finished work is kept and the command can be resumed", file=sys.stderr)
+        return result
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -49,6 +49,8 @@ class EmbedderTrainConfig:
     """fraction of episodes held out (split by episode, seeded)"""
     nothing_per_episode: int = 4
     """event-free ('nothing happens') clips cut per episode"""
+    max_clips_per_task_per_episode: int = 4
+    """cap on clips of one task from one episode (keeps frequent events from dominating memory)"""
     checkpoint_every: int = 100
     seed: int = 0
     device: str = "auto"
@@ -154,9 +156,13 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str,
             f"{cfg.data} has {len(index)} usable episodes; training needs at least 2 (collect more)"
         )
     train_idx, val_idx = index.split(cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else (index, None)
-    train = load_clips(train_idx.episodes, cfg.nothing_per_episode, cfg.seed)
+    train = load_clips(
+        train_idx.episodes, cfg.nothing_per_episode, cfg.seed, cfg.max_clips_per_task_per_episode
+    )
     val = (
-        load_clips(val_idx.episodes, cfg.nothing_per_episode, cfg.seed + 1)
+        load_clips(
+            val_idx.episodes, cfg.nothing_per_episode, cfg.seed + 1, cfg.max_clips_per_task_per_episode
+        )
         if val_idx and len(val_idx)
         else None
     )

@@ -1,0 +1,173 @@
+"""The STEVE-1 text->goal prior: a conditional VAE over goal embeddings, weight-compatible with `steve1_prior.pt`.
+
+Text and video embeddings of one embedder are not interchangeable (the modality gap), and a policy
+trained on video goals acts poorly on raw text embeddings. The prior learns p(visual | text): the
+encoder q(z | visual, text) is only used in training; at inference z ~ N(0, I) is decoded together with
+the text embedding into a "visual-like" goal.
+
+Layout (reference/steve1.md section 5; `nn.Sequential` indices 0, 1, 3, 4, 6 hold weights):
+    encoder: [visual, text] -> Linear(2D, H) -> LN -> ReLU -> Linear(H, H) -> LN -> ReLU -> Linear(H, 2L) = [mu, logvar]
+    decoder: [z, text]      -> Linear(L + D, H) -> LN -> ReLU -> Linear(H, H) -> LN -> ReLU -> Linear(H, D)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from aimc.core.config import from_dict, to_dict
+from aimc.core.errors import AimcError, CheckpointError
+from aimc.embed.persist import load_strict, read_model_dir, save_model_dir
+
+KIND = "cvae_prior"
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Sizes of the CVAE; the defaults are STEVE-1's released prior (MineCLIP, 512-d)."""
+
+    input_dim: int = 512
+    """Goal/text embedding width D (the embedder's `dim`)."""
+    hidden_dim: int = 512
+    """Width H of the two hidden layers of encoder and decoder."""
+    latent_dim: int = 512
+    """Width L of the latent z."""
+
+    def __post_init__(self) -> None:
+        if min(self.input_dim, self.hidden_dim, self.latent_dim) < 1:
+            raise AimcError(f"prior dims must be positive, got {self}")
+
+
+def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(d_in, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.ReLU(),
+        nn.Linear(hidden, d_out),
+    )
+
+
+class CVAEPrior(nn.Module):
+    """STEVE-1's `TranslatorVAE` with aimc's persistence and a seeded numpy `sample` for inference."""
+
+    def __init__(self, config: PriorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or PriorConfig()
+        c = self.config
+        self.encoder = _mlp(2 * c.input_dim, c.hidden_dim, 2 * c.latent_dim)
+        self.decoder = _mlp(c.latent_dim + c.input_dim, c.hidden_dim, c.input_dim)
+
+    @property
+    def dim(self) -> int:
+        return self.config.input_dim
+
+    def encode(self, visual: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, D), (B, D) -> mu (B, L), logvar (B, L); the first half of the output is mu."""
+        mu, logvar = self.encoder(torch.cat([visual, text], dim=1)).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: Tensor, text: Tensor) -> Tensor:
+        """(B, L), (B, D) -> (B, D) predicted visual embedding."""
+        return self.decoder(torch.cat([z, text], dim=1))
+
+    def forward(self, visual: Tensor, text: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Training pass: reparameterised z from q(z | v, t), reconstruction and the loss terms."""
+        mu, logvar = self.encode(visual, text)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        recon = self.decode(z, text)
+        # STEVE-1: KL summed over batch and latent, MSE averaged; beta weighs them in `prior_loss`.
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        mse = nn.functional.mse_loss(recon, visual)
+        return {"recon": recon, "kl": kl, "mse": mse}
+
+    @torch.no_grad()
+    def generate(self, text: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> Tensor:
+        """(N, D) text embeddings -> (N, D) goals with z ~ N(0, I) (z = 0 when `deterministic`)."""
+        z = torch.zeros(text.shape[0], self.config.latent_dim, device=text.device, dtype=text.dtype)
+        if not deterministic:
+            z = torch.randn(z.shape, generator=generator, device=text.device, dtype=text.dtype)
+        return self.decode(z, text)
+
+    def sample(self, text_emb: np.ndarray, seed: int = 0, deterministic: bool = False) -> np.ndarray:
+        """The inference interface: float (N, D) text embeddings -> float32 (N, D) goals; same seed, same goals."""
+        text = np.asarray(text_emb, dtype=np.float32)
+        if text.ndim != 2 or text.shape[1] != self.dim:
+            raise AimcError(f"prior expects text embeddings of shape (N, {self.dim}), got {text.shape}")
+        param = next(self.parameters())
+        gen = torch.Generator(device=param.device).manual_seed(int(seed))
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.generate(torch.from_numpy(text).to(param.device), gen, deterministic)
+        finally:
+            self.train(was_training)
+        return out.float().cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write `config.json` + `model.safetensors` (atomic)."""
+        return save_model_dir(path, KIND, to_dict(self.config), dict(self.state_dict()))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu") -> CVAEPrior:
+        cfg, tensors = read_model_dir(path, KIND)
+        model = cls(from_dict(PriorConfig, cfg, where=f"{path}/config.json"))
+        load_strict(model, tensors, str(path))
+        return model.to(device).eval()
+
+    @classmethod
+    def from_released(cls, path: str | Path, device: str = "cpu", config: PriorConfig | None = None) -> CVAEPrior:
+        """Load a `torch.save`d state dict in the official layout (`steve1_prior.pt`), strictly.
+
+        Dims are read from the tensor shapes unless `config` is given; a `_orig_mod.` prefix (a saved
+        `torch.compile` wrapper) is accepted.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"prior checkpoint {path} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # unpickling refusals and truncated files both land here
+            raise CheckpointError(f"{path}: not a weights-only torch state dict ({type(e).__name__}: {e})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+            raise CheckpointError(f"{path}: expected a flat state dict of tensors (the released prior layout)")
+        state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+        if config is None:
+            config = _infer_config(state, path)
+        model = cls(config)
+        load_strict(model, state, str(path))
+        return model.to(device).eval()
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _infer_config(state: dict[str, Tensor], path: Path) -> PriorConfig:
+    need = ("encoder.0.weight", "encoder.6.weight")
+    if any(k not in state or state[k].ndim != 2 for k in need):
+        raise CheckpointError(f"{path}: missing {list(need)}; not a STEVE-1 prior state dict")
+    hidden, two_d = state["encoder.0.weight"].shape
+    two_l = state["encoder.6.weight"].shape[0]
+    if two_d % 2 or two_l % 2:
+        raise CheckpointError(f"{path}: encoder shapes {tuple(state['encoder.0.weight'].shape)} are not a CVAE prior")
+    return PriorConfig(input_dim=two_d // 2, hidden_dim=hidden, latent_dim=two_l // 2)
+
+
+def load_prior(path: str | Path, device: str = "cpu") -> CVAEPrior:
+    """A prior from a `save_pretrained` directory or a released `.pt` state dict."""
+    path = Path(path)
+    if path.is_dir():
+        return CVAEPrior.from_pretrained(path, device=device)
+    if path.is_file():
+        return CVAEPrior.from_released(path, device=device)
+    raise CheckpointError(f"prior {path} does not exist (pass a saved prior directory or a steve1_prior.pt file)")
+
+
+def released_state_dict(model: CVAEPrior) -> dict[str, Any]:
+    """The state dict exactly as the official code saves it (plain keys), e.g. to write a `.pt` for STEVE-1."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

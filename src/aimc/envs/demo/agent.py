@@ -151,7 +151,7 @@ class CrafterDemonstrator:
             self.current_goal = task or "sleep"
             return SLEEP
         if task is None or self.config.survival_in_task_mode:
-            urgent = self._survive(s)
+            urgent = self._survive(s, free_play=task is None)
             if urgent is not None:
                 self.current_goal, action = urgent
                 return action
@@ -367,7 +367,7 @@ class CrafterDemonstrator:
         return score
 
     # ------------------------------------------------------------------ survival
-    def _survive(self, s: _State) -> tuple[str, int] | None:
+    def _survive(self, s: _State, free_play: bool) -> tuple[str, int] | None:
         cfg = self.config
         px, py = s.pos
         zombies = [(abs(p[0] - px) + abs(p[1] - py), p) for n, p, _ in s.objects if n == "Zombie"]
@@ -403,7 +403,7 @@ class CrafterDemonstrator:
             action = self._approach(s, self._targets(s, "Cow") | self._targets(s, "Plant", ripe=True))
             if action is not None:
                 return "eat", action
-        weapon = self._weapon_to_make(s) if cfg.arm_near_table else None
+        weapon = self._weapon_to_make(s) if cfg.arm_near_table and free_play else None
         if weapon is not None:
             return "arm", self._make(s, weapon)
         if s.inv["food"] < cfg.hunt_below:

@@ -71,7 +71,7 @@ class DemonstratorConfig:
     flee_health_below: int = 3
     """With health below this, walk away from close (not yet adjacent) zombies instead of fighting them."""
     arm_near_table: bool = True
-    """Craft a wood/stone sword when a table is within reach and the materials are held."""
+    """Free play: craft a wood/stone sword when a table is within reach and the materials are held."""
     survival_in_task_mode: bool = True
     """Apply the survival behaviours in task mode too (off gives pure task labels for DAgger)."""
     noise_prob: float = 0.05

@@ -1,0 +1,332 @@
+"""The STEVE-1 behaviour-cloning loop, top to bottom: data -> model -> optimiser -> chunks -> checkpoints.
+
+One batch holds B segments of T frames. It is cut into T / trunc_t chunks; each chunk is one micro-step
+(forward, backward) with the recurrent state carried, detached, into the next chunk; every `grad_accum`
+micro-steps the optimiser steps (lr set from the frames processed: linear warmup, then cosine reaching 0
+at 1.1 x n_frames, as the reference). Each batch starts from a fresh state: every segment begins with
+``first=True``, which masks any carried memory anyway, and it makes a checkpoint at a batch boundary
+the complete training state. Checkpoints are written at batch ends with an empty gradient accumulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from aimc.core.config import load_config, save_config, to_dict
+from aimc.core.errors import AimcError, ConfigError
+from aimc.core.io import atomic_dir, atomic_write_json, check_writable_dir
+from aimc.data.dataset import (
+    ACTION,
+    FIRST,
+    GOAL,
+    OK,
+    POV,
+    SegmentDataset,
+    SegmentIndex,
+    SegmentSampler,
+    build_segment_index,
+    collate_segments,
+    val_keys,
+)
+from aimc.data.index import DatasetIndex
+from aimc.policy import VPTPolicy, get_config, save_pretrained
+from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
+from aimc.train.config import TrainConfig
+from aimc.train.objectives import bc_loss
+
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+# Settings a resumed run may change; anything else must match the saved config.
+RESUMABLE_CHANGES = {"n_frames", "val_every", "save_every", "log_every", "num_workers", "keep_checkpoints", "val_segments", "frame_cache"}
+
+
+# ------------------------------------------------------------------------------------------ pure helpers
+def lr_at(frames: int, cfg: TrainConfig) -> float:
+    """Reference schedule: linear warmup over warmup_frames, then cosine to 0 at 1.1 x n_frames."""
+    if frames < cfg.warmup_frames:
+        return cfg.lr * frames / cfg.warmup_frames
+    span = max(1.1 * cfg.n_frames - cfg.warmup_frames, 1.0)
+    progress = min((frames - cfg.warmup_frames) / span, 1.0)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Reference grouping: decay every trainable tensor except biases and LayerNorm weights."""
+    no_decay_ids = {id(p) for m in model.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if name.endswith("bias") or id(p) in no_decay_ids else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def frames_per_micro_step(cfg: TrainConfig, world: int) -> int:
+    return cfg.trunc_t * cfg.batch_size * world
+
+
+# ------------------------------------------------------------------------------------------------- setup
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """A run dir's saved config wins on resume; only RESUMABLE_CHANGES may differ from it."""
+    path = Path(cfg.out) / CONFIG_FILE
+    if not path.is_file():
+        return cfg
+    saved = load_config(TrainConfig, path)
+    new, old = to_dict(cfg), to_dict(saved)
+    clash = sorted(k for k in new if new[k] != old[k] and k not in RESUMABLE_CHANGES)
+    if clash:
+        raise ConfigError(
+            f"{cfg.out} holds a run with different {', '.join(clash)}; use another --out or the same settings to resume"
+        )
+    return replace(saved, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
+
+
+def build_data(cfg: TrainConfig) -> tuple[SegmentIndex, SegmentIndex, np.ndarray | None]:
+    """(train segments, val segments, fixed goal or None) from the configured stores."""
+    if not cfg.data:
+        raise ConfigError("no training data: pass --data DIR (or data=[{path: ..., weight: ...}] in a preset)")
+    train_parts, val_parts = [], []
+    for i, part in enumerate(cfg.data):
+        idx = DatasetIndex.scan(part.path, check_video=False)
+        if len(idx) == 0:
+            raise AimcError(f"{part.path} holds no valid episodes; run `aimc collect --out {part.path}` first")
+        tr, va = idx.split(cfg.val_fraction, seed=cfg.seed + i) if cfg.val_fraction > 0 else (idx, DatasetIndex([], []))
+        train_parts.append((tr.episodes, part.weight))
+        val_parts.append((va.episodes, 1.0))
+    train = build_segment_index(train_parts, cfg.segment)
+    val = build_segment_index([p for p in val_parts if p[0]], cfg.segment) if any(p[0] for p in val_parts) else None
+    if len(train) == 0:
+        why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(train.skipped.items())[:3])
+        raise AimcError(f"no usable training episodes ({len(train.skipped)} skipped, e.g. {why})")
+    fixed = None
+    if cfg.fixed_prompt is not None:
+        from aimc.embed.base import make_embedder
+
+        fixed = make_embedder(cfg.embedder, device="cpu").encode_text([cfg.fixed_prompt])[0].float().numpy()
+    empty = SegmentIndex([], np.zeros((0, 3), np.int64), np.zeros(0), {}, train.goal_dim)
+    return train, val if val is not None else empty, fixed
+
+
+def build_policy(cfg: TrainConfig, goal_dim: int) -> tuple[VPTPolicy, list[str]]:
+    """Fresh policy from the preset (goal input sized to the data), optionally initialised from init_from."""
+    policy = VPTPolicy(get_config(cfg.policy, **{**cfg.policy_overrides, "goal_dim": goal_dim}))
+    fresh = init_policy_from(policy, cfg.init_from) if cfg.init_from else []
+    return policy, fresh
+
+
+@torch.no_grad()
+def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device) -> float:
+    """Mean val NLL with the same chunking (state reset at each segment start)."""
+    policy.eval()
+    total, count = 0.0, 0.0
+    for lo in range(0, len(keys), cfg.batch_size):
+        batch = collate_segments([dataset[k] for k in keys[lo : lo + cfg.batch_size]])
+        state = None
+        for c in range(cfg.chunks_per_segment):
+            sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
+            goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None
+            out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
+            w = batch[OK].to(device)
+            losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask)
+            n = float(w.sum()) * cfg.trunc_t
+            total += float(losses["nll"]) * n
+            count += n
+    policy.train()
+    return total / max(count, 1.0)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # decoding workers must not fight the trainer for the cores
+
+
+def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str) -> Path:
+    """Make the run dir an agent bundle (policy + the embedder that defines its goal space)."""
+    embedder = cfg.embedder
+    if embedder and Path(embedder).is_dir():
+        import shutil
+
+        with atomic_dir(run_dir / "embedder", overwrite=True) as tmp:
+            shutil.copytree(embedder, tmp, dirs_exist_ok=True)
+        embedder = "embedder"
+    from aimc.envs.crafter import CrafterConfig
+
+    h = get_config(cfg.policy, **cfg.policy_overrides).img_shape[0]
+    bundle = {
+        "format": "aimc-agent",
+        "version": 1,
+        "policy": policy_subdir,
+        "embedder": embedder,
+        "embed_name": cfg.segment.embed_name,
+        "prior": None,
+        "cond_scale": 6.0,
+        "world": "crafter",
+        "world_config": to_dict(CrafterConfig(size=h)),
+    }
+    atomic_write_json(run_dir / "bundle.json", bundle)
+    return run_dir
+
+
+# -------------------------------------------------------------------------------------------------- loop
+def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the run in ``cfg.out``; returns a summary. ``stop_after_steps`` ends the call at the
+    first checkpointable point after that many optimiser steps (a clean interruption, for tests)."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    out = check_writable_dir(cfg.out)
+    cfg = resolve_config(cfg)
+    if acc.is_main_process:
+        save_config(cfg, out / CONFIG_FILE)
+    world, rank = acc.num_processes, acc.process_index
+
+    train_idx, val_idx, fixed_goal = build_data(cfg)
+    goal_dim = 0 if cfg.segment.embed_name is None else (len(fixed_goal) if fixed_goal is not None else train_idx.goal_dim)
+    torch.manual_seed(cfg.seed)  # same init on every process
+    policy, fresh_keys = build_policy(cfg, goal_dim)
+    optimizer = torch.optim.AdamW(param_groups(policy, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+    policy, optimizer = acc.prepare(policy, optimizer)
+    model = acc.unwrap_model(policy)
+
+    loop = {"step": 0, "micro": 0, "frames": 0, "batches": 0, "best_val": None, "invalid_items": 0}
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        loop.update(load_checkpoint(ckpt, model, optimizer))
+    if acc.is_main_process:
+        _trim_metrics(out / METRICS_FILE, loop["step"])
+
+    img_shape = model.config.img_shape
+    cache = cfg.resolved_frame_cache()
+    train_ds = SegmentDataset(train_idx, cfg.segment, img_shape, cache, fixed_goal)
+    val_ds = SegmentDataset(val_idx, cfg.segment, img_shape, cache, fixed_goal)
+    sampler = SegmentSampler(train_idx, cfg.batch_size, cfg.seed, start_batch=loop["batches"], rank=rank, world=world)
+    loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate_segments,
+        worker_init_fn=_worker_init, prefetch_factor=4 if cfg.num_workers else None, persistent_workers=False,
+    )
+    vkeys = val_keys(val_idx, cfg.seed, cfg.val_segments) if cfg.val_every and len(val_idx) else []
+
+    writer = None
+    if acc.is_main_process:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=loop["step"] + 1)
+    fpm = frames_per_micro_step(cfg, world)
+    total_steps = math.ceil(cfg.n_frames / (fpm * cfg.grad_accum))
+    bar = tqdm(total=total_steps, initial=loop["step"], desc="train policy", unit="step", disable=not (progress and acc.is_main_process))
+    last_saved = loop["step"]
+    t_log, f_log, logs = time.perf_counter(), loop["frames"], []
+    interrupted = False
+    model.train()
+    for batch in loader:
+        loop["batches"] += 1
+        loop["invalid_items"] += batch["n_invalid"]
+        pov, act, first = batch[POV], batch[ACTION], batch[FIRST]  # (B, T, H, W, 3), (B, T), (B, T)
+        weight = batch[OK].to(acc.device)  # (B,)
+        state = None
+        for c in range(cfg.chunks_per_segment):
+            sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
+            goal = batch[GOAL][:, sl].to(acc.device) if goal_dim else None  # (B, t, D)
+            loop["micro"] += 1
+            sync = loop["micro"] % cfg.grad_accum == 0
+            with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), acc.autocast():
+                out_, state = policy(pov[:, sl].to(acc.device), goal, first[:, sl].to(acc.device), state)
+                losses = bc_loss(out_, {h: act[:, sl].to(acc.device) for h in model.head_names}, weight, cfg.camera_mask)
+                acc.backward(losses["loss"] / cfg.grad_accum)
+            state = state.detach()
+            loop["frames"] += fpm
+            logs.append({k: float(v.detach()) for k, v in losses.items()})
+            if not sync:
+                continue
+            lr = lr_at(loop["frames"], cfg)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            grad_norm = acc.clip_grad_norm_(policy.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else torch.tensor(0.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loop["step"] += 1
+            bar.update(1)
+            if loop["step"] % cfg.log_every == 0 and acc.is_main_process:
+                now = time.perf_counter()
+                row = {
+                    "step": loop["step"], "frames": loop["frames"], "train/loss": float(np.mean([r["nll"] for r in logs])),
+                    "train/entropy": float(np.mean([r["entropy"] for r in logs])), "train/lr": lr,
+                    "train/grad_norm": float(grad_norm), "perf/fps": (loop["frames"] - f_log) / max(now - t_log, 1e-9),
+                    "data/invalid_items": loop["invalid_items"],
+                }
+                _log(writer, out, row)
+                bar.set_postfix(loss=f"{row['train/loss']:.3f}", fps=f"{row['perf/fps']:.0f}")
+                t_log, f_log, logs = now, loop["frames"], []
+            if vkeys and loop["step"] % cfg.val_every == 0:
+                if acc.is_main_process:
+                    _validate(model, val_ds, vkeys, cfg, acc.device, loop, writer, out)
+                acc.wait_for_everyone()
+        aligned = loop["micro"] % cfg.grad_accum == 0
+        done = loop["frames"] >= cfg.n_frames
+        stop = stop_after_steps is not None and loop["step"] >= stop_after_steps and aligned
+        if aligned and (done or stop or (cfg.save_every and loop["step"] - last_saved >= cfg.save_every)):
+            if acc.is_main_process:
+                save_checkpoint(out, loop["step"], model, optimizer, loop, keep=cfg.keep_checkpoints)
+            acc.wait_for_everyone()
+            last_saved = loop["step"]
+        if done or stop:
+            interrupted = stop and not done
+            break
+    bar.close()
+    if acc.is_main_process and not interrupted:
+        if vkeys and loop["step"] % cfg.val_every:
+            _validate(model, val_ds, vkeys, cfg, acc.device, loop, writer, out)
+        save_pretrained(model, out / "latest", overwrite=True, source={"run": str(out), "step": loop["step"]})
+        write_bundle(cfg, out, "best" if (out / "best").is_dir() else "latest")
+    if writer is not None:
+        writer.close()
+    acc.wait_for_everyone()
+    return {
+        **loop, "out": str(out), "interrupted": interrupted, "train_segments": len(train_idx), "val_segments": len(vkeys),
+        "skipped_episodes": len(train_idx.skipped) + len(val_idx.skipped), "fresh_keys": fresh_keys,
+        "num_parameters": model.num_parameters(), "processes": world,
+    }
+
+
+def _validate(model: VPTPolicy, ds: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device,
+              loop: dict[str, Any], writer: Any, out: Path) -> None:
+    val = evaluate(model, ds, keys, cfg, device)
+    _log(writer, out, {"step": loop["step"], "frames": loop["frames"], "val/loss": val})
+    if loop["best_val"] is None or val < loop["best_val"]:
+        loop["best_val"] = val
+        save_pretrained(model, out / "best", overwrite=True, source={"run": str(out), "step": loop["step"], "val_loss": val})
+
+
+def _log(writer: Any, out: Path, row: dict[str, Any]) -> None:
+    for k, v in row.items():
+        if "/" in k:
+            writer.add_scalar(k, v, row["step"])
+    with open(out / METRICS_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume, forget metric rows logged after the checkpoint (they will be logged again)."""
+    if not path.is_file():
+        return
+    rows = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    from aimc.core.io import atomic_write_text
+
+    atomic_write_text(path, "".join(r + "\n" for r in rows))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The run's logged rows (train and val), in order."""
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []

@@ -29,7 +29,6 @@ EMBEDDERS: Registry[Any] = Registry("embedder")
 _LAZY = {
     "mineclip": "aimc.embed.mineclip",
     "videotext": "aimc.embed.videotext",
-    "openclip": "aimc.embed.openclip",
 }
 
 

@@ -40,6 +40,9 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.eval_embedder",
     "aimc.cli.convert_vpt",
     "aimc.cli.inspect",
+    "aimc.cli.train_prior",
+    "aimc.cli.eval_tasks",
+    "aimc.cli.eval_prior",
 ]
 
 

@@ -1,0 +1,44 @@
+"""`aimc train prior`: train the CVAE text->goal prior on auto-captioned clips (resumable).
+
+Examples:
+    aimc train prior --data data/crafter --embedder runs/embedder/model --out runs/prior
+    aimc train prior --data data/crafter --embedder runs/embedder/model epochs=100 beta=0.5
+    aimc train prior --out runs/prior          # resume an interrupted run (config is reloaded)
+
+Writes runs/prior/prior/ (config.json + model.safetensors, the best validation epoch), pairs.npz,
+train_state.pt, log.jsonl, summary.json. Put prior/ in an agent bundle to use it in `aimc play`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from aimc.cli.app import train_app
+
+
+@train_app.command("prior")
+def train_prior_cmd(
+    overrides: list[str] = typer.Argument(None, help="key=value config overrides (e.g. epochs=100 lr=3e-4)."),
+    data: str | None = typer.Option(None, help="Episode-store directory with captionable events."),
+    embedder: str | None = typer.Option(None, help="Embedder name or saved directory (the policy's goal space)."),
+    out: Path = typer.Option(Path("runs/prior"), help="Run directory (resumed if it exists)."),
+    epochs: int | None = typer.Option(None, min=1, help="Training epochs (default 50)."),
+    seed: int | None = typer.Option(None, help="Seed for pair sampling, splits and training."),
+    device: str | None = typer.Option(None, help="torch device."),
+) -> None:
+    """Train the prior and print the best validation loss."""
+    from aimc.core.config import build_config
+    from aimc.prior.train import PriorTrainConfig, train_prior
+
+    saved = out / "train_config.json"
+    layers: list = [json.loads(saved.read_text())] if saved.is_file() else []
+    flags = {k: v for k, v in {"data": data, "embedder": embedder, "epochs": epochs, "seed": seed,
+                               "device": device}.items() if v is not None}
+    cfg = build_config(PriorTrainConfig, *layers, {**flags, "out": str(out)}, overrides=overrides or [])
+    summary = train_prior(cfg)
+    typer.echo(f"prior: {summary['pairs']} pairs, train loss {summary['first_train_loss']:.4f} -> "
+               f"{summary['last_train_loss']:.4f}, best val {summary['best_val_loss']:.4f} at epoch "
+               f"{summary['best_epoch']}; saved {summary['prior']}")

@@ -1,0 +1,234 @@
+"""Library side of `aimc eval tasks`: build episode jobs for every condition, run them, aggregate.
+
+A *condition* is one agent factory. Prompted conditions (the text agent at some cond scale, the
+demonstrator) run `episodes` episodes per task with that task's instructions; unprompted ones (the
+zero-goal policy, random play) run `episodes` episodes once and every task's predicate is scored on
+them. Episode i of every task and condition uses world seed `task.seed + i`, so conditions are compared
+on the same worlds. The aggregate is a JSON-able dict (schema in docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aimc.core.errors import AimcError
+from aimc.core.seeding import derive_seed
+from aimc.eval.metrics import median_or_nan, rate_summary, specificity
+from aimc.eval.rollout import AgentFactory, EnvSpec, EpisodeJob, EpisodeResult, RolloutOutput, run_jobs
+from aimc.eval.tasks import Suite
+
+FULL = "full"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`cond_scale` is informational (set for the text agent), used to draw the CFG curve."""
+
+    name: str
+    factory: AgentFactory
+    prompted: bool = True
+    cond_scale: float | None = None
+    kind: str = "agent"  # "agent" | "cfg_sweep" | "baseline"
+
+
+def build_jobs(suite: Suite, conditions: list[Condition], episodes: int, videos: int = 0, seed: int = 0) -> list[EpisodeJob]:
+    """Jobs in a stable order; the first `videos` tasks of the first prompted condition record episode 0."""
+    jobs: list[EpisodeJob] = []
+    first_prompted = next((c.name for c in conditions if c.prompted), None)
+    for cond in conditions:
+        if cond.prompted:
+            for ti, task in enumerate(suite.tasks):
+                for ep in range(episodes):
+                    world_seed = task.seed + ep
+                    jobs.append(EpisodeJob(
+                        key=len(jobs), condition=cond.name, task=task.name, prompt=task.prompt(ep), episode=ep,
+                        world_seed=world_seed, agent_seed=derive_seed(seed, world_seed, cond.name, task.name, ep),
+                        max_steps=task.max_steps, demo_task=task.demo_task,
+                        record=cond.name == first_prompted and ti < videos and ep == 0))
+        else:
+            base = suite.tasks[0].seed
+            for ep in range(episodes):
+                jobs.append(EpisodeJob(
+                    key=len(jobs), condition=cond.name, task="", prompt="", episode=ep, world_seed=base + ep,
+                    agent_seed=derive_seed(seed, base + ep, cond.name, ep), max_steps=suite.max_steps))
+    return jobs
+
+
+def _horizons(suite: Suite) -> list[str]:
+    return [FULL, *(str(h) for h in suite.horizons)]
+
+
+def _limit(h: str, task_max: int) -> int:
+    return task_max if h == FULL else min(int(h), task_max)
+
+
+def summarize_task(suite: Suite, task_name: str, results: list[EpisodeResult]) -> dict[str, Any]:
+    """Success with a Wilson interval, median steps to success, deaths, and rates at the short horizons."""
+    task = suite.task(task_name)
+    hits = [task.success.step(r.occurrences, task.max_steps) for r in results]
+    out: dict[str, Any] = {"success": rate_summary([h is not None for h in hits])}
+    out["median_steps_to_success"] = median_or_nan([h + 1 for h in hits if h is not None])
+    deaths = [r.died and min(r.occurrences.get("death", [r.steps])) < task.max_steps for r in results]
+    out["deaths"] = rate_summary(deaths)
+    out["by_horizon"] = {h: rate_summary([task.success.step(r.occurrences, _limit(h, task.max_steps)) is not None
+                                          for r in results])["rate"] for h in _horizons(suite)}
+    return out
+
+
+def specificity_block(suite: Suite, by_task: dict[str, list[EpisodeResult]]) -> dict[str, Any]:
+    """Rows = the instructions of each task, columns = each task's success predicate, per horizon."""
+    names = [t.name for t in suite.tasks]
+    matrices: dict[str, list[list[float]]] = {}
+    per_task: dict[str, dict[str, float]] = {}
+    for h in _horizons(suite):
+        m = np.zeros((len(names), len(names)))
+        for i, row in enumerate(names):
+            for j, col in enumerate(suite.tasks):
+                rs = by_task.get(row, [])
+                flags = [col.success.step(r.occurrences, _limit(h, min(col.max_steps, r.job.max_steps))) is not None
+                         for r in rs]
+                m[i, j] = np.mean(flags) if flags else np.nan
+        matrices[h] = m.round(6).tolist()
+        spec = specificity(m)
+        per_task[h] = {n: float(v) for n, v in zip(names, spec, strict=True)}
+    return {"rows": names, "columns": [t.success.label() for t in suite.tasks], "matrix": matrices, "per_task": per_task}
+
+
+def aggregate(suite: Suite, conditions: list[Condition], episodes: int, out: RolloutOutput) -> dict[str, Any]:
+    """The JSON report: per condition and task, specificity for prompted conditions, the CFG curve."""
+    report: dict[str, Any] = {
+        "suite": suite.name, "suite_path": suite.path, "world": suite.world, "episodes": episodes,
+        "horizons": _horizons(suite), "tasks": [t.name for t in suite.tasks],
+        "prompts": {t.name: list(t.prompts) for t in suite.tasks}, "conditions": {},
+        "retries": out.retries, "lost_episodes": len(out.lost),
+        "failures": out.failures[:50], "lost": [f"{x.job.condition}/{x.job.task}#{x.job.episode}: {x.error}" for x in out.lost],
+    }
+    for cond in conditions:
+        rs = [r for r in out.results if r.job.condition == cond.name]
+        entry: dict[str, Any] = {"prompted": cond.prompted, "cond_scale": cond.cond_scale, "kind": cond.kind,
+                                 "episodes_run": len(rs), "tasks": {}}
+        by_task = {t.name: [r for r in rs if r.job.task == t.name] for t in suite.tasks}
+        for t in suite.tasks:
+            entry["tasks"][t.name] = summarize_task(suite, t.name, by_task[t.name] if cond.prompted else rs)
+        rates = [entry["tasks"][t.name]["success"]["rate"] for t in suite.tasks]
+        entry["mean_success"] = float(np.nanmean(rates)) if rates else float("nan")
+        entry["death_rate"] = rate_summary([r.died for r in rs])
+        if cond.prompted and len(suite.tasks) >= 2:
+            entry["specificity"] = specificity_block(suite, by_task)
+            entry["mean_specificity"] = {h: float(np.nanmean(list(v.values())))
+                                         for h, v in entry["specificity"]["per_task"].items()}
+        report["conditions"][cond.name] = entry
+    curve = sorted((c.cond_scale, c.name) for c in conditions if c.cond_scale is not None and c.kind in ("agent", "cfg_sweep"))
+    if curve:
+        report["cfg_sweep"] = {
+            "scales": [s for s, _ in curve], "conditions": [n for _, n in curve],
+            "mean_success": [report["conditions"][n]["mean_success"] for _, n in curve],
+            "per_task": {t.name: [report["conditions"][n]["tasks"][t.name]["success"]["rate"] for _, n in curve]
+                         for t in suite.tasks},
+        }
+    return report
+
+
+def evaluate_suite(
+    suite: Suite, conditions: list[Condition], episodes: int | None = None, workers: int = 2,
+    backend: str = "process", videos: int = 3, seed: int = 0, episode_timeout: float | None = 600.0,
+    max_attempts: int = 3, progress: bool = True, env_config: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[tuple[EpisodeJob, bytes]]]:
+    """Run all conditions on the suite; returns (report dict, [(job, mp4 bytes)] of recorded episodes)."""
+    if not conditions:
+        raise AimcError("nothing to evaluate: give a checkpoint and/or baselines")
+    names = [c.name for c in conditions]
+    if len(set(names)) != len(names):
+        raise AimcError(f"condition names must be unique, got {names}")
+    episodes = episodes or suite.episodes
+    jobs = build_jobs(suite, conditions, episodes, videos, seed)
+    env = EnvSpec(suite.world, {**suite.world_config, **(env_config or {})})
+    out = run_jobs(jobs, {c.name: c.factory for c in conditions}, env, workers=workers, backend=backend,
+                   max_attempts=max_attempts, episode_timeout=episode_timeout, progress=progress)
+    if not out.results:
+        raise AimcError(f"every episode failed; first error: {out.failures[0] if out.failures else 'unknown'}")
+    report = aggregate(suite, conditions, episodes, out)
+    report.update({"workers": workers, "backend": backend, "seed": seed, "env": {"world": env.world, **env.config}})
+    recorded = [(r.job, r.video) for r in out.results if r.video is not None]
+    return report, recorded
+
+
+# ---------------------------------------------------------------------------- the `aimc eval tasks` recipe
+BASELINES = ("unconditional", "demonstrator", "random")
+
+
+def read_bundle(path: str) -> dict[str, Any]:
+    """bundle.json of an agent bundle (format in docs/architecture.md), checked for the fields eval needs."""
+    import json
+    from pathlib import Path
+
+    file = Path(path) / "bundle.json"
+    if not file.is_file():
+        raise AimcError(f"{path} is not an agent bundle (no bundle.json); train one with `aimc train policy`")
+    try:
+        meta = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise AimcError(f"{file}: invalid JSON at line {e.lineno} ({e.msg})") from None
+    if meta.get("format") != "aimc-agent":
+        raise AimcError(f"{file}: format is {meta.get('format')!r}, expected 'aimc-agent'")
+    return meta
+
+
+def build_conditions(
+    checkpoint: str | None, cfg_scales: list[float], baselines: list[str], use_prior: bool | None = None,
+    device: str = "cpu",
+) -> tuple[list[Condition], dict[str, Any]]:
+    """Conditions for one run: the agent at the bundle's scale, the sweep scales, then the baselines.
+
+    Returns (conditions, env overrides from the bundle's world_config).
+    """
+    from aimc.eval.baselines import DemonstratorFactory, RandomFactory, TextAgentFactory
+
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise AimcError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
+    conds: list[Condition] = []
+    env_cfg: dict[str, Any] = {}
+    if checkpoint is not None:
+        meta = read_bundle(checkpoint)
+        env_cfg = dict(meta.get("world_config") or {})
+        main = float(meta.get("cond_scale", 6.0))
+        conds.append(Condition("agent", TextAgentFactory(checkpoint, main, use_prior=use_prior, device=device),
+                               True, main, "agent"))
+        for s in sorted(set(cfg_scales) - {main}):
+            conds.append(Condition(f"agent@{s:g}", TextAgentFactory(checkpoint, s, use_prior=use_prior, device=device),
+                                   True, s, "cfg_sweep"))
+        if "unconditional" in baselines:
+            conds.append(Condition("unconditional", TextAgentFactory(checkpoint, zero_goal=True, device=device),
+                                   False, None, "baseline"))
+    elif "unconditional" in baselines or cfg_scales:
+        raise AimcError("the unconditional baseline and --cfg-scales need --checkpoint (an agent bundle)")
+    if "demonstrator" in baselines:
+        conds.append(Condition("demonstrator", DemonstratorFactory(), True, None, "baseline"))
+    if "random" in baselines:
+        conds.append(Condition("random", RandomFactory(), False, None, "baseline"))
+    return conds, env_cfg
+
+
+def write_outputs(out_dir: str, report: dict[str, Any], recorded: list[tuple[EpisodeJob, bytes]]) -> dict[str, str]:
+    """report.json, report.html (plots + embedded videos) and videos/*.mp4, all written atomically."""
+    from pathlib import Path
+
+    from aimc.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable_dir
+    from aimc.eval.report import tasks_report_html
+
+    out = check_writable_dir(out_dir)
+    videos, captions = [], []
+    for job, mp4 in recorded:
+        name = f"videos/{job.condition}-{job.task}-ep{job.episode}.mp4".replace("@", "_")
+        atomic_write_bytes(out / name, mp4)
+        caption = f"{job.condition} · {job.task} · “{job.prompt}” (seed {job.world_seed})"
+        videos.append((caption, mp4))
+        captions.append({"file": name, "condition": job.condition, "task": job.task, "prompt": job.prompt})
+    report = {**report, "videos": captions}
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.html", tasks_report_html(report, videos))
+    return {"json": str(Path(out) / "report.json"), "html": str(Path(out) / "report.html")}

@@ -5,7 +5,6 @@ builds the agent inside a worker process.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,20 +90,15 @@ class _TextEpisodeAgent:
 
         self.spec = spec
         self.agent = TextAgent.from_bundle(spec.bundle, device=spec.device)
-        self._start_takes_seed = "seed" in inspect.signature(self.agent.start).parameters
 
     def begin(self, job: EpisodeJob, env: Any) -> None:
         if self.spec.zero_goal:
-            dim = int(self.agent.goal_from_text(["nothing"], use_prior=False).shape[1])
-            goal = np.zeros((1, dim), np.float32)
+            goal = np.zeros((1, max(self.agent.goal_dim, 1)), np.float32)
             scale: float | None = 0.0  # guidance against the zero goal is a no-op; skip the second pass
         else:
             goal = self.agent.goal_from_text([job.prompt], use_prior=self.spec.use_prior, seed=job.agent_seed)
             scale = self.spec.cond_scale
-        if self._start_takes_seed:
-            self.agent.start(goal, cond_scale=scale, seed=job.agent_seed)
-        else:
-            self.agent.start(goal, cond_scale=scale)
+        self.agent.start(goal, cond_scale=scale, seed=job.agent_seed)
 
     def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
         return int(self.agent.act(obs[keys.POV][None], np.array([first]))[0])

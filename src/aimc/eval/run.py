@@ -160,23 +160,6 @@ def evaluate_suite(
 BASELINES = ("unconditional", "demonstrator", "random")
 
 
-def read_bundle(path: str) -> dict[str, Any]:
-    """bundle.json of an agent bundle (format in docs/architecture.md), checked for the fields eval needs."""
-    import json
-    from pathlib import Path
-
-    file = Path(path) / "bundle.json"
-    if not file.is_file():
-        raise AimcError(f"{path} is not an agent bundle (no bundle.json); train one with `aimc train policy`")
-    try:
-        meta = json.loads(file.read_text())
-    except json.JSONDecodeError as e:
-        raise AimcError(f"{file}: invalid JSON at line {e.lineno} ({e.msg})") from None
-    if meta.get("format") != "aimc-agent":
-        raise AimcError(f"{file}: format is {meta.get('format')!r}, expected 'aimc-agent'")
-    return meta
-
-
 def build_conditions(
     checkpoint: str | None, cfg_scales: list[float], baselines: list[str], use_prior: bool | None = None,
     device: str = "cpu",
@@ -193,6 +176,8 @@ def build_conditions(
     conds: list[Condition] = []
     env_cfg: dict[str, Any] = {}
     if checkpoint is not None:
+        from aimc.eval.agent import read_bundle
+
         meta = read_bundle(checkpoint)
         env_cfg = dict(meta.get("world_config") or {})
         main = float(meta.get("cond_scale", 6.0))

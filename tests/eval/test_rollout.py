@@ -87,3 +87,23 @@ def test_short_suite_eval_writes_json_and_html_with_plots(tmp_path):
                  'id="cfg-curve"', "<video", "data:video/mp4;base64,"):
         assert plot in html, plot
     assert (tmp_path / "eval" / data["videos"][0]["file"]).stat().st_size > 1000
+
+
+def test_ray_backend_retries_like_processes(tmp_path):
+    pytest.importorskip("ray")
+    faults = ((101, "raise"), (102, "exit"))
+    env = FaultyEnvSpec("crafter", ENV16, marker_dir=str(tmp_path), faults=faults)
+    out = run_jobs(_jobs(3, "rand", 12), {"rand": RandomFactory()}, env, workers=1, backend="ray", progress=False)
+    assert out.retries == 2 and [r.attempts for r in out.results] == [1, 2, 2]
+
+
+def test_unknown_backend_and_missing_ray_are_clear_errors():
+    from aimc.core.errors import AimcError
+
+    with pytest.raises(AimcError, match="unknown rollout backend 'dask'"):
+        run_jobs(_jobs(1, "rand"), {"rand": RandomFactory()}, EnvSpec("crafter", ENV16), backend="dask", progress=False)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(AimcError, match=r"pip install 'aimc\[ray\]'"):
+            run_jobs(_jobs(1, "rand"), {"rand": RandomFactory()}, EnvSpec("crafter", ENV16), backend="ray", progress=False)

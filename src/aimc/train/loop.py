@@ -159,8 +159,6 @@ def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str) -> Path:
         with atomic_dir(run_dir / "embedder", overwrite=True) as tmp:
             shutil.copytree(embedder, tmp, dirs_exist_ok=True)
         embedder = "embedder"
-    from aimc.envs.crafter import CrafterConfig
-
     h = get_config(cfg.policy, **cfg.policy_overrides).img_shape[0]
     bundle = {
         "format": "aimc-agent",
@@ -171,7 +169,7 @@ def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str) -> Path:
         "prior": None,
         "cond_scale": 6.0,
         "world": "crafter",
-        "world_config": to_dict(CrafterConfig(size=h)),
+        "world_config": {"size": h},  # kwargs for aimc.envs.make (observation size = policy input)
     }
     atomic_write_json(run_dir / "bundle.json", bundle)
     return run_dir
@@ -229,7 +227,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     t_log, f_log, logs = time.perf_counter(), loop["frames"], []
     interrupted = False
     model.train()
-    for batch in loader:
+    for batch in loader if loop["frames"] < cfg.n_frames else []:  # a finished run resumes to nothing
         loop["batches"] += 1
         loop["invalid_items"] += batch["n_invalid"]
         pov, act, first = batch[POV], batch[ACTION], batch[FIRST]  # (B, T, H, W, 3), (B, T), (B, T)

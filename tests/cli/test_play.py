@@ -1,0 +1,72 @@
+"""`aimc play` and `TextAgent` on a tiny bundle (policy trained a few steps + an untrained small embedder)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aimc.cli.app import main
+from aimc.core.video import count_frames, write_mp4
+from tests.train.fixtures import EMBED_DIM, demo_store, one_thread, tiny_cfg  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def bundle(demo_store, tmp_path_factory):  # noqa: F811
+    import torch
+
+    from aimc.embed.videotext import VideoTextConfig, VideoTextEmbedder
+    from aimc.train.loop import run
+
+    root = tmp_path_factory.mktemp("bundle")
+    torch.manual_seed(0)
+    emb = VideoTextEmbedder(VideoTextConfig(channels=(4, 8), frame_dim=16, embed_dim=EMBED_DIM, frame_size=32), device="cpu")
+    emb.save_pretrained(root / "embedder_src")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run(tiny_cfg(demo_store, root / "run", "n_frames=64", "val_every=0", f"embedder={root / 'embedder_src'}"), progress=False)
+    torch.set_num_threads(n)
+    return root / "run"
+
+
+def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_thread):  # noqa: F811
+    video = tmp_path / "play.mp4"
+    args = ["play", "collect wood", "--checkpoint", str(bundle), "--steps", "25", "--seed", "2", "--size", "64"]
+    assert main([*args, "--video", str(video)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("collect wood: ")
+    steps = int(out.split(": ", 1)[1].split(" steps")[0])
+    assert 1 <= steps <= 25 and count_frames(video) == steps
+    assert main(args) == 0  # same seed -> same rollout, same printout
+    assert capsys.readouterr().out == out.replace(f"wrote {video}\n", "")
+    assert out.endswith(f"wrote {video}\n")
+
+    clip = tmp_path / "clip.mp4"
+    write_mp4(clip, np.random.default_rng(0).integers(0, 255, (20, 64, 64, 3), dtype=np.uint8))
+    assert main(["play", "x", "--checkpoint", str(bundle), "--steps", "5", "--visual-goal", str(clip)]) == 0
+    assert capsys.readouterr().out.startswith("video goal: clip.mp4: ")
+
+    assert main(["play", "x", "--checkpoint", str(tmp_path), "--steps", "5"]) == 2
+    assert "not an agent bundle" in capsys.readouterr().err
+
+
+def test_text_agent_seeds_and_guidance(bundle, one_thread):
+    from aimc.eval.agent import TextAgent
+
+    agent = TextAgent.from_bundle(bundle)
+    goals = agent.goal_from_text(["collect wood", "drink water"])
+    assert goals.shape == (2, EMBED_DIM) and goals.dtype == np.float32
+    assert agent.goal_from_video(np.zeros((16, 64, 64, 3), np.uint8)).shape == (EMBED_DIM,)
+    pov = np.random.default_rng(0).integers(0, 255, (6, 2, 64, 64, 3), dtype=np.uint8)
+
+    def rollout(goal, scale, seed):
+        agent.start(goal, cond_scale=scale, seed=seed)
+        return [agent.act(pov[t], np.array([t == 0, t == 0])).tolist() for t in range(6)]
+
+    a = rollout(goals, 6.0, 0)
+    assert a == rollout(goals, 6.0, 0)
+    assert all(0 <= x < 17 for row in a for x in row)
+    # a zero goal makes guidance a no-op: (1 + s) u - s u = u
+    zero = np.zeros_like(goals)
+    assert rollout(zero, 6.0, 1) == rollout(zero, 0.0, 1)
+    with pytest.raises(Exception, match="goals must be"):
+        agent.start(np.zeros((2, EMBED_DIM + 1), np.float32))

@@ -1,0 +1,143 @@
+"""The BC loop: learning, schedule, decay groups, exact resume (clean stop and SIGKILL), init from pretrain, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aimc.cli.app import main
+from aimc.data.store import Episode, list_episodes
+from aimc.train.checkpoint import GOAL_LAYER_KEYS, init_policy_from, latest_checkpoint
+from aimc.train.config import TrainConfig, load_train_config, preset_names
+from aimc.train.loop import lr_at, param_groups, read_metrics, run
+from tests.train.fixtures import EMBED_DIM, EMBED_NAME, demo_store, one_thread, tiny_cfg  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_schedule_and_decay_groups():
+    cfg = TrainConfig(lr=1.0, warmup_frames=100, n_frames=1000)
+    assert lr_at(0, cfg) == 0.0 and lr_at(50, cfg) == pytest.approx(0.5) and lr_at(100, cfg) == pytest.approx(1.0)
+    assert lr_at(1100, cfg) == pytest.approx(0.0, abs=1e-12) and 0 < lr_at(600, cfg) < 1
+    from aimc.policy import VPTPolicy, get_config
+
+    policy = VPTPolicy(get_config("test-tiny", goal_dim=4))
+    decay, no_decay = param_groups(policy, 0.04)
+    names = {id(p): n for n, p in policy.named_parameters()}
+    dn = {names[id(p)] for p in decay["params"]}
+    nn_ = {names[id(p)] for p in no_decay["params"]}
+    assert "net.mineclip_embed_linear.weight" in dn and "net.img_process.cnn.stacks.0.firstconv.layer.weight" in dn
+    assert "net.recurrent_layer.blocks.0.r.orc_block.b_nd" in dn and "net.img_process.cnn.stacks.0.n.weight" in dn  # GroupNorm decays
+    assert "net.final_ln.weight" in nn_ and "net.mineclip_embed_linear.bias" in nn_
+    assert not any("normalizer" in n for n in dn | nn_)  # frozen buffers are not optimised
+    assert {"pretrain", "goal", "finetune", "mixed", "progressive", "fixed-prompt", "test"} <= set(preset_names())
+    for name in preset_names():
+        load_train_config(name)  # every preset validates
+
+
+def test_cli_trains_goal_policy_and_loss_falls(demo_store, tmp_path, one_thread, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    code = main(["train", "policy", "--preset", "test", "--data", str(demo_store), "--out", str(out), "--seed", "1",
+                 "--quiet", "--set", f"segment.embed_name={EMBED_NAME}", "--set", "n_frames=960", "--set", "lr=1e-2"])
+    assert code == 0
+    msg = capsys.readouterr().out
+    assert "trained 30 steps (960 frames, 1 process(es))" in msg and "0 unreadable" in msg
+    rows = [r for r in read_metrics(out) if "train/loss" in r]
+    first, last = np.mean([r["train/loss"] for r in rows[:5]]), np.mean([r["train/loss"] for r in rows[-5:]])
+    assert last < first - 0.3, (first, last)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert rows[0]["train/lr"] < rows[9]["train/lr"]  # warmup
+    bundle = json.loads((out / "bundle.json").read_text())
+    assert bundle["format"] == "aimc-agent" and bundle["embed_name"] == EMBED_NAME and bundle["policy"] == "best"
+    assert json.loads((out / "best" / "config.json").read_text())["config"]["goal_dim"] == EMBED_DIM
+    assert (out / "tensorboard").is_dir() and latest_checkpoint(out).name == "step_00000030"
+    # re-running the finished run resumes and does nothing more
+    assert main(["train", "policy", "--preset", "test", "--data", str(demo_store), "--out", str(out), "--seed", "1",
+                 "--quiet", "--set", f"segment.embed_name={EMBED_NAME}", "--set", "n_frames=960", "--set", "lr=1e-2"]) == 0
+    assert "trained 30 steps" in capsys.readouterr().out
+    # a changed recipe is refused instead of silently mixing two runs
+    assert main(["train", "policy", "--preset", "test", "--data", str(demo_store), "--out", str(out), "--quiet",
+                 "--set", f"segment.embed_name={EMBED_NAME}", "--set", "lr=0.5"]) == 2
+    assert "different lr" in capsys.readouterr().err
+
+
+def test_resume_matches_uninterrupted(demo_store, tmp_path, one_thread):  # noqa: F811
+    sets = ("n_frames=320", "seed=3", "val_every=4", "save_every=100")
+    full = run(tiny_cfg(demo_store, tmp_path / "full", *sets), progress=False)
+    part = run(tiny_cfg(demo_store, tmp_path / "part", *sets), stop_after_steps=4, progress=False)
+    assert part["interrupted"] and part["step"] == 4 and not (tmp_path / "part" / "latest").exists()
+    rest = run(tiny_cfg(demo_store, tmp_path / "part", *sets), progress=False)
+    assert rest["step"] == full["step"] == 10 and rest["frames"] == full["frames"]
+    a, b = weights(tmp_path / "full" / "latest"), weights(tmp_path / "part" / "latest")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert rest["best_val"] == pytest.approx(full["best_val"])
+    steps = [r["step"] for r in read_metrics(tmp_path / "part") if "train/loss" in r]
+    assert steps == list(range(1, 11))  # no duplicated or missing log rows across the restart
+
+
+def test_sigkill_resumes_without_corruption(demo_store, tmp_path, one_thread):  # noqa: F811
+    sets = ("n_frames=384", "seed=4", "val_every=0", "save_every=1", "keep_checkpoints=2")
+    full = run(tiny_cfg(demo_store, tmp_path / "full", *sets), progress=False)
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from tests.train.fixtures import tiny_cfg\nfrom aimc.train.loop import run\n"
+        f"run(tiny_cfg({str(demo_store)!r}, {str(tmp_path / 'killed')!r}, *{sets!r}), progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    last = tmp_path / "killed" / "checkpoints" / "last"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.is_file() and last.read_text().strip() >= "step_00000003":
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rest = run(tiny_cfg(demo_store, tmp_path / "killed", *sets), progress=False)
+    assert rest["step"] == full["step"] == 12
+    a, b = weights(tmp_path / "full" / "latest"), weights(tmp_path / "killed" / "latest")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_goal_run_starts_from_unconditional_pretrain(demo_store, tmp_path, one_thread):  # noqa: F811
+    pre = run(tiny_cfg(demo_store, tmp_path / "pre", "segment.embed_name=null", "n_frames=64", "val_every=0"), progress=False)
+    assert pre["step"] == 2
+    from aimc.policy import VPTPolicy, get_config
+
+    goal_policy = VPTPolicy(get_config("test-tiny", img_shape=(64, 64), action_head="categorical", n_actions=17,
+                                       temperature=1.0, goal_dim=EMBED_DIM))
+    fresh = init_policy_from(goal_policy, tmp_path / "pre")
+    assert fresh == list(GOAL_LAYER_KEYS)
+    src = weights(tmp_path / "pre" / "latest")
+    own = goal_policy.state_dict()
+    assert all(torch.equal(src[k], own[k]) for k in src)
+    s = run(tiny_cfg(demo_store, tmp_path / "goal", f"init_from={tmp_path / 'pre'}", "n_frames=64", "val_every=0"), progress=False)
+    assert s["fresh_keys"] == list(GOAL_LAYER_KEYS)
+
+
+@pytest.mark.slow
+def test_loss_below_marginal_entropy_on_demonstrator_data(demo_store, tmp_path, one_thread):  # noqa: F811
+    """Lesson 1 of training-notes.md: a policy that learns anything beats the marginal action entropy fast."""
+    acts = np.concatenate([Episode(p).actions for p in list_episodes(demo_store)])
+    p = np.bincount(acts, minlength=17) / len(acts)
+    marginal = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+    cfg = tiny_cfg(demo_store, tmp_path / "smoke", "n_frames=12800", "batch_size=8", "segment.segment_len=16",
+                   "trunc_t=16", "grad_accum=1", "lr=3e-3", "warmup_frames=640", "val_every=0", "log_every=10", "val_fraction=0")
+    run(cfg, progress=False)
+    rows = [r["train/loss"] for r in read_metrics(tmp_path / "smoke") if "train/loss" in r]
+    assert len(rows) == 10
+    assert np.mean(rows[-2:]) < marginal - 0.05, (rows, marginal)

@@ -49,7 +49,7 @@ def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_threa
     assert "not an agent bundle" in capsys.readouterr().err
 
 
-def test_text_agent_seeds_and_guidance(bundle, one_thread):
+def test_text_agent_seeds_and_guidance(bundle, one_thread):  # noqa: F811
     from aimc.eval.agent import TextAgent
 
     agent = TextAgent.from_bundle(bundle)

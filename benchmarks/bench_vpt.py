@@ -1,0 +1,216 @@
+"""VPT policy speed on CPU: single-frame step rate and batched throughput, aimc vs a straightforward reference.
+
+The reference below is a plain re-implementation of the same maths in the style of OpenAI's ``lib/``: heads
+folded into the batch, a band matrix of the relative bias built with unfold/flip and contracted with
+``einsum``, a boolean clipped-causal mask repeated per head and turned into a -1e9 additive bias,
+``baddbmm`` + fp32 softmax + ``einsum``, ``torch.no_grad``. Both run the same weights (random, seeded) in
+one process; outputs are compared before timing.
+
+    python benchmarks/bench_vpt.py                 # vpt-1x, 1 thread, B=1 steps and B=8 batched steps
+    python benchmarks/bench_vpt.py --threads 2 --batch 16 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aimc.policy import VPTPolicy, get_config
+
+
+# ------------------------------------------------------------------------------------ reference implementation
+class Reference:
+    """Straightforward functional VPT forward over an official-layout state dict."""
+
+    def __init__(self, sd: dict[str, Tensor], cfg) -> None:
+        self.sd, self.cfg = sd, cfg
+
+    def _fanin(self, x: Tensor, name: str, kind: str, norm: str | None, act: bool = True) -> Tensor:
+        sd = self.sd
+        if norm == "group":
+            x = F.group_norm(x, 1, sd[f"{name}.norm.weight"], sd[f"{name}.norm.bias"])
+        elif norm == "layer":
+            x = F.layer_norm(x, x.shape[-1:], sd[f"{name}.norm.weight"], sd[f"{name}.norm.bias"])
+        w, b = sd[f"{name}.layer.weight"], sd.get(f"{name}.layer.bias")
+        x = F.conv2d(x, w, b, padding=1) if kind == "conv" else F.linear(x, w, b)
+        return F.relu(x) if act else x
+
+    def cnn(self, img: Tensor) -> Tensor:
+        sd, cfg = self.sd, self.cfg
+        b, t = img.shape[:2]
+        x = img.reshape(b * t, *img.shape[2:]).to(torch.float32) / 255.0
+        x = x.permute(0, 3, 1, 2)
+        for s in range(len(cfg.chans)):
+            p = f"net.img_process.cnn.stacks.{s}"
+            x = self._fanin(x, f"{p}.firstconv", "conv", None if s == 0 else "group")
+            x = F.max_pool2d(x, 3, 2, 1)
+            x = F.group_norm(x, 1, sd[f"{p}.n.weight"], sd[f"{p}.n.bias"])
+            for j in range(cfg.impala_nblock):
+                y = self._fanin(x, f"{p}.blocks.{j}.conv0", "conv", "group")
+                x = x + self._fanin(y, f"{p}.blocks.{j}.conv1", "conv", "group")
+        x = x.reshape(b, t, -1)
+        x = self._fanin(x, "net.img_process.cnn.dense", "linear", "layer")
+        return self._fanin(x, "net.img_process.linear", "linear", "layer")
+
+    @staticmethod
+    def bandify(b_nd: Tensor, t: int, big_t: int) -> Tensor:
+        nbasis, bandsize = b_nd.shape
+        b_nd = b_nd[:, torch.arange(bandsize - 1, -1, -1)]
+        if bandsize >= big_t:
+            b_nt = b_nd[:, -big_t:]
+        else:
+            b_nt = torch.cat([b_nd.new_zeros(nbasis, big_t - bandsize), b_nd], dim=1)
+        x = torch.cat([b_nt, b_nt.new_zeros(nbasis, t - 1)], dim=1)
+        return x.unfold(1, big_t, 1).flip(1)
+
+    def attention(self, x: Tensor, k: int, state: tuple, first: Tensor) -> tuple[Tensor, tuple]:
+        sd, cfg = self.sd, self.cfg
+        p = f"net.recurrent_layer.blocks.{k}.r.orc_block"
+        mask_state, (kc, vc) = state
+        b, t, e = x.shape
+        h, m = cfg.heads, cfg.memory
+        big_t = t + m
+        # mask: clipped-causal band, cache masked where invalid or at episode start
+        band = torch.ones(t, big_t, dtype=torch.bool).tril_(big_t - t).triu_(big_t - t - m + 1)
+        mask = band[None].repeat_interleave(b, dim=0).clone()
+        if mask_state is None:
+            mask_state = torch.zeros(b, 1, m, dtype=torch.bool)
+        not_first = ~first[:, :1, None]
+        mask[:, :, :-t] &= not_first
+        mask[:, :, :-t] &= mask_state
+        mask = mask[:, None].repeat_interleave(h, dim=1).reshape(b * h, t, big_t)
+        new_mask_state = torch.cat(
+            [mask_state[:, :, t:] & not_first, torch.ones(b, 1, min(t, m), dtype=torch.bool)], -1
+        )
+        q = F.linear(x, sd[f"{p}.q_layer.weight"], sd[f"{p}.q_layer.bias"])
+        kk = F.linear(x, sd[f"{p}.k_layer.weight"])
+        vv = F.linear(x, sd[f"{p}.v_layer.weight"])
+        kk = torch.cat([kc, kk], 1)
+        vv = torch.cat([vc, vv], 1)
+        new_state = (new_mask_state, (kk[:, -m:], vv[:, -m:]))
+
+        def split(z: Tensor) -> Tensor:
+            return z.reshape(b, z.shape[1], h, -1).permute(0, 2, 1, 3).reshape(b * h, z.shape[1], -1)
+
+        r = split(F.linear(x, sd[f"{p}.r_layer.weight"], sd[f"{p}.r_layer.bias"]).float())
+        extra = torch.einsum("btn,ntp->btp", r, self.bandify(sd[f"{p}.b_nd"], t, big_t))
+        bias = (~mask).float() * -1e9 + extra
+        d = e // h
+        logits = torch.baddbmm(bias, split(q).float(), split(kk).float().transpose(-1, -2), alpha=1 / d)
+        w = torch.softmax(logits, dim=2)
+        a = torch.einsum("btp,bpe->bte", w, split(vv))
+        a = a.reshape(b, h, t, d).permute(0, 2, 1, 3).reshape(b, t, e)
+        return F.linear(a, sd[f"{p}.proj_layer.weight"], sd[f"{p}.proj_layer.bias"]), new_state
+
+    def __call__(self, img: Tensor, first: Tensor, state: list) -> tuple[dict[str, Tensor], list]:
+        sd, cfg = self.sd, self.cfg
+        x = self.cnn(img)
+        new_states = []
+        for k in range(cfg.n_layers):
+            pfx = f"net.recurrent_layer.blocks.{k}"
+            y = F.layer_norm(x, x.shape[-1:], sd[f"{pfx}.pre_r_ln.weight"], sd[f"{pfx}.pre_r_ln.bias"])
+            a, s = self.attention(y, k, state[k], first)
+            new_states.append(s)
+            y = y + a
+            x = y + self._fanin(
+                self._fanin(y, f"{pfx}.mlp0", "linear", "layer"), f"{pfx}.mlp1", "linear", None, act=False
+            )
+        x = F.relu(x)
+        x = self._fanin(x, "net.lastlayer", "linear", "layer")
+        x = F.layer_norm(x, x.shape[-1:], sd["net.final_ln.weight"], sd["net.final_ln.bias"])
+        logp = {}
+        for head in ("camera", "buttons"):
+            logits = F.linear(
+                x, sd[f"pi_head.{head}.linear_layer.weight"], sd[f"pi_head.{head}.linear_layer.bias"]
+            )
+            logp[head] = torch.log_softmax((logits / cfg.temperature).float(), -1)
+        logp["value"] = F.linear(x, sd["value_head.linear.weight"], sd["value_head.linear.bias"])[..., 0]
+        return logp, new_states
+
+    def initial_state(self, b: int) -> list:
+        z = (b, self.cfg.memory, self.cfg.hidsize)
+        return [(None, (torch.zeros(z), torch.zeros(z))) for _ in range(self.cfg.n_layers)]
+
+
+# ------------------------------------------------------------------------------------------------- timing
+def timed(fn, n: int) -> float:
+    """Median seconds per call over n calls (after 2 warm-up calls)."""
+    fn()
+    fn()
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="vpt-1x")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 gives stable numbers)")
+    ap.add_argument("--steps", type=int, default=15, help="timed calls per measurement")
+    ap.add_argument("--batch", type=int, default=8, help="batch size of the throughput measurement")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = get_config(args.preset)
+    policy = VPTPolicy(cfg).eval()
+    ref = Reference({k: v.detach() for k, v in policy.state_dict().items()}, cfg)
+    print(
+        f"{args.preset}: {policy.num_parameters():,} parameters, {args.threads} thread(s), torch {torch.__version__}"
+    )
+
+    def warm_states(b: int):
+        """States with a full memory (the steady state of an episode)."""
+        g = torch.Generator().manual_seed(1)
+        img = torch.randint(0, 256, (b, cfg.memory, *cfg.img_shape, 3), dtype=torch.uint8, generator=g)
+        first = torch.zeros(b, cfg.memory, dtype=torch.bool)
+        with torch.inference_mode():
+            _, s_ours = policy(img, None, first, None)
+        with torch.no_grad():
+            _, s_ref = ref(img, first, ref.initial_state(b))
+        return s_ours, s_ref
+
+    results = {}
+    for label, b in (("single-frame step", 1), (f"batched step (B={args.batch})", args.batch)):
+        s_ours, s_ref = warm_states(b)
+        img = torch.randint(0, 256, (b, 1, *cfg.img_shape, 3), dtype=torch.uint8)
+        first = torch.zeros(b, 1, dtype=torch.bool)
+        with torch.inference_mode():
+            out, _ = policy(img, None, first, s_ours)
+        with torch.no_grad():
+            ref_out, _ = ref(img, first, s_ref)
+        diff = max((out.logp[k] - ref_out[k]).abs().max().item() for k in ("camera", "buttons"))
+        assert diff < 1e-3, f"outputs differ by {diff}"
+
+        def run_ours(img=img, first=first, s=s_ours):
+            with torch.inference_mode():
+                policy(img, None, first, s)
+
+        def run_ref(img=img, first=first, s=s_ref):
+            with torch.no_grad():
+                ref(img, first, s)
+
+        # interleave to share any background load fairly
+        t_ref = timed(run_ref, args.steps)
+        t_ours = timed(run_ours, args.steps)
+        t_ref = min(t_ref, timed(run_ref, args.steps))
+        t_ours = min(t_ours, timed(run_ours, args.steps))
+        results[label] = (b / t_ours, b / t_ref)
+        print(
+            f"{label:24s} aimc {t_ours * 1e3:8.1f} ms/call {b / t_ours:7.1f} frames/s | "
+            f"reference {t_ref * 1e3:8.1f} ms/call {b / t_ref:7.1f} frames/s | "
+            f"speed-up {t_ref / t_ours:.2f}x | max |dlogp| {diff:.1e}"
+        )
+    ratios = [o / r for o, r in results.values()]
+    print(f"speed-up vs reference: {' / '.join(f'{x:.2f}x' for x in ratios)} (target >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,3 +70,24 @@ def test_text_agent_seeds_and_guidance(bundle, one_thread):  # noqa: F811
     assert rollout(zero, 6.0, 1) == rollout(zero, 0.0, 1)
     with pytest.raises(Exception, match="goals must be"):
         agent.start(np.zeros((2, EMBED_DIM + 1), np.float32))
+
+
+def test_fixed_prompt_goals(bundle, demo_store, tmp_path):  # noqa: F811
+    """fixed-prompt mode: every frame of a segment carries the prompt's text embedding (or zeros, p_uncond)."""
+    from aimc.data.dataset import SegmentDataset
+    from aimc.embed.base import make_embedder
+    from aimc.train.loop import build_data
+
+    emb_dir = bundle.parent / "embedder_src"
+    cfg = tiny_cfg(demo_store, tmp_path / "fp", "fixed_prompt=collect wood", f"embedder={emb_dir}", "segment.p_uncond=0.5")
+    train, _, fixed = build_data(cfg)
+    want = make_embedder(emb_dir, device="cpu").encode_text(["collect wood"])[0].numpy()
+    assert np.allclose(fixed, want)
+    ds = SegmentDataset(train, cfg.segment, (64, 64), None, fixed)
+    kinds = set()
+    for seed in range(12):
+        g = ds[(0, seed)]["goal"].numpy()
+        assert g.shape == (16, EMBED_DIM)
+        kinds.add("zero" if not g.any() else "prompt")
+        assert not g.any() or np.allclose(g, want[None])
+    assert kinds == {"zero", "prompt"}

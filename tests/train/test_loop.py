@@ -141,3 +141,13 @@ def test_loss_below_marginal_entropy_on_demonstrator_data(demo_store, tmp_path, 
     rows = [r["train/loss"] for r in read_metrics(tmp_path / "smoke") if "train/loss" in r]
     assert len(rows) == 10
     assert np.mean(rows[-2:]) < marginal - 0.05, (rows, marginal)
+
+
+def test_data_flag_parsing():
+    from aimc.cli.train_policy import parse_data
+    from aimc.core.errors import ConfigError
+
+    assert parse_data(["a/b", "task:0.7", "orig:0.3"]) == [
+        {"path": "a/b", "weight": 1.0}, {"path": "task", "weight": 0.7}, {"path": "orig", "weight": 0.3}]
+    with pytest.raises(ConfigError, match="weight"):
+        parse_data(["task:lots"])

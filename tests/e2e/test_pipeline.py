@@ -1,0 +1,51 @@
+"""`aimc pipeline --preset micro`: every stage runs, a re-run skips them all, a changed setting reruns."""
+
+from __future__ import annotations
+
+import json
+
+from aimc.cli.app import main
+from aimc.pipeline import STAGES
+
+
+def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["pipeline", "--preset", "micro", "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"{stage}: finished" in log for stage in STAGES)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["stages"]) == set(STAGES)
+
+    bundle = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert bundle["format"] == "aimc-agent" and bundle["prior"] == "prior" and bundle["embedder"] == "embedder"
+    for sub in ("policy", "embedder", "prior"):
+        assert (out / "bundle" / sub / "config.json").is_file()
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert {"agent", "agent@0", "unconditional", "demonstrator"} <= set(report["conditions"])
+    assert "<svg" in (out / "eval" / "report.html").read_text()
+    assert summary["stages"]["eval"]["result"]["mean_success"]["demonstrator"] > 0  # predicates see real events
+
+    # Re-running the same command does no work.
+    assert main(["pipeline", "--preset", "micro", "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().out
+    assert log.count("skipped") == len(STAGES)
+
+    # Changing the prior reruns prior, bundle and eval only, keeping the old prior run.
+    assert main(["pipeline", "--preset", "micro", "--out", str(out), "--quiet", "--set", "prior.epochs=3"]) == 0
+    log = capsys.readouterr().out
+    assert "collect: done earlier" in log and "goal: done earlier" in log
+    assert "prior: finished" in log and "eval: finished" in log
+    assert list(tmp_path.joinpath("run").glob("prior.old-*"))
+
+
+def test_pipeline_bad_input(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
+    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-small, micro" in capsys.readouterr().err
+    assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
+    assert "is not empty and holds no pipeline run" in capsys.readouterr().err
+    assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
+    assert "unknown stage 'nowhere'" in capsys.readouterr().err
+    assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "c"), "--set", "colect.episodes=3"]) == 2
+    assert "unknown key(s) ['colect']" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aimc.core.checkpoint import key_diff, load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, CheckpointError
 from aimc.embed.base import Embedder, check_frames, frames_to_tensor, register_embedder, resolve_device
 from aimc.embed.mineclip_model import ALIAS_PREFIXES, MineCLIP, MineCLIPConfig, canonical_state_dict
-from aimc.embed.persist import key_diff, load_strict, read_model_dir, save_model_dir
 from aimc.embed.tokenizer import clip_tokenizer
 
 OFFICIAL_MD5 = {"attn": "b5ece9198337cfd117a3bfbd921e56da", "avg": "d97a07f2830095a2016a8da22abcff52"}

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, ConfigError
 from aimc.core.io import atomic_dir, atomic_write_json, atomic_write_text, check_writable_dir
@@ -24,7 +25,6 @@ from aimc.data.index import DatasetIndex
 from aimc.embed.base import WINDOW
 from aimc.embed.captions import instruction, paraphrases
 from aimc.embed.clips import ClipSet, load_clips
-from aimc.embed.persist import load_strict, read_model_dir, save_model_dir
 from aimc.embed.videotext import VideoTextConfig, VideoTextEmbedder, VideoTextModel
 
 TRAIN_CONFIG = "train_config.json"

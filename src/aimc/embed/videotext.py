@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.embed.base import (
     WINDOW,
@@ -26,7 +27,6 @@ from aimc.embed.base import (
     register_embedder,
     resolve_device,
 )
-from aimc.embed.persist import load_strict, read_model_dir, save_model_dir
 from aimc.embed.text import BUNDLED, shared_text_encoder
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, CheckpointError
-from aimc.embed.persist import load_strict, read_model_dir, save_model_dir
 
 KIND = "cvae_prior"
 

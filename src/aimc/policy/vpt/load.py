@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from aimc.core.checkpoint import state_diff
 from aimc.core.errors import CheckpointError, ConfigError
 from aimc.policy.vpt.config import VPTConfig, preset_name
 from aimc.policy.vpt.model import VPTPolicy
@@ -247,13 +248,8 @@ def _fmt_list(items: list[str], limit: int = 20) -> str:
 def check_state_dict(policy: VPTPolicy, sd: dict[str, Tensor], source: str = "checkpoint") -> None:
     """Raise CheckpointError naming missing, unexpected and mis-shaped keys; return silently if all match."""
     expected = {k: _shape(v) for k, v in policy.state_dict().items()}
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    mismatched = sorted(
-        f"{k}: {source} {_shape(sd[k])} vs model {expected[k]}"
-        for k in set(sd) & set(expected)
-        if _shape(sd[k]) != expected[k]
-    )
+    missing, unexpected, shaped = state_diff(expected, {k: _shape(v) for k, v in sd.items()})
+    mismatched = [f"{k}: {source} {_shape(sd[k])} vs model {expected[k]}" for k in shaped]
     if not (missing or unexpected or mismatched):
         return
     cfg = policy.config

@@ -1,4 +1,4 @@
-"""`save_pretrained` / `from_pretrained` plumbing shared by the trainable embedders.
+"""`save_pretrained` / `from_pretrained` plumbing shared by every persistable model (embedders, priors, policies).
 
 A model directory is `config.json` ({"type": <registry name>, "config": {...}}) + `model.safetensors`,
 written atomically and loaded strictly: a mismatch names the missing, unexpected and mis-shaped keys.
@@ -20,11 +20,19 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def key_diff(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]], limit: int = 5) -> str:
-    """One-line summary of missing / unexpected / mis-shaped keys ('' when they agree)."""
+def state_diff(
+    expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, mis-shaped) key lists, sorted; all empty when the two layouts agree."""
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     shaped = sorted(k for k in set(expected) & set(got) if tuple(expected[k]) != tuple(got[k]))
+    return missing, unexpected, shaped
+
+
+def key_diff(expected: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]], limit: int = 5) -> str:
+    """One-line summary of missing / unexpected / mis-shaped keys ('' when they agree)."""
+    missing, unexpected, shaped = state_diff(expected, got)
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing (e.g. {missing[:limit]})")

@@ -4,6 +4,7 @@ Examples:
     aimc embed --embedder runs/embedder/model --data data/crafter            # trained video-text model
     aimc embed --embedder models/mineclip_attn --data data/crafter --name attn   # converted MineCLIP
     aimc embed --embedder runs/embedder/model --data data/crafter --overwrite
+    aimc embed --embedder openclip --set checkpoint=ViT-B-32.pt --set pooling=meanP --data data/crafter
 
 Row t of `embeds_<name>.npy` embeds frames t-15..t (float16); `embeds_<name>_mask.npy` marks t >= 15.
 Episodes that already hold the embeddings are skipped, so an interrupted run resumes.
@@ -27,14 +28,16 @@ def embed_cmd(
     overwrite: bool = typer.Option(False, help="Recompute episodes that already hold these embeddings."),
     seed: int = typer.Option(0, help="Seed (embedding is deterministic; used for reproducible model init)."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    options: list[str] = typer.Option([], "--set", help="Embedder option key=value (e.g. checkpoint=PATH)."),
 ) -> None:
     """Compute sliding-window goal embeddings (cached per frame) for each episode."""
+    from aimc.core.config import parse_overrides
     from aimc.core.seeding import seed_everything
     from aimc.embed.base import make_embedder
     from aimc.embed.run import embed_dataset
 
     seed_everything(seed)
-    model = make_embedder(embedder, device=device)
+    model = make_embedder(embedder, device=device, **parse_overrides(options))
     label = name or model.name
     s = embed_dataset(model, data, label, overwrite=overwrite, progress=not quiet)
     typer.echo(

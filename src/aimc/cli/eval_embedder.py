@@ -36,16 +36,19 @@ def eval_embedder_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
     device: str | None = typer.Option(None, help="torch device (default: a GPU when present)."),
     seed: int = typer.Option(0, help="Seed for clip sampling."),
+    options: list[str] = typer.Option([], "--set", help="Embedder option key=value (e.g. checkpoint=PATH)."),
 ) -> None:
     """Print the embedder-quality table (and write JSON)."""
     from rich.console import Console
     from rich.table import Table
 
+    from aimc.core.config import parse_overrides
     from aimc.core.io import atomic_write_json
     from aimc.embed.base import make_embedder
     from aimc.embed.run import evaluate_embedder
 
-    report = evaluate_embedder(make_embedder(embedder, device=device), data, max_clips_per_task, seed=seed)
+    model = make_embedder(embedder, device=device, **parse_overrides(options))
+    report = evaluate_embedder(model, data, max_clips_per_task, seed=seed)
     table = Table(title=f"embedder quality: {embedder} ({report['clips']} clips, {report['tasks']} tasks)")
     for col in ("metric", "value", "better"):
         table.add_column(col)

@@ -29,6 +29,7 @@ EMBEDDERS: Registry[Any] = Registry("embedder")
 _LAZY = {
     "mineclip": "aimc.embed.mineclip",
     "videotext": "aimc.embed.videotext",
+    "openclip": "aimc.embed.openclip",
 }
 
 

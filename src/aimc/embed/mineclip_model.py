@@ -54,10 +54,11 @@ class QuickGELU(nn.Module):
 
 
 class _MLP(nn.Module):
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, quick_gelu: bool = True) -> None:
         super().__init__()
         self.c_fc = nn.Linear(width, 4 * width)
-        self.act = QuickGELU()
+        # OpenAI-trained weights use QuickGELU; open_clip's own (LAION) weights use exact GELU.
+        self.act = QuickGELU() if quick_gelu else nn.GELU()
         self.c_proj = nn.Linear(4 * width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,13 +66,13 @@ class _MLP(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """CLIP pre-LN transformer block: packed-QKV multi-head attention + QuickGELU MLP."""
+    """CLIP pre-LN transformer block: packed-QKV multi-head attention + (Quick)GELU MLP."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, quick_gelu: bool = True) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = _MLP(width)
+        self.mlp = _MLP(width, quick_gelu)
         self.ln_2 = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -83,7 +84,7 @@ class ResidualBlock(nn.Module):
 class VisionTransformer(nn.Module):
     """ViT with a bias-free patch conv, CLS token, row-major patch grid, ln_post on CLS, linear projection."""
 
-    def __init__(self, cfg: MineCLIPConfig) -> None:
+    def __init__(self, cfg: MineCLIPConfig, quick_gelu: bool = True) -> None:
         super().__init__()
         h, w = cfg.resolution
         p, width = cfg.patch_size, cfg.vision_width
@@ -93,7 +94,9 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(scale * torch.randn(width))
         self.pos_embed = nn.Parameter(scale * torch.randn(n_tokens, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.blocks = nn.ModuleList(ResidualBlock(width, cfg.vision_heads) for _ in range(cfg.vision_layers))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, cfg.vision_heads, quick_gelu) for _ in range(cfg.vision_layers)
+        )
         self.ln_post = nn.LayerNorm(width)
         self.projection = nn.Parameter(scale * torch.randn(width, cfg.embed_dim))
 
@@ -110,12 +113,14 @@ class VisionTransformer(nn.Module):
 class TextTransformer(nn.Module):
     """GPT-style causal transformer; the feature is read at the EOT token (the largest id)."""
 
-    def __init__(self, cfg: MineCLIPConfig) -> None:
+    def __init__(self, cfg: MineCLIPConfig, quick_gelu: bool = True) -> None:
         super().__init__()
         width = cfg.text_width
         self.token_embedding = nn.Embedding(cfg.vocab_size, width)
         self.pos_embed = nn.Parameter(0.01 * torch.randn(cfg.context_length, width))
-        self.blocks = nn.ModuleList(ResidualBlock(width, cfg.text_heads) for _ in range(cfg.text_layers))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, cfg.text_heads, quick_gelu) for _ in range(cfg.text_layers)
+        )
         self.ln_final = nn.LayerNorm(width)
         self.projection = nn.Parameter(width**-0.5 * torch.randn(width, cfg.embed_dim))
         # Not a checkpoint entry upstream, so a non-persistent buffer.

@@ -215,6 +215,9 @@ def test_bad_checkpoints_give_one_line_errors(ckpt, tmp_path):
     torch.save(state, tmp_path / "shape.pt")
     with pytest.raises(CheckpointError, match=r"visual\.ln_post\.bias: want \(32,\) got \(33,\)"):
         load_openclip(tmp_path / "shape.pt")
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "jit.pt"))
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="TorchScript archive"):
+        load_openclip(tmp_path / "jit.pt")
     torch.save({"a": 1}, tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="dict of tensors"):
         load_openclip(tmp_path / "junk.pt")
@@ -271,3 +274,24 @@ def test_cli_embed_with_openclip_checkpoint(synthetic_store, ckpt, emb):
     assert stored.dtype == np.float16 and stored.shape == (len(want), EMBED)
     np.testing.assert_allclose(stored[mask.numpy()], want[mask].numpy(), atol=2e-3)
     assert main(["embed", "--embedder", "openclip", "--set", "checkpoint=/no/such.pt", "--data", "x"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "n_params"),
+    [
+        ({}, 151_277_313),  # OpenAI ViT-B/32
+        ({"patch_size": 16}, 149_620_737),  # ViT-B/16
+        (
+            {"embed_dim": 768, "patch_size": 14, "vision_width": 1024, "vision_layers": 24,
+             "vision_heads": 16, "text_width": 768, "text_heads": 12},
+            427_616_513,
+        ),  # ViT-L/14
+    ],
+)  # fmt: skip
+def test_full_size_parameter_counts_on_meta(fields, n_params):
+    from aimc.embed.openclip import OpenCLIPConfig, OpenCLIPVideo
+
+    with torch.device("meta"):
+        model = OpenCLIPVideo(OpenCLIPConfig(**fields))
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert "visual.transformer.resblocks.0.attn.in_proj_weight" in model.openclip_state_dict()

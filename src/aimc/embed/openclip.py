@@ -171,7 +171,8 @@ class OpenCLIPVideo(nn.Module):
         self.text = TextTransformer(towers, quick_gelu=cfg.quick_gelu)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         if cfg.pooling == "seqTransf":
-            self.temporal = SeqTransfPool(cfg.embed_dim, cfg.temporal_layers, cfg.temporal_heads)
+            heads = cfg.temporal_heads or max(1, cfg.embed_dim // HEAD_WIDTH)
+            self.temporal = SeqTransfPool(cfg.embed_dim, cfg.temporal_layers, heads)
         self.register_buffer("mean", torch.tensor(cfg.image_mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.image_std).view(3, 1, 1), persistent=False)
 
@@ -218,6 +219,10 @@ def read_openclip_state(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, TorchScript archives, truncated files
+        if "TorchScript" in str(e):
+            raise CheckpointError(
+                f"{path} is a TorchScript archive (OpenAI's .pt download); save its state_dict() and pass that"
+            ) from None
         raise CheckpointError(
             f"{path}: cannot read as a safe state dict ({type(e).__name__}: {str(e).splitlines()[0]})"
         ) from None
@@ -343,9 +348,7 @@ def load_openclip(
         fields.update(config_from_json(config))
     fields.update(overrides)
     cfg = from_dict(OpenCLIPConfig, fields, where="openclip config")
-    if cfg.temporal_heads == 0:
-        cfg = dataclasses.replace(cfg, temporal_heads=max(1, cfg.embed_dim // HEAD_WIDTH))
-    if cfg.embed_dim % cfg.temporal_heads:
+    if cfg.temporal_heads and cfg.embed_dim % cfg.temporal_heads:
         raise ConfigError(f"temporal_heads={cfg.temporal_heads} must divide embed_dim={cfg.embed_dim}")
     model = OpenCLIPVideo(cfg)
     _load_openclip_named(

@@ -295,3 +295,10 @@ def test_full_size_parameter_counts_on_meta(fields, n_params):
         model = OpenCLIPVideo(OpenCLIPConfig(**fields))
     assert sum(p.numel() for p in model.parameters()) == n_params
     assert "visual.transformer.resblocks.0.attn.in_proj_weight" in model.openclip_state_dict()
+
+
+def test_unknown_embedder_options_are_one_clear_error(tmp_path):
+    with pytest.raises(AimcError, match="mineclip takes only weights"):
+        make_embedder("mineclip", colour="red")
+    with pytest.raises(AimcError, match="does not take option"):
+        make_embedder("videotext", colour="red")

@@ -67,9 +67,16 @@ def make_embedder(name_or_dir: str | Path, device: str | None = None, **kwargs: 
         kind = json.loads(cfg_file.read_text()).get("type")
         if not isinstance(kind, str):
             raise AimcError(f"{cfg_file} has no 'type' field naming the embedder class")
+        if kwargs:
+            raise AimcError(f"options {sorted(kwargs)} apply to registered embedder names, not to a saved directory ({path})")
         return get_embedder_class(kind).from_pretrained(path, device=device)
     cls = get_embedder_class(str(name_or_dir))
-    return cls.build(device=device, **kwargs)
+    try:
+        return cls.build(device=device, **kwargs)
+    except TypeError as e:
+        if "unexpected keyword" not in str(e):
+            raise
+        raise AimcError(f"embedder {name_or_dir!r} does not take option(s) {sorted(kwargs)} ({e})") from None
 
 
 def resolve_device(device: str | None) -> torch.device:

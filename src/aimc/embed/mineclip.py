@@ -43,6 +43,8 @@ class MineCLIPEmbedder(Embedder):
     def build(
         cls, device: str | None = None, weights: str | Path | None = None, **kwargs: Any
     ) -> MineCLIPEmbedder:
+        if kwargs:
+            raise AimcError(f"mineclip takes only weights=PATH, got option(s) {sorted(kwargs)}")
         if weights is None:
             raise AimcError(
                 "MineCLIP needs weights: run `aimc convert mineclip attn.pth --out DIR` and pass --embedder DIR"

@@ -1,4 +1,8 @@
-"""Two CPU processes through `accelerate launch`: data sharded per rank, gradients all-reduced, one writer."""
+"""Two CPU processes through `accelerate launch`: data sharded per rank, gradients all-reduced, one writer.
+
+`--cpu` alone makes accelerate run a single process; `--multi_gpu` starts torchrun-style workers, and on a
+machine without CUDA the loop's `Accelerator(cpu=True)` joins them with the gloo backend.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -18,13 +21,12 @@ from tests.train.fixtures import EMBED_NAME, demo_store  # noqa: F401
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
 def test_two_process_cpu_run(demo_store, tmp_path):  # noqa: F811
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     assert launcher is not None
     out = tmp_path / "ddp"
     cmd = [
-        launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
         "--dynamo_backend", "no", "-m", "aimc", "train", "policy", "--preset", "test", "--data", str(demo_store),
         "--out", str(out), "--quiet", "--seed", "0", "--set", f"segment.embed_name={EMBED_NAME}",
         "--set", "n_frames=256", "--set", "val_every=2",

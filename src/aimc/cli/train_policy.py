@@ -7,7 +7,7 @@ Examples:
     aimc train policy --preset goal --data data/crafter --out runs/goal --set n_frames=2000000   # resume, longer
     aimc train policy --preset mixed --data data/task:0.7 --data data/crafter:0.3 --out runs/mix \\
         --set init_from=runs/goal
-    accelerate launch --num_processes 2 -m aimc train policy --preset goal ...          # several processes
+    accelerate launch --multi_gpu --num_processes 2 -m aimc train policy --preset goal ...   # 2 processes (CPU too)
 
 A run dir holds checkpoints/ (+ `last`), best/, latest/, metrics.jsonl, tensorboard/, train_config.json
 and bundle.json, so `aimc play --checkpoint <out>` and `aimc eval tasks --checkpoint <out>` accept it.

@@ -247,3 +247,23 @@ def test_image_features_are_normalised_before_goal_add() -> None:
     assert 0.1 < feat.std() < 3.0 and 0.1 < dark.std() < 3.0
     assert feat.std() > 0.5 * (goal - p.net.mineclip_embed_linear.bias).std()
     assert p.net.img_process.linear.norm is not None
+
+
+def test_goal_norm_unit_variance_is_scale_free_and_keeps_zero_goal():
+    import torch
+
+    from aimc.policy.vpt.config import get_config
+    from aimc.policy.vpt.model import VPTPolicy
+
+    torch.manual_seed(0)
+    p = VPTPolicy(get_config("test-tiny", goal_dim=8, goal_norm="unit_variance")).eval()
+    like = torch.zeros(1, 3, p.config.hidsize)
+    g = torch.randn(1, 3, 8)
+    with torch.no_grad():
+        a, b = p.embed_goal(g, 1, 3, like), p.embed_goal(5 * g, 1, 3, like)
+        zero = p.embed_goal(torch.zeros(1, 3, 8), 1, 3, like)
+        direct = p.net.mineclip_embed_linear(g * (8**0.5) / g.norm(dim=-1, keepdim=True))
+    assert torch.allclose(a, b, atol=1e-5) and torch.allclose(a, direct, atol=1e-5)
+    assert torch.allclose(zero, p.net.mineclip_embed_linear.bias.expand_as(zero))
+    assert get_config("steve1").goal_norm == "none"  # official layouts keep STEVE-1's raw goal
+    assert get_config("crafter-small").goal_norm == "unit_variance"

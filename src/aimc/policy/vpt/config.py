@@ -38,6 +38,10 @@ class VPTConfig:
     pointwise_ratio: int = 4
     goal_dim: int = 0
     pre_lstm_ln: bool = False
+    goal_norm: Literal["none", "unit_variance"] = "none"
+    """How the goal vector is scaled before `mineclip_embed_linear` (no parameters either way). "none" = STEVE-1.
+    "unit_variance" rescales each goal to norm sqrt(goal_dim) (zero goals stay zero), so a unit-norm embedding
+    reaches the image features at a comparable scale instead of ~1/sqrt(D) of it (training-notes lesson 1)."""
     action_head: Literal["vpt", "categorical"] = "vpt"
     n_actions: int = 17
     temperature: float = 2.0
@@ -139,6 +143,7 @@ PRESETS: dict[str, VPTConfig] = {
         action_head="categorical",
         n_actions=17,
         temperature=1.0,
+        goal_norm="unit_variance",
     ),
     # Unit tests: a few thousand parameters, but every code path of the big models.
     "test-tiny": VPTConfig(

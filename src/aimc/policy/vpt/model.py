@@ -509,7 +509,11 @@ class VPTPolicy(Policy):
             raise ValueError(
                 f"goal must be (B, T, {cfg.goal_dim}) = ({b}, {t}, {cfg.goal_dim}), got {tuple(goal.shape)}"
             )
-        return self.net.mineclip_embed_linear(goal.to(self.net.mineclip_embed_linear.weight.dtype))
+        goal = goal.to(self.net.mineclip_embed_linear.weight.dtype)
+        if cfg.goal_norm == "unit_variance":  # unit-variance components; the all-zeros (unconditional) goal stays zero
+            norm = goal.norm(dim=-1, keepdim=True)
+            goal = goal * (cfg.goal_dim**0.5 / norm.clamp_min(1e-6)) * (norm > 0)
+        return self.net.mineclip_embed_linear(goal)
 
     def forward(  # type: ignore[override]
         self,

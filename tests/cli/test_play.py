@@ -28,7 +28,8 @@ def bundle(demo_store, tmp_path_factory):  # noqa: F811
     return root / "run"
 
 
-def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_thread):  # noqa: F811
+def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_thread, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)  # the default --video is ./play.mp4
     video = tmp_path / "play.mp4"
     args = ["play", "collect wood", "--checkpoint", str(bundle), "--steps", "25", "--seed", "2", "--size", "64"]
     assert main([*args, "--video", str(video)]) == 0
@@ -36,14 +37,15 @@ def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_threa
     assert out.startswith("collect wood: ")
     steps = int(out.split(": ", 1)[1].split(" steps")[0])
     assert 1 <= steps <= 25 and count_frames(video) == steps
-    assert main(args) == 0  # same seed -> same rollout, same printout
+    assert main([*args, "--video", ""]) == 0  # same seed -> same rollout, same printout (no video)
     assert capsys.readouterr().out == out.replace(f"wrote {video}\n", "")
     assert out.endswith(f"wrote {video}\n")
 
     clip = tmp_path / "clip.mp4"
     write_mp4(clip, np.random.default_rng(0).integers(0, 255, (20, 64, 64, 3), dtype=np.uint8))
     assert main(["play", "x", "--checkpoint", str(bundle), "--steps", "5", "--visual-goal", str(clip)]) == 0
-    assert capsys.readouterr().out.startswith("video goal: clip.mp4: ")
+    out = capsys.readouterr().out
+    assert out.startswith("video goal: clip.mp4: ") and out.endswith("wrote play.mp4\n")  # default video path
 
     assert main(["play", "x", "--checkpoint", str(tmp_path), "--steps", "5"]) == 2
     assert "not an agent bundle" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """`aimc play`: watch a trained agent follow an instruction in Crafter.
 
 Examples:
+    aimc play "chop a tree"                                    # the shipped Crafter agent; writes play.mp4
     aimc play "chop a tree" --checkpoint runs/goal --steps 300 --video tree.mp4
     aimc play "collect a sapling" --checkpoint runs/goal --cond-scale 0 --seed 3     # no guidance
     aimc play "do this" --checkpoint runs/goal --visual-goal clip.mp4 --video out.mp4
@@ -21,19 +22,22 @@ from aimc.cli.app import app
 @app.command("play")
 def play_cmd(
     instruction: str = typer.Argument(..., help="What the agent should do, e.g. 'chop a tree'."),
-    checkpoint: Path = typer.Option(..., help="Agent bundle (the run dir of `aimc train policy`)."),
+    checkpoint: Path | None = typer.Option(
+        None, help="Agent bundle (a `aimc train policy` run dir or a pipeline's bundle/); default: the shipped agent."),
     cond_scale: float | None = typer.Option(None, help="Classifier-free guidance scale (default: the bundle's)."),
     steps: int = typer.Option(300, help="Steps to play (the episode also ends at death)."),
     seed: int = typer.Option(0, help="World seed and sampling seed."),
-    video: Path | None = typer.Option(None, help="Write an annotated mp4 here."),
+    video: Path | None = typer.Option(Path("play.mp4"), help="Annotated mp4 to write ('' for none)."),
     visual_goal: Path | None = typer.Option(None, help="Condition on this mp4 clip instead of the text."),
     size: int = typer.Option(384, help="Video frame size in pixels."),
     deterministic: bool = typer.Option(False, help="Greedy actions instead of sampling."),
 ) -> None:
     """Run a bundle's agent on an instruction and print what happened."""
-    from aimc.eval.play import play
+    from aimc.eval.play import play, shipped_bundle
 
-    r = play(checkpoint, instruction, steps=steps, seed=seed, cond_scale=cond_scale, video=video,
+    if video is not None and str(video) in ("", "."):
+        video = None
+    r = play(checkpoint or shipped_bundle(), instruction, steps=steps, seed=seed, cond_scale=cond_scale, video=video,
              visual_goal=visual_goal, size=size, deterministic=deterministic)
     counts = ", ".join(f"{k} x{v}" for k, v in sorted(r["counts"].items(), key=lambda kv: -kv[1])) or "no events"
     typer.echo(f"{r['instruction']}: {r['steps']} steps; {counts}")

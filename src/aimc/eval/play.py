@@ -13,6 +13,18 @@ from aimc.core.errors import AimcError
 from aimc.core.video import Mp4Writer, annotate, read_mp4
 from aimc.eval.agent import TextAgent
 
+SHIPPED_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "crafter-small"
+
+
+def shipped_bundle() -> Path:
+    """The agent bundle installed with aimc (made by `aimc pipeline --preset crafter-small`), for `aimc play`."""
+    if not (SHIPPED_BUNDLE / "bundle.json").is_file():
+        raise AimcError(
+            "no --checkpoint given and this install ships no trained agent; train one with "
+            "`aimc pipeline --preset crafter-small --out runs/small` and pass --checkpoint runs/small/bundle"
+        )
+    return SHIPPED_BUNDLE
+
 
 def clip_goal_frames(path: str | Path) -> np.ndarray:
     """The last 16 frames of an mp4 (a clip that ends when the wanted thing happens, as goals do in training)."""

@@ -12,6 +12,7 @@ a plain tensor is accepted for single-head policies.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,18 +86,20 @@ def sample(
     return out
 
 
-class Policy(nn.Module):
+class Policy(nn.Module, ABC):
     """Base class: subclasses implement ``initial_state`` and ``forward``; the helpers work on outputs."""
 
     head_names: list[str]
 
+    @abstractmethod
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Any:
-        raise NotImplementedError
+        """Recurrent state for `batch_size` fresh episodes."""
 
+    @abstractmethod
     def forward(  # type: ignore[override]
         self, obs_pov: Tensor, goal: Tensor | None, first: Tensor | None, state: Any
     ) -> tuple[PolicyOutput, Any]:
-        raise NotImplementedError
+        """(B, T) chunk of observations, goals and episode-start flags -> (outputs, new state)."""
 
     def log_prob(self, outputs: PolicyOutput, actions: dict[str, Tensor] | Tensor) -> Tensor:
         return log_prob(outputs.logp, actions)

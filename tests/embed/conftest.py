@@ -36,3 +36,13 @@ def write_synthetic_store(root, n_episodes: int = 4, length: int = 72, size: int
 @pytest.fixture(scope="session")
 def synthetic_store(tmp_path_factory):
     return write_synthetic_store(tmp_path_factory.mktemp("embed_store") / "store")
+
+
+def tiny_mineclip_config(layers: int = 1):
+    """A MineCLIP with the released key layout but a few thousand parameters (32x48 frames)."""
+    from aimc.embed.mineclip_model import MineCLIPConfig
+
+    return MineCLIPConfig(
+        resolution=(32, 48), vision_width=64, vision_layers=layers, vision_heads=2, embed_dim=32,
+        text_width=32, text_layers=layers, text_heads=2, temporal_heads=2,
+    )

@@ -10,7 +10,8 @@ import torch
 from aimc.cli.app import main
 from aimc.data.store import Episode, list_episodes
 from aimc.embed.base import make_embedder
-from aimc.embed.mineclip_model import MineCLIP, MineCLIPConfig
+from aimc.embed.mineclip_model import MineCLIP
+from tests.embed.conftest import tiny_mineclip_config
 
 TINY_SET = [
     "--set",
@@ -92,17 +93,7 @@ def test_embed_unknown_embedder_is_one_line_error(synthetic_store, capsys):
 
 
 def test_convert_mineclip_rejects_other_architectures(tmp_path, capsys):
-    cfg = MineCLIPConfig(
-        resolution=(32, 48),
-        vision_width=64,
-        vision_layers=1,
-        vision_heads=2,
-        embed_dim=32,
-        text_width=32,
-        text_layers=1,
-        text_heads=2,
-        temporal_heads=2,
-    )
+    cfg = tiny_mineclip_config()
     ckpt = tmp_path / "attn.pth"
     torch.save({"state_dict": {"model." + k: v for k, v in MineCLIP(cfg).state_dict().items()}}, ckpt)
     assert main(["convert", "mineclip", str(ckpt), "--out", str(tmp_path / "out")]) == 2

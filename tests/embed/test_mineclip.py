@@ -13,19 +13,10 @@ from aimc.core.errors import CheckpointError
 from aimc.embed.mineclip import MineCLIPEmbedder, convert_mineclip, load_official_checkpoint
 from aimc.embed.mineclip_model import MineCLIP, MineCLIPConfig, canonical_state_dict, unique_parameter_count
 from aimc.embed.tokenizer import END_ID, PAD_ID, START_ID, clip_tokenizer
+from tests.embed.conftest import tiny_mineclip_config
 
 KEYS_TSV = Path(__file__).resolve().parents[3] / "shared" / "reference" / "mineclip_keys_attn.tsv"
-TINY = MineCLIPConfig(
-    resolution=(32, 48),
-    vision_width=64,
-    vision_layers=2,
-    vision_heads=2,
-    embed_dim=32,
-    text_width=32,
-    text_layers=2,
-    text_heads=2,
-    temporal_heads=2,
-)
+TINY = tiny_mineclip_config(layers=2)
 
 
 def _meta_model(variant: str) -> MineCLIP:

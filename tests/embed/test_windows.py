@@ -9,7 +9,8 @@ import torch
 from aimc.core.errors import AimcError, UnknownNameError
 from aimc.embed.base import Embedder, make_embedder
 from aimc.embed.mineclip import MineCLIPEmbedder
-from aimc.embed.mineclip_model import MineCLIP, MineCLIPConfig
+from aimc.embed.mineclip_model import MineCLIP
+from tests.embed.conftest import tiny_mineclip_config
 
 
 class FrameIdEmbedder(Embedder):
@@ -49,17 +50,7 @@ def test_short_episode_has_no_valid_rows():
 
 def test_cached_equals_naive_mineclip_tiny():
     torch.manual_seed(0)
-    cfg = MineCLIPConfig(
-        resolution=(32, 48),
-        vision_width=64,
-        vision_layers=1,
-        vision_heads=2,
-        embed_dim=32,
-        text_width=32,
-        text_layers=1,
-        text_heads=2,
-        temporal_heads=2,
-    )
+    cfg = tiny_mineclip_config()
     emb = MineCLIPEmbedder(MineCLIP(cfg), device="cpu")
     frames = np.random.default_rng(0).integers(0, 256, (21, 32, 48, 3), dtype=np.uint8)
     fast, m1 = emb.window_embeddings(frames)

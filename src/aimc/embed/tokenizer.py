@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import itertools
 from pathlib import Path
 
 import regex
@@ -79,7 +80,7 @@ class ClipTokenizer:
             return self._cache[word]
         parts = list(word[:-1]) + [word[-1] + "</w>"]
         while len(parts) > 1:
-            pairs = {(a, b) for a, b in zip(parts, parts[1:], strict=False)}
+            pairs = set(itertools.pairwise(parts))
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aimc.core.config import from_dict, to_dict
+from aimc.core.config import deep_merge, from_dict, to_dict
 from aimc.core.errors import AimcError
 from aimc.core.io import atomic_dir, atomic_write_json, check_writable_dir
 from aimc.pipeline.config import PipelineConfig
@@ -97,15 +97,9 @@ def _train(cfg: PipelineConfig, p: Paths, progress: bool, preset: str) -> dict[s
         fields["segment"] = {"embed_name": cfg.embed_name}
     if cfg.device != "cpu":
         fields["mixed_precision"] = "bf16"
-    layers = _merge(fields, section)
+    layers = deep_merge(fields, section)
     s = run(load_train_config(preset, **layers), progress=progress)
     return {k: v for k, v in s.items() if isinstance(v, int | float | str)}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    from aimc.core.config import deep_merge
-
-    return deep_merge(base, over)
 
 
 def _prior(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:

@@ -6,8 +6,13 @@ folded into the batch, a band matrix of the relative bias built with unfold/flip
 ``baddbmm`` + fp32 softmax + ``einsum``, ``torch.no_grad``. Both run the same weights (random, seeded) in
 one process; outputs are compared before timing.
 
+aimc runs with ``set_conv_impl("winograd")`` (Winograd F(4x4, 3x3) convolutions); ``--conv direct``
+measures the default direct convolutions instead. ``--conv-sweep`` times one 3x3 convolution per channel
+count, direct vs Winograd, which is how ``WINOGRAD_MIN_CHANNELS`` was chosen.
+
     python benchmarks/bench_vpt.py                 # vpt-1x, 1 thread, B=1 steps and B=8 batched steps
     python benchmarks/bench_vpt.py --threads 2 --batch 16 --steps 20
+    python benchmarks/bench_vpt.py --conv-sweep
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aimc.policy import VPTPolicy, get_config
+from aimc.policy.vpt.winograd import winograd_conv3x3, winograd_weight
 
 
 # ------------------------------------------------------------------------------------ reference implementation
@@ -150,20 +156,40 @@ def timed(fn, n: int) -> float:
     return statistics.median(ts)
 
 
+def conv_sweep(steps: int) -> None:
+    """One 3x3 convolution at the vpt-1x spatial sizes, direct vs Winograd, B=1 and B=8."""
+    print("  C   K    HxW   B | direct ms | winograd ms | speed-up")
+    for c, k, hw in ((16, 16, 64), (32, 32, 64), (64, 64, 64), (64, 128, 64), (128, 128, 32), (128, 128, 16)):
+        for n in (1, 8):
+            x = torch.randn(n, hw, hw, c).permute(0, 3, 1, 2)
+            w = torch.randn(k, c, 3, 3) / (9 * c) ** 0.5
+            u = winograd_weight(w)
+            with torch.inference_mode():
+                t_d = timed(lambda x=x, w=w: F.conv2d(x, w, padding=1), steps)
+                t_w = timed(lambda x=x, u=u: winograd_conv3x3(x, u), steps)
+            print(f"{c:4d}{k:4d}{hw:5d}x{hw:<3d}{n:2d} | {t_d * 1e3:9.2f} | {t_w * 1e3:11.2f} | {t_d / t_w:6.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", default="vpt-1x")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 gives stable numbers)")
     ap.add_argument("--steps", type=int, default=15, help="timed calls per measurement")
     ap.add_argument("--batch", type=int, default=8, help="batch size of the throughput measurement")
+    ap.add_argument("--conv", choices=("winograd", "direct"), default="winograd", help="aimc's conv impl")
+    ap.add_argument("--conv-sweep", action="store_true", help="time single convolutions instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.conv_sweep:
+        conv_sweep(args.steps)
+        return
     torch.manual_seed(0)
     cfg = get_config(args.preset)
     policy = VPTPolicy(cfg).eval()
     ref = Reference({k: v.detach() for k, v in policy.state_dict().items()}, cfg)
     print(
-        f"{args.preset}: {policy.num_parameters():,} parameters, {args.threads} thread(s), torch {torch.__version__}"
+        f"{args.preset}: {policy.num_parameters():,} parameters, {args.threads} thread(s), torch {torch.__version__}, "
+        f"aimc conv {args.conv}"
     )
 
     def warm_states(b: int):
@@ -171,10 +197,12 @@ def main() -> None:
         g = torch.Generator().manual_seed(1)
         img = torch.randint(0, 256, (b, cfg.memory, *cfg.img_shape, 3), dtype=torch.uint8, generator=g)
         first = torch.zeros(b, cfg.memory, dtype=torch.bool)
+        policy.set_conv_impl("direct")
         with torch.inference_mode():
             _, s_ours = policy(img, None, first, None)
         with torch.no_grad():
             _, s_ref = ref(img, first, ref.initial_state(b))
+        policy.set_conv_impl(args.conv)
         return s_ours, s_ref
 
     results = {}

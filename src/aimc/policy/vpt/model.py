@@ -33,8 +33,11 @@ from torch import Tensor, nn
 from aimc.core.errors import ConfigError
 from aimc.policy.base import Policy, PolicyOutput
 from aimc.policy.vpt.config import VPTConfig
+from aimc.policy.vpt.winograd import winograd_conv3x3, winograd_weight
 
 N_REL_BASIS = 10
+# Input channels from which the Winograd path pays off on CPU (benchmarks/bench_vpt.py --conv-sweep).
+WINOGRAD_MIN_CHANNELS = 64
 
 
 # ------------------------------------------------------------------------------------------- building blocks
@@ -126,16 +129,69 @@ class ImpalaCNN(nn.Module):
         c, h, w = cfg.cnn_out_shape
         self.dense = FanInLayer(c * h * w, cfg.cnn_outsize, kind="linear", norm="layer", init_scale=1.4)
 
+        self.conv_impl = "direct"  # or "winograd" (inference only, see set_conv_impl)
+        self._wino_key: tuple = ()
+        self._wino_u: list[Tensor | None] = []
+
     def forward(self, img: Tensor) -> Tensor:
         """uint8 (B, T, H, W, 3) -> (B, T, cnn_outsize)."""
         b, t = img.shape[:2]
         x = img.reshape(b * t, *img.shape[2:])
         # Official order: cast to fp32, divide by 255, NHWC -> NCHW view (= channels-last memory).
         x = (x.to(torch.float32) / 255.0).permute(0, 3, 1, 2)
-        for s in self.stacks:
-            x = s(x)
+        if self.conv_impl == "winograd" and not torch.is_grad_enabled():
+            x = self._fast_stacks(x)
+        else:
+            for s in self.stacks:
+                x = s(x)
         x = x.reshape(b, t, -1)  # C, H, W order
         return self.dense(x)
+
+    # ------------------------------------------------------------------------ winograd inference path
+    def _conv_layers(self) -> list[FanInLayer]:
+        layers = []
+        for s in self.stacks:
+            layers.append(s.firstconv)
+            for blk in s.blocks:
+                layers += [blk.conv0, blk.conv1]
+        return layers
+
+    def _winograd_weights(self) -> list[Tensor | None]:
+        """Transformed weights, recomputed whenever a conv weight changed (in place or replaced)."""
+        layers = self._conv_layers()
+        key = tuple((lay.layer.weight.data_ptr(), lay.layer.weight._version) for lay in layers)
+        if key != self._wino_key:
+            self._wino_u = [
+                winograd_weight(lay.layer.weight) if lay.layer.in_channels >= WINOGRAD_MIN_CHANNELS else None
+                for lay in layers
+            ]
+            self._wino_key = key
+        return self._wino_u
+
+    def _fast_stacks(self, x: Tensor) -> Tensor:
+        return _winograd_stacks(self.stacks, x, self._winograd_weights())
+
+
+def _winograd_stacks(stacks: nn.ModuleList, x: Tensor, us: list[Tensor | None]) -> Tensor:
+    """The ImpalaCNN stacks with the given transformed weights (``None``: direct convolution)."""
+
+    def fan_in(layer: FanInLayer, x: Tensor, u: Tensor | None) -> Tensor:
+        if layer.norm is not None:
+            x = layer.norm(x)
+        x = layer.layer(x) if u is None else winograd_conv3x3(x, u, layer.layer.bias)
+        return F.relu(x, inplace=True) if layer.act else x
+
+    i = 0
+    for s in stacks:
+        x = fan_in(s.firstconv, x, us[i])
+        i += 1
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = s.n(x)
+        for blk in s.blocks:
+            y = fan_in(blk.conv0, x, us[i])
+            x = x + fan_in(blk.conv1, y, us[i + 1])
+            i += 2
+    return x
 
 
 class ImgObsProcess(nn.Module):
@@ -570,6 +626,16 @@ class VPTPolicy(Policy):
             raise ConfigError(f"unknown attention impl {impl!r}; valid: fused, exact")
         for blk in self.net.recurrent_layer.blocks:
             blk.r.orc_block.impl = impl
+        return self
+
+    def set_conv_impl(self, impl: str) -> VPTPolicy:
+        """``"direct"`` (default): the convolutions as in the official code. ``"winograd"``: inference
+        (no-grad) forwards compute the ImpalaCNN's 3x3 convolutions with >= ``WINOGRAD_MIN_CHANNELS`` input
+        channels by Winograd F(4x4, 3x3), ~4x fewer multiplies, equal to the direct result up to float
+        rounding (~1e-5 relative); forwards with gradients (training) stay direct."""
+        if impl not in ("direct", "winograd"):
+            raise ConfigError(f"unknown conv impl {impl!r}; valid: direct, winograd")
+        self.net.img_process.cnn.conv_impl = impl
         return self
 
     # ---------------------------------------------------------------------------------------- misc

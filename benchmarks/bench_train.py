@@ -13,12 +13,15 @@ meaningful on a shared machine even when absolute numbers are not.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.train.fixtures
 
 
 def plain_loop(cfg, steps: int) -> float:

@@ -65,6 +65,8 @@ def test_cli_trains_goal_policy_and_loss_falls(demo_store, tmp_path, one_thread,
     assert bundle["format"] == "aimc-agent" and bundle["embed_name"] == EMBED_NAME and bundle["policy"] == "best"
     assert json.loads((out / "best" / "config.json").read_text())["config"]["goal_dim"] == EMBED_DIM
     assert (out / "tensorboard").is_dir() and latest_checkpoint(out).name == "step_00000030"
+    val = [r for r in read_metrics(out) if "val/loss" in r]
+    assert val and all(np.isfinite(r["val/goal_gain"]) for r in val)  # goal use is measured at every validation
     # re-running the finished run resumes and does nothing more
     assert main(["train", "policy", "--preset", "test", "--data", str(demo_store), "--out", str(out), "--seed", "1",
                  "--quiet", "--set", f"segment.embed_name={EMBED_NAME}", "--set", "n_frames=960", "--set", "lr=1e-2"]) == 0
@@ -151,3 +153,4 @@ def test_data_flag_parsing():
         {"path": "a/b", "weight": 1.0}, {"path": "task", "weight": 0.7}, {"path": "orig", "weight": 0.3}]
     with pytest.raises(ConfigError, match="weight"):
         parse_data(["task:lots"])
+

@@ -126,8 +126,13 @@ def build_policy(cfg: TrainConfig, goal_dim: int) -> tuple[VPTPolicy, list[str]]
 
 
 @torch.no_grad()
-def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device) -> float:
-    """Mean val NLL with the same chunking (state reset at each segment start)."""
+def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device,
+             zero_goal: bool = False) -> float:
+    """Mean val NLL with the same chunking (state reset at each segment start).
+
+    ``zero_goal``: feed the unconditional (all-zeros) goal instead of the relabelled one; the difference to the
+    normal value is how much the policy actually uses its goal input.
+    """
     policy.eval()
     total, count = 0.0, 0.0
     for lo in range(0, len(keys), cfg.batch_size):
@@ -136,6 +141,8 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
         for c in range(cfg.chunks_per_segment):
             sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
             goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None
+            if goal is not None and zero_goal:
+                goal = torch.zeros_like(goal)
             out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
             w = batch[OK].to(device)
             losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask)
@@ -300,7 +307,10 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
 def _validate(model: VPTPolicy, ds: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device,
               loop: dict[str, Any], writer: Any, out: Path) -> None:
     val = evaluate(model, ds, keys, cfg, device)
-    _log(writer, out, {"step": loop["step"], "frames": loop["frames"], "val/loss": val})
+    row = {"step": loop["step"], "frames": loop["frames"], "val/loss": val}
+    if ds.goal_dim:  # goal use: NLL gained by the relabelled goal over the zero goal (nats per frame)
+        row["val/goal_gain"] = evaluate(model, ds, keys, cfg, device, zero_goal=True) - val
+    _log(writer, out, row)
     if loop["best_val"] is None or val < loop["best_val"]:
         loop["best_val"] = val
         save_pretrained(model, out / "best", overwrite=True, source={"run": str(out), "step": loop["step"], "val_loss": val})

@@ -76,12 +76,25 @@ class FanInLayer(nn.Module):
         if self.layer.bias is not None:
             nn.init.zeros_(self.layer.bias)
         self.act = act
+        self.winograd = False  # Winograd convolution in no-grad forwards (VPTPolicy.set_conv_impl)
+        self._wino: tuple[tuple[int, int], Tensor] | None = None  # (weight identity, transformed weight)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        x = self.layer(x)
+        if self.winograd and not torch.is_grad_enabled():
+            x = winograd_conv3x3(x, self._winograd_weight(), self.layer.bias)
+        else:
+            x = self.layer(x)
         return F.relu(x, inplace=True) if self.act else x
+
+    def _winograd_weight(self) -> Tensor:
+        """The transformed weight, recomputed whenever the conv weight changed (in place or replaced)."""
+        w = self.layer.weight
+        key = (w.data_ptr(), w._version)
+        if self._wino is None or self._wino[0] != key:
+            self._wino = (key, winograd_weight(w))
+        return self._wino[1]
 
 
 class CnnBasicBlock(nn.Module):
@@ -129,69 +142,16 @@ class ImpalaCNN(nn.Module):
         c, h, w = cfg.cnn_out_shape
         self.dense = FanInLayer(c * h * w, cfg.cnn_outsize, kind="linear", norm="layer", init_scale=1.4)
 
-        self.conv_impl = "direct"  # or "winograd" (inference only, see set_conv_impl)
-        self._wino_key: tuple = ()
-        self._wino_u: list[Tensor | None] = []
-
     def forward(self, img: Tensor) -> Tensor:
         """uint8 (B, T, H, W, 3) -> (B, T, cnn_outsize)."""
         b, t = img.shape[:2]
         x = img.reshape(b * t, *img.shape[2:])
         # Official order: cast to fp32, divide by 255, NHWC -> NCHW view (= channels-last memory).
         x = (x.to(torch.float32) / 255.0).permute(0, 3, 1, 2)
-        if self.conv_impl == "winograd" and not torch.is_grad_enabled():
-            x = self._fast_stacks(x)
-        else:
-            for s in self.stacks:
-                x = s(x)
+        for s in self.stacks:
+            x = s(x)
         x = x.reshape(b, t, -1)  # C, H, W order
         return self.dense(x)
-
-    # ------------------------------------------------------------------------ winograd inference path
-    def _conv_layers(self) -> list[FanInLayer]:
-        layers = []
-        for s in self.stacks:
-            layers.append(s.firstconv)
-            for blk in s.blocks:
-                layers += [blk.conv0, blk.conv1]
-        return layers
-
-    def _winograd_weights(self) -> list[Tensor | None]:
-        """Transformed weights, recomputed whenever a conv weight changed (in place or replaced)."""
-        layers = self._conv_layers()
-        key = tuple((lay.layer.weight.data_ptr(), lay.layer.weight._version) for lay in layers)
-        if key != self._wino_key:
-            self._wino_u = [
-                winograd_weight(lay.layer.weight) if lay.layer.in_channels >= WINOGRAD_MIN_CHANNELS else None
-                for lay in layers
-            ]
-            self._wino_key = key
-        return self._wino_u
-
-    def _fast_stacks(self, x: Tensor) -> Tensor:
-        return _winograd_stacks(self.stacks, x, self._winograd_weights())
-
-
-def _winograd_stacks(stacks: nn.ModuleList, x: Tensor, us: list[Tensor | None]) -> Tensor:
-    """The ImpalaCNN stacks with the given transformed weights (``None``: direct convolution)."""
-
-    def fan_in(layer: FanInLayer, x: Tensor, u: Tensor | None) -> Tensor:
-        if layer.norm is not None:
-            x = layer.norm(x)
-        x = layer.layer(x) if u is None else winograd_conv3x3(x, u, layer.layer.bias)
-        return F.relu(x, inplace=True) if layer.act else x
-
-    i = 0
-    for s in stacks:
-        x = fan_in(s.firstconv, x, us[i])
-        i += 1
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-        x = s.n(x)
-        for blk in s.blocks:
-            y = fan_in(blk.conv0, x, us[i])
-            x = x + fan_in(blk.conv1, y, us[i + 1])
-            i += 2
-    return x
 
 
 class ImgObsProcess(nn.Module):
@@ -635,7 +595,10 @@ class VPTPolicy(Policy):
         rounding (~1e-5 relative); forwards with gradients (training) stay direct."""
         if impl not in ("direct", "winograd"):
             raise ConfigError(f"unknown conv impl {impl!r}; valid: direct, winograd")
-        self.net.img_process.cnn.conv_impl = impl
+        for layer in self.net.img_process.cnn.modules():
+            if isinstance(layer, FanInLayer) and isinstance(layer.layer, nn.Conv2d):
+                layer.winograd = impl == "winograd" and layer.layer.in_channels >= WINOGRAD_MIN_CHANNELS
+                layer._wino = None
         return self
 
     # ---------------------------------------------------------------------------------------- misc

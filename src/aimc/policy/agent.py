@@ -44,7 +44,9 @@ class Agent:
         agent.reset([3])                    # env 3 was reset: forget its memory
 
     ``cond_scale`` (goal-conditioned policies only) enables classifier-free guidance. ``seed`` makes the
-    Gumbel-max sampling reproducible.
+    Gumbel-max sampling reproducible. ``conv_impl``: the policy's convolution algorithm while acting;
+    ``"auto"`` = Winograd on CPU (faster for wide CNNs, equal up to float rounding; see
+    ``VPTPolicy.set_conv_impl``), direct elsewhere.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Agent:
         cond_scale: float | None = None,
         device: torch.device | str | None = None,
         seed: int | None = None,
+        conv_impl: str = "auto",
     ) -> None:
         self.policy = policy.eval()
         self.n_envs = int(n_envs)
@@ -62,6 +65,9 @@ class Agent:
         self.cond_scale = cond_scale
         self.device = torch.device(device) if device is not None else policy.net.final_ln.weight.device
         self.policy.to(self.device)
+        if conv_impl == "auto":
+            conv_impl = "winograd" if self.device.type == "cpu" else "direct"
+        self.policy.set_conv_impl(conv_impl)
         if cond_scale is not None and not policy.config.goal_dim:
             raise ValueError("cond_scale needs a goal-conditioned policy (goal_dim > 0)")
         self.generator = torch.Generator(device=self.device)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aimc.core.errors import ConfigError
-from aimc.data.relabel import goal_timesteps, relabel, relabelled_goals
+from aimc.data.relabel import anchor_to_events, goal_timesteps, relabel, relabelled_goals
 
 
 def reference_relabel(n: int, lo: int, hi: int, p_uncond: float, rng: np.random.Generator) -> tuple[list[int], bool]:
@@ -75,3 +75,40 @@ def test_rejects_bad_gaps():
         goal_timesteps(100, 10, 50, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="max_btwn_goals"):
         goal_timesteps(100, 20, 20, np.random.default_rng(0))
+
+
+def test_event_anchors_take_over_within_the_gap() -> None:
+    n, max_gap = 120, 20
+    events: list[list[str]] = [[] for _ in range(n)]
+    events[5] = ["collect_sapling"]  # its clip (ending at frame 6) has no full window: not an anchor
+    events[30] = ["collect_wood"]  # shows in frame 31
+    events[50] = ["take_damage"]  # ignored
+    events[70] = ["place_table", "take_damage"]  # frame 71
+    idx = np.full(n, n - 1)  # a stand-in random schedule
+    got = anchor_to_events(idx, events, max_gap, ("take_damage", "death"))
+    want = idx.copy()
+    t = np.arange(n)
+    want[(t <= 32) & (31 - t < max_gap)] = 31  # "t <= goal + 1", as the reference moves on
+    want[(t > 32) & (t <= 72) & (71 - t < max_gap)] = 71
+    assert np.array_equal(got, want)
+    assert got[11] == n - 1 and got[12] == got[32] == 31 and got[51] == n - 1 and got[52] == got[72] == 71 and got[73] == n - 1
+
+
+def test_event_anchoring_keeps_the_random_draws() -> None:
+    emb = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    events: list[list[str]] = [[] for _ in range(200)]
+    events[99] = ["collect_wood"]
+    r1, r2 = np.random.default_rng(3), np.random.default_rng(3)
+    plain, u1 = relabelled_goals(emb, 0, 200, 15, 64, 0.0, r1)
+    anch, u2 = relabelled_goals(emb, 0, 200, 15, 64, 0.0, r2, events=events)
+    assert u1 == u2 and r1.random() == r2.random()  # same number of draws
+    assert np.array_equal(anch[40:101], np.repeat(emb[100][None], 61, 0))  # 100 - t < 64 and t <= 101
+    assert np.array_equal(anch[102:], plain[102:])
+    assert relabelled_goals(emb, 0, 200, 15, 64, 1.0, np.random.default_rng(3), events=events)[1]  # p_uncond still zeroes
+
+
+def test_unknown_goal_anchor_is_refused() -> None:
+    from aimc.data.dataset import SegmentConfig
+
+    with pytest.raises(ConfigError, match="goal_anchor"):
+        SegmentConfig(goal_anchor="nearest")

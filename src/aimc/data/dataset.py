@@ -47,6 +47,11 @@ class SegmentConfig:
     """Probability that a whole segment gets the zero (unconditional) goal."""
     embed_name: str | None = None
     """Goal embeddings to relabel from (`embeds_<name>.npy`); None = unconditional BC (no goal input)."""
+    goal_anchor: str = "random"
+    """"random": STEVE-1's goal timesteps. "events": a timestep's goal is the clip ending just after its next
+    event (within max_btwn_goals), else the random one (see aimc.data.relabel)."""
+    anchor_ignore: tuple[str, ...] = ("take_damage", "death")
+    """Events that are not goal anchors with goal_anchor=events."""
 
     def __post_init__(self) -> None:
         if self.segment_len < 1:
@@ -54,6 +59,9 @@ class SegmentConfig:
         check_goal_gaps(self.min_btwn_goals, self.max_btwn_goals)
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ConfigError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
+        if self.goal_anchor not in ("random", "events"):
+            raise ConfigError(f"goal_anchor must be 'random' or 'events', got {self.goal_anchor!r}")
+        self.anchor_ignore = tuple(self.anchor_ignore)
 
 
 @dataclass
@@ -189,7 +197,8 @@ class SegmentDataset(Dataset):
             return np.zeros((t, 0), np.float32)
         emb, _ = ep.read_embeds(self.cfg.embed_name)
         goals, _ = relabelled_goals(
-            emb, start, end, self.cfg.min_btwn_goals, self.cfg.max_btwn_goals, self.cfg.p_uncond, rng
+            emb, start, end, self.cfg.min_btwn_goals, self.cfg.max_btwn_goals, self.cfg.p_uncond, rng,
+            events=ep.events if self.cfg.goal_anchor == "events" else None, ignore_events=self.cfg.anchor_ignore,
         )
         return goals
 

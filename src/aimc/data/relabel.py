@@ -9,6 +9,10 @@ Every timestep of an episode is conditioned on the embedding of a clip from its 
    goal frame still sees that goal);
 3. with probability ``p_uncond`` the whole segment's goals become zeros (one draw per segment).
 
+``anchor_events`` (not in STEVE-1, off by default) moves a timestep's goal to the clip that ends one frame
+after its next event, when that event comes within ``max_btwn_goals`` frames: the goal then shows what the
+coming actions achieve, the way an instruction describes an event, instead of a random moment.
+
 The rng is a parameter (not numpy's global state) so a data-loader item is a function of its seed alone,
 which makes training resumable bit-for-bit regardless of how many worker processes decode the data.
 """
@@ -70,6 +74,27 @@ def relabel(
     return goal_index_per_timestep(goals, n), uncond
 
 
+def anchor_to_events(idx: np.ndarray, events: list[list[str]], max_btwn_goals: int, ignore: tuple[str, ...]) -> np.ndarray:
+    """Per-timestep goal indices with each timestep's next event clip (within ``max_btwn_goals``) taking over.
+
+    An event of step s shows in frame s+1, so its clip ends there (as the embedder's event captions do);
+    events whose clip has no full window (frame < 15) or whose name is in ``ignore`` are not anchors.
+    """
+    n = len(idx)
+    anchors = np.asarray(
+        [s + 1 for s, evs in enumerate(events) if any(e not in ignore for e in evs) and EMBED_OFFSET <= s + 1 < n],
+        np.int64,
+    )
+    if not len(anchors):
+        return idx
+    t = np.arange(n)
+    k = np.searchsorted(anchors + 1, t, side="left")  # same "t <= goal + 1" rule as the reference
+    ok = k < len(anchors)
+    nxt = anchors[np.minimum(k, len(anchors) - 1)]
+    use = ok & (nxt - t < max_btwn_goals)
+    return np.where(use, nxt, idx)
+
+
 def relabelled_goals(
     embeds: np.ndarray,
     start: int,
@@ -78,12 +103,18 @@ def relabelled_goals(
     max_btwn_goals: int,
     p_uncond: float,
     rng: np.random.Generator,
+    events: list[list[str]] | None = None,
+    ignore_events: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, bool]:
     """float32 (end-start, D) goals for frames [start, end) of an episode with per-frame `embeds` (N, D).
 
     Goals are drawn over the whole episode (as the reference does on every item) and then sliced.
+    ``events`` (per step, the episode's events.jsonl): anchor goals on events (see `anchor_to_events`); the
+    random draws are the same either way.
     """
     idx, uncond = relabel(len(embeds), min_btwn_goals, max_btwn_goals, p_uncond, rng)
+    if events is not None:
+        idx = anchor_to_events(idx, events, max_btwn_goals, ignore_events)
     if uncond:
         return np.zeros((end - start, embeds.shape[1]), np.float32), True
     return embeds[idx[start:end]].astype(np.float32), False

@@ -7,13 +7,18 @@ maths is exactly a convolution; in float32 the rounding differs from the direct 
 relative (the direct algorithm itself differs from float64 by ~1e-6), which is why it is an opt-in
 inference mode (`VPTPolicy.set_conv_impl`) and never used for training or the bit-exact parity checks.
 
-Layout: input tiles are gathered as a (6, 6, P, C) strided view of the zero-padded NHWC tensor (P tiles),
-transformed along both tile axes with two small matrix products, multiplied with the pre-transformed
-weights as 36 batched (P x C) @ (C x K) GEMMs, and transformed back to (N, H, W, K) channels-last.
+Layout: the zero-padded NHWC input is cut into P overlapping 6x6 tiles and transformed to (36, P, C),
+multiplied with the pre-transformed weights as 36 batched (P x C) @ (C x K) GEMMs, and transformed back
+to (N, H, W, K) channels-last. On CPU float32 the two transforms are fused gather/scatter loops compiled by
+numba (channels innermost, so they vectorise): as torch ops they were tiny-M matrix products running far
+below memory speed and ate most of the gain. Elsewhere (float64, GPU) the same maths runs as torch ops.
+Images are processed in chunks so the transformed tiles stay cache-sized.
 """
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,6 +47,8 @@ _AT = (
     (0, 1, -1, 8, -8, 1),
 )
 
+F2, F4, F8 = np.float32(2.0), np.float32(4.0), np.float32(8.0)  # float32 constants keep the kernels in float32
+
 # Bound on tiles x channels per GEMM batch: keeps the transformed tiles (36 x P x C floats) cache-sized.
 MAX_TILE_ELEMS = 1 << 14
 
@@ -62,10 +69,122 @@ def _tiles(xp: Tensor) -> Tensor:
     return t.permute(4, 5, 0, 1, 2, 3).flatten(2, 4)
 
 
+# ---------------------------------------------------------------------- fused CPU transforms (numba)
+@numba.njit(cache=True)
+def _input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> None:  # pragma: no cover - jitted
+    """v[6a+b, p, c] = (B^T d B)[a, b] for the 6x6 tile p of the padded NHWC input (fused gather + transform)."""
+    n = xp.shape[0]
+    c = xp.shape[3]
+    tmp = np.empty((6, 6, c), np.float32)
+    for i in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                p = (i * th + ty) * tw + tx
+                r0 = 4 * ty
+                c0 = 4 * tx
+                for j in range(6):
+                    for ch in range(c):
+                        d0 = xp[i, r0, c0 + j, ch]
+                        d1 = xp[i, r0 + 1, c0 + j, ch]
+                        d2 = xp[i, r0 + 2, c0 + j, ch]
+                        d3 = xp[i, r0 + 3, c0 + j, ch]
+                        d4 = xp[i, r0 + 4, c0 + j, ch]
+                        d5 = xp[i, r0 + 5, c0 + j, ch]
+                        t1 = d4 - F4 * d2
+                        t2 = d3 - F4 * d1
+                        t3 = d4 - d2
+                        t4 = d3 - d1
+                        tmp[0, j, ch] = F4 * (d0 - d2) + t3
+                        tmp[1, j, ch] = t1 + t2
+                        tmp[2, j, ch] = t1 - t2
+                        tmp[3, j, ch] = t3 + F2 * t4
+                        tmp[4, j, ch] = t3 - F2 * t4
+                        tmp[5, j, ch] = (d5 - d3) - F4 * t4
+                for a in range(6):
+                    q = a * 6
+                    for ch in range(c):
+                        d0 = tmp[a, 0, ch]
+                        d1 = tmp[a, 1, ch]
+                        d2 = tmp[a, 2, ch]
+                        d3 = tmp[a, 3, ch]
+                        d4 = tmp[a, 4, ch]
+                        d5 = tmp[a, 5, ch]
+                        t1 = d4 - F4 * d2
+                        t2 = d3 - F4 * d1
+                        t3 = d4 - d2
+                        t4 = d3 - d1
+                        v[q, p, ch] = F4 * (d0 - d2) + t3
+                        v[q + 1, p, ch] = t1 + t2
+                        v[q + 2, p, ch] = t1 - t2
+                        v[q + 3, p, ch] = t3 + F2 * t4
+                        v[q + 4, p, ch] = t3 - F2 * t4
+                        v[q + 5, p, ch] = (d5 - d3) - F4 * t4
+
+@numba.njit(cache=True)
+def _output_transform(m: np.ndarray, n: int, th: int, tw: int, h: int, w: int, y: np.ndarray) -> None:  # pragma: no cover - jitted
+    """y[i, 4ty+r, 4tx+s, k] = (A^T m A)[r, s] for tile p = (i, ty, tx), cropped to (h, w) (fused transform + scatter)."""
+    k = m.shape[2]
+    tmp = np.empty((4, 6, k), np.float32)
+    for i in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                p = (i * th + ty) * tw + tx
+                for b in range(6):
+                    for ch in range(k):
+                        m0 = m[b, p, ch]
+                        m1 = m[6 + b, p, ch]
+                        m2 = m[12 + b, p, ch]
+                        m3 = m[18 + b, p, ch]
+                        m4 = m[24 + b, p, ch]
+                        m5 = m[30 + b, p, ch]
+                        s12 = m1 + m2
+                        d12 = m1 - m2
+                        s34 = m3 + m4
+                        d34 = m3 - m4
+                        tmp[0, b, ch] = m0 + s12 + s34
+                        tmp[1, b, ch] = d12 + F2 * d34
+                        tmp[2, b, ch] = s12 + F4 * s34
+                        tmp[3, b, ch] = d12 + F8 * d34 + m5
+                for a in range(4):
+                    r = 4 * ty + a
+                    if r >= h:
+                        continue
+                    c0 = 4 * tx
+                    full = c0 + 3 < w
+                    for ch in range(k):
+                        m0 = tmp[a, 0, ch]
+                        m1 = tmp[a, 1, ch]
+                        m2 = tmp[a, 2, ch]
+                        m3 = tmp[a, 3, ch]
+                        m4 = tmp[a, 4, ch]
+                        m5 = tmp[a, 5, ch]
+                        s12 = m1 + m2
+                        d12 = m1 - m2
+                        s34 = m3 + m4
+                        d34 = m3 - m4
+                        y0 = m0 + s12 + s34
+                        y1 = d12 + F2 * d34
+                        y2 = s12 + F4 * s34
+                        y3 = d12 + F8 * d34 + m5
+                        if full:
+                            y[i, r, c0, ch] = y0
+                            y[i, r, c0 + 1, ch] = y1
+                            y[i, r, c0 + 2, ch] = y2
+                            y[i, r, c0 + 3, ch] = y3
+                        else:
+                            y[i, r, c0, ch] = y0
+                            if c0 + 1 < w:
+                                y[i, r, c0 + 1, ch] = y1
+                            if c0 + 2 < w:
+                                y[i, r, c0 + 2, ch] = y2
+
+
+
 def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, w, bias, padding=1)`` for a 3x3 ``w`` given ``u = winograd_weight(w)``.
 
-    ``x``: (N, C, H, W) in any memory format; returns (N, K, H, W) in channels-last memory.
+    ``x``: (N, C, H, W) in any memory format; returns (N, K, H, W) in channels-last memory. float32 on CPU
+    uses the fused numba transforms; anything else (float64, GPU) the same maths as small torch GEMMs.
     """
     n, c, h, w = x.shape
     if u.shape[:2] != (36, c):
@@ -74,22 +193,35 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor
     th, tw = (h + 3) // 4, (w + 3) // 4
     # zero padding: 1 before, enough after to cover whole tiles
     xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 4 * tw + 1 - w, 1, 4 * th + 1 - h))
-    bt = torch.tensor(_BT, dtype=x.dtype, device=x.device)
-    at = torch.tensor(_AT, dtype=x.dtype, device=x.device)
-    per_image = th * tw * c
-    chunk = max(1, MAX_TILE_ELEMS // per_image)
-    outs = []
-    for i in range(0, n, chunk):
-        nb = min(chunk, n - i)
-        p = nb * th * tw
-        d = _tiles(xp[i : i + nb]).reshape(6, 6 * p * c)
-        d = torch.matmul(bt, d).view(6, 6, p * c)  # rows:    B^T d
-        v = torch.matmul(bt, d).view(36, p, c)  # columns: (B^T d) B
-        m = torch.bmm(v, u).view(6, 6 * p * k)  # 36 GEMMs (P x C) @ (C x K)
-        m = torch.matmul(at, m).view(4, 6, p * k)
-        y = torch.matmul(at, m).view(4, 4, nb, th, tw, k)  # A^T M A
-        outs.append(y.permute(2, 3, 0, 4, 1, 5).reshape(nb, 4 * th, 4 * tw, k)[:, :h, :w])
-    y = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
+    chunk = max(1, MAX_TILE_ELEMS // (th * tw * c))
+    fused = x.device.type == "cpu" and x.dtype == torch.float32 and u.dtype == torch.float32
+    if fused:
+        xp = xp.contiguous()
+        y = torch.empty(n, h, w, k, dtype=x.dtype)
+        u = u.contiguous()
+        for i in range(0, n, chunk):
+            nb = min(chunk, n - i)
+            v = torch.empty(36, nb * th * tw, c, dtype=x.dtype)
+            _input_transform(xp[i : i + nb].numpy(), th, tw, v.numpy())
+            m = torch.bmm(v, u)  # 36 GEMMs (P x C) @ (C x K)
+            _output_transform(m.numpy(), nb, th, tw, h, w, y[i : i + nb].numpy())
+    else:
+        y = torch.cat([_torch_chunk(xp[i : i + chunk], u, th, tw, h, w) for i in range(0, n, chunk)], 0)
     if bias is not None:
         y = y + bias
     return y.permute(0, 3, 1, 2)
+
+
+def _torch_chunk(xp: Tensor, u: Tensor, th: int, tw: int, h: int, w: int) -> Tensor:
+    """The transforms as 6-row matrix products (any device/dtype): (nb, h, w, K) NHWC."""
+    nb, c, k = xp.shape[0], xp.shape[3], u.shape[2]
+    p = nb * th * tw
+    bt = torch.tensor(_BT, dtype=xp.dtype, device=xp.device)
+    at = torch.tensor(_AT, dtype=xp.dtype, device=xp.device)
+    d = _tiles(xp).reshape(6, 6 * p * c)
+    d = torch.matmul(bt, d).view(6, 6, p * c)  # rows:    B^T d
+    v = torch.matmul(bt, d).view(36, p, c)  # columns: (B^T d) B
+    m = torch.bmm(v, u).view(6, 6 * p * k)  # 36 GEMMs (P x C) @ (C x K)
+    m = torch.matmul(at, m).view(4, 6, p * k)
+    y = torch.matmul(at, m).view(4, 4, nb, th, tw, k)  # A^T M A
+    return y.permute(2, 3, 0, 4, 1, 5).reshape(nb, 4 * th, 4 * tw, k)[:, :h, :w]

@@ -9,7 +9,7 @@ Every timestep of an episode is conditioned on the embedding of a clip from its 
    goal frame still sees that goal);
 3. with probability ``p_uncond`` the whole segment's goals become zeros (one draw per segment).
 
-``anchor_events`` (not in STEVE-1, off by default) moves a timestep's goal to the clip that ends one frame
+Event anchoring (``anchor_to_events``; not in STEVE-1, off by default) moves a timestep's goal to the clip that ends one frame
 after its next event, when that event comes within ``max_btwn_goals`` frames: the goal then shows what the
 coming actions achieve, the way an instruction describes an event, instead of a random moment.
 

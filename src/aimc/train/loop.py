@@ -126,31 +126,33 @@ def build_policy(cfg: TrainConfig, goal_dim: int) -> tuple[VPTPolicy, list[str]]
 
 
 @torch.no_grad()
-def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device,
-             zero_goal: bool = False) -> float:
-    """Mean val NLL with the same chunking (state reset at each segment start).
-
-    ``zero_goal``: feed the unconditional (all-zeros) goal instead of the relabelled one; the difference to the
-    normal value is how much the policy actually uses its goal input.
-    """
+def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig,
+             device: torch.device) -> dict[str, float]:
+    """Mean val NLL with the same chunking (state reset at each segment start): ``{"loss": ...}``, plus
+    ``"loss_zero_goal"`` for goal-conditioned data (same segments, goals zeroed), whose difference to ``loss``
+    is how much the policy actually uses its goal input. Each segment is decoded once for both."""
     policy.eval()
-    total, count = 0.0, 0.0
+    goal_runs = (False, True) if dataset.goal_dim else (False,)
+    total, count = dict.fromkeys(goal_runs, 0.0), 0.0
     for lo in range(0, len(keys), cfg.batch_size):
         batch = collate_segments([dataset[k] for k in keys[lo : lo + cfg.batch_size]])
-        state = None
-        for c in range(cfg.chunks_per_segment):
-            sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
-            goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None
-            if goal is not None and zero_goal:
-                goal = torch.zeros_like(goal)
-            out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
-            w = batch[OK].to(device)
-            losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask)
-            n = float(w.sum()) * cfg.trunc_t
-            total += float(losses["nll"]) * n
-            count += n
+        w = batch[OK].to(device)
+        for zero_goal in goal_runs:
+            state = None
+            for c in range(cfg.chunks_per_segment):
+                sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
+                goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None
+                if zero_goal:
+                    goal = torch.zeros_like(goal)
+                out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
+                losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask)
+                total[zero_goal] += float(losses["nll"]) * float(w.sum()) * cfg.trunc_t
+        count += float(w.sum()) * cfg.trunc_t * cfg.chunks_per_segment
     policy.train()
-    return total / max(count, 1.0)
+    result = {"loss": total[False] / max(count, 1.0)}
+    if dataset.goal_dim:
+        result["loss_zero_goal"] = total[True] / max(count, 1.0)
+    return result
 
 
 def _worker_init(_: int) -> None:
@@ -306,10 +308,11 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
 
 def _validate(model: VPTPolicy, ds: SegmentDataset, keys: list[tuple[int, int]], cfg: TrainConfig, device: torch.device,
               loop: dict[str, Any], writer: Any, out: Path) -> None:
-    val = evaluate(model, ds, keys, cfg, device)
+    res = evaluate(model, ds, keys, cfg, device)
+    val = res["loss"]
     row = {"step": loop["step"], "frames": loop["frames"], "val/loss": val}
-    if ds.goal_dim:  # goal use: NLL gained by the relabelled goal over the zero goal (nats per frame)
-        row["val/goal_gain"] = evaluate(model, ds, keys, cfg, device, zero_goal=True) - val
+    if "loss_zero_goal" in res:  # goal use: NLL gained by the relabelled goal over the zero goal (nats per frame)
+        row["val/goal_gain"] = res["loss_zero_goal"] - val
     _log(writer, out, row)
     if loop["best_val"] is None or val < loop["best_val"]:
         loop["best_val"] = val

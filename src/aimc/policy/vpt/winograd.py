@@ -70,6 +70,8 @@ def _tiles(xp: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- fused CPU transforms (numba)
+# Each kernel applies its 6-point transform twice (tile rows, then columns) with the formula written out
+# in both loops: factoring it into an inlined helper returning a tuple measured ~15 % slower at B=8.
 @numba.njit(cache=True)
 def _input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> None:  # pragma: no cover - jitted
     """v[6a+b, p, c] = (B^T d B)[a, b] for the 6x6 tile p of the padded NHWC input (fused gather + transform)."""
@@ -119,6 +121,7 @@ def _input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> None:  
                         v[q + 3, p, ch] = t3 + F2 * t4
                         v[q + 4, p, ch] = t3 - F2 * t4
                         v[q + 5, p, ch] = (d5 - d3) - F4 * t4
+
 
 @numba.njit(cache=True)
 def _output_transform(m: np.ndarray, n: int, th: int, tw: int, h: int, w: int, y: np.ndarray) -> None:  # pragma: no cover - jitted
@@ -177,7 +180,6 @@ def _output_transform(m: np.ndarray, n: int, th: int, tw: int, h: int, w: int, y
                                 y[i, r, c0 + 1, ch] = y1
                             if c0 + 2 < w:
                                 y[i, r, c0 + 2, ch] = y2
-
 
 
 def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -59,7 +59,10 @@ def test_batch_chunking_gives_the_same_result_both_paths(dtype: torch.dtype, mon
     u = winograd.winograd_weight(torch.randn(4, 8, 3, 3, generator=g).to(dtype))
     whole = winograd.winograd_conv3x3(x, u)
     monkeypatch.setattr(winograd, "MAX_TILE_ELEMS", 2 * 9 * 8)  # two images per chunk: 3 chunks
-    assert torch.equal(winograd.winograd_conv3x3(x, u), whole)
+    # Not bit-equality: BLAS picks its blocking by batch size and thread count, so the per-tile GEMMs of a
+    # chunk may sum in another order than the whole batch's. Chunking must only agree to rounding.
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(winograd.winograd_conv3x3(x, u), whole, rtol=0, atol=tol)
 
 
 def test_batch_chunking_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:

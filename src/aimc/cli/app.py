@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from aimc.core.errors import AimcError
 
+INTERRUPTED = "interrupted; finished work is kept and the command can be resumed"
+
+
+class AimcGroup(TyperGroup):
+    """The root command group: expected errors become one line, Ctrl-C a resumable stop.
+
+    Usage mistakes (unknown option or command, missing argument) are left to the framework's own standalone
+    handling, which prints the usage hint and one `Error:` line with exit code 2. That works with whichever
+    click typer brings (typer >= 0.22 vendors its own copy as `typer._click`, so catching `click.exceptions`
+    here would miss them). Only our own exceptions are translated, around the invocation of any
+    (sub)command, because nested groups run inside the root group's `invoke`.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AimcError as e:
+            print(f"error: {e}", file=sys.stderr)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            print(INTERRUPTED, file=sys.stderr)
+            ctx.exit(130)
+
+
 app = typer.Typer(
     name="aimc",
+    cls=AimcGroup,
     help="Text-to-behaviour agents for Minecraft-like worlds (VPT + MineCLIP + STEVE-1 recipe).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 train_app = typer.Typer(help="Train a model (embedder, policy, prior).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate embedders, priors and policies.", no_args_is_help=True)
@@ -50,31 +78,23 @@ COMMAND_MODULES: list[str] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app, turning AimcError into `error: <message>` and exit code 2."""
+    """Entry point: run the app in the framework's standalone mode and return its exit code.
+
+    `AimcError` -> `error: <message>`, exit 2 (see `AimcGroup`); usage mistakes -> usage + `Error:` line,
+    exit 2; Ctrl-C -> exit 130. The process exit code is returned instead of exiting so tests can call it.
+    """
     _register_commands()
     try:
-        # non-standalone typer returns exit codes instead of exiting (Ctrl-C arrives as 130)
-        result = app(args=argv, standalone_mode=False)
-    except AimcError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is kept and the command can be resumed", file=sys.stderr)
+        app(args=argv, prog_name="aimc", standalone_mode=True)
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)  # sys.exit("message") convention
+        return 1
+    except KeyboardInterrupt:  # pressed outside a command's invocation (e.g. while parsing)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    except typer.Exit as e:
-        return e.exit_code
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            print("aborted", file=sys.stderr)
-            return 130
-        raise
-    if isinstance(result, int) and result != 0:
-        if result == 130:
-            print("interrupted; finished work is kept and the command can be resumed", file=sys.stderr)
-        return result
     return 0

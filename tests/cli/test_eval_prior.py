@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from aimc.cli.app import main
+from aimc.core.rundir import read_metrics
 from aimc.embed.captions import paraphrases
 from aimc.embed.clips import ClipSet
 from aimc.eval.prior_eval import evaluate_pair
@@ -28,7 +29,7 @@ def test_train_prior_cli_uses_cached_pairs_and_resumes(tmp_path, capsys):
     assert "120 pairs" in capsys.readouterr().out
     assert main([*args[:5], "5", *args[6:]]) == 0  # resume to 5 epochs
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["epochs"] == 5 and len((out / "log.jsonl").read_text().splitlines()) == 5
+    assert summary["epochs"] == 5 and [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4, 5]
     assert load_prior(out / "prior").sample(np.eye(6, dtype=np.float32)[:2], seed=0).shape == (2, 6)
 
 

@@ -93,3 +93,13 @@ def test_fixed_prompt_goals(bundle, demo_store, tmp_path):  # noqa: F811
         kinds.add("zero" if not g.any() else "prompt")
         assert not g.any() or np.allclose(g, want[None])
     assert kinds == {"zero", "prompt"}
+
+
+def test_empty_instruction_is_one_error_line_and_writes_nothing(tmp_path, capsys):
+    from aimc.cli.app import main
+
+    for text in ("", "   "):
+        code = main(["play", text, "--video", str(tmp_path / "p.mp4")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: the instruction is empty") and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

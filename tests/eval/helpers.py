@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from aimc.core.seeding import derive_seed
-from aimc.eval.rollout import EnvSpec, EpisodeJob
+from aimc.eval.rollout import EnvSpec
 
 GOAL_DIM = 8
 
@@ -37,13 +37,13 @@ class TinyPolicyAgent:
         self.spec = spec
         self.policy = VPTPolicy(get_config("test-tiny", img_shape=(18, 18), goal_dim=GOAL_DIM, action_head="categorical", n_actions=17)).eval()
 
-    def begin(self, job: EpisodeJob, env: Any) -> None:
-        rng = np.random.default_rng(derive_seed(0, job.prompt))
+    def reset(self, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
+        rng = np.random.default_rng(derive_seed(0, prompt))
         goal = np.zeros(GOAL_DIM, np.float32) if self.spec.zero_goal else rng.normal(size=GOAL_DIM).astype(np.float32)
         # row 0 conditioned, row 1 zero goal: classifier-free guidance as STEVE-1 does it
         self.goal = torch.from_numpy(np.stack([goal, np.zeros_like(goal)]))[:, None]  # (2, 1, D)
         self.state = self.policy.initial_state(2)
-        self.gen = torch.Generator().manual_seed(job.agent_seed)
+        self.gen = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
     def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:

@@ -1,4 +1,7 @@
-"""The rollout engine: determinism, retries after a raising / dying / hanging worker, and a short suite eval."""
+"""The rollout engine: determinism, retries after a raising / dying / hanging worker, and a short suite eval.
+
+Workers run the default `envs_per_worker` slots in lockstep here, so the retry test also shows that only the
+failing episode is charged (tests/eval/test_batched_rollout.py covers batching itself)."""
 
 from __future__ import annotations
 
@@ -93,8 +96,16 @@ def test_ray_backend_retries_like_processes(tmp_path):
     pytest.importorskip("ray")
     faults = ((101, "raise"), (102, "exit"))
     env = FaultyEnvSpec("crafter", ENV16, marker_dir=str(tmp_path), faults=faults)
-    out = run_jobs(_jobs(3, "rand", 12), {"rand": RandomFactory()}, env, workers=1, backend="ray", progress=False)
+    # One slot per actor: ray cannot tell which slot was stepping when an actor died, so with more slots
+    # the crash would charge every episode the actor held.
+    out = run_jobs(_jobs(3, "rand", 12), {"rand": RandomFactory()}, env, workers=1, backend="ray", progress=False,
+                   envs_per_worker=1)
     assert out.retries == 2 and [r.attempts for r in out.results] == [1, 2, 2]
+    raising = FaultyEnvSpec("crafter", ENV16, marker_dir=str(tmp_path / "b"), faults=((101, "raise"),))
+    (tmp_path / "b").mkdir()
+    out = run_jobs(_jobs(3, "rand", 12), {"rand": RandomFactory()}, raising, workers=1, backend="ray", progress=False,
+                   envs_per_worker=3)
+    assert out.retries == 1 and [r.attempts for r in out.results] == [1, 2, 1]  # a raise stays in its slot
 
 
 def test_unknown_backend_and_missing_ray_are_clear_errors():

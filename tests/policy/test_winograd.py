@@ -61,7 +61,9 @@ def test_batch_chunking_gives_the_same_result_both_paths(dtype: torch.dtype, mon
     monkeypatch.setattr(winograd, "MAX_TILE_ELEMS", 2 * 9 * 8)  # two images per chunk: 3 chunks
     # Not bit-equality: BLAS picks its blocking by batch size and thread count, so the per-tile GEMMs of a
     # chunk may sum in another order than the whole batch's. Chunking must only agree to rounding.
-    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    # Outputs here reach |y| ~ 30 and Winograd's transforms amplify rounding: float32 differs by ~3e-5 when the
+    # GEMM blocking changes (seen on a loaded 2-core machine), so the bound is relative to the output's scale.
+    tol = 2e-5 * float(whole.abs().max()) if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(winograd.winograd_conv3x3(x, u), whole, rtol=0, atol=tol)
 
 

@@ -70,6 +70,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.convert_vpt",
     "aimc.cli.inspect",
     "aimc.cli.train_policy",
+    "aimc.cli.train_dagger",
     "aimc.cli.play",
     "aimc.cli.train_prior",
     "aimc.cli.eval_tasks",

@@ -14,12 +14,13 @@ import typer
 
 from aimc.cli.app import app
 from aimc.core.config import build_config
+from aimc.envs import DEFAULT_WORLD
 
 
 @app.command("collect")
 def collect_cmd(
     out: Path = typer.Option(..., "--out", help="Episode-store directory (created if missing; resumed if present)."),
-    world: str = typer.Option("crafter", help="World name."),
+    world: str = typer.Option(DEFAULT_WORLD, help="World name (any registered world, see aimc.envs.available_worlds)."),
     episodes: int = typer.Option(10, help="Number of episodes the store should hold."),
     workers: int = typer.Option(1, help="Parallel worker processes."),
     seed: int = typer.Option(0, help="Collection seed (episode i plays world seed derived from (seed, i))."),

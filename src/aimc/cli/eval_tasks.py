@@ -1,9 +1,10 @@
 """`aimc eval tasks`: run a task suite with the trained agent and baselines; JSON + HTML report.
 
 Examples:
+    aimc eval tasks --episodes 20                                      # the shipped agent, like `aimc play`
     aimc eval tasks --checkpoint runs/agent --episodes 20 --workers 2 --out runs/eval
     aimc eval tasks --checkpoint runs/agent --cfg-scales 0,2,4,6,8 --tasks chop_tree,place_table
-    aimc eval tasks --baselines demonstrator,random --episodes 10      # no checkpoint: baselines only
+    aimc eval tasks --baselines-only --baselines demonstrator,random --episodes 10
     aimc eval tasks --suite my_suite.yaml --checkpoint runs/agent --backend ray
 
 Per task: success rate with a 95 % Wilson interval, median steps to success, deaths, rates at the
@@ -17,6 +18,9 @@ from pathlib import Path
 import typer
 
 from aimc.cli.app import eval_app
+from aimc.eval.config import EvalConfig
+
+D = EvalConfig()  # the defaults live in the config (light: no torch), shared with the pipeline's eval stage
 
 
 def _floats(text: str) -> list[float]:
@@ -28,43 +32,48 @@ def _floats(text: str) -> list[float]:
         raise AimcError(f"--cfg-scales must be comma-separated numbers, got {text!r}") from None
 
 
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 @eval_app.command("tasks")
 def eval_tasks_cmd(
-    checkpoint: str | None = typer.Option(None, help="Agent bundle directory (bundle.json + policy/ ...)."),
+    checkpoint: str | None = typer.Option(
+        None, help="Agent bundle directory (bundle.json + policy/ ...); default: the shipped agent."),
+    baselines_only: bool = typer.Option(False, "--baselines-only", help="Evaluate only the baselines, no agent."),
     suite: Path | None = typer.Option(None, help="Task-suite YAML (default: the bundled Crafter suite)."),
     tasks: str = typer.Option("", help="Comma-separated task names to run (default: all)."),
     episodes: int | None = typer.Option(None, min=1, help="Episodes per task and condition (default: the suite's)."),
-    workers: int = typer.Option(2, min=0, help="Parallel env worker processes (0 = in this process)."),
-    backend: str = typer.Option("process", help="process (multiprocessing) or ray."),
+    workers: int = typer.Option(D.workers, min=0, help="Parallel env worker processes (0 = in this process)."),
+    envs_per_worker: int = typer.Option(D.envs_per_worker, min=1, help="Envs per worker acting in one batched policy call."),
+    backend: str = typer.Option(D.backend, help="process (multiprocessing) or ray."),
     cfg_scales: str = typer.Option("", help="Extra cond scales for the CFG sweep, e.g. 0,2,4,8."),
-    baselines: str = typer.Option("unconditional,demonstrator", help="Any of unconditional,demonstrator,random."),
+    baselines: str = typer.Option(",".join(D.baselines), help="Any of unconditional,demonstrator,random."),
     max_steps: int | None = typer.Option(None, min=1, help="Override every task's horizon."),
-    videos: int = typer.Option(3, min=0, help="Tasks whose first episode is recorded and embedded."),
-    episode_timeout: float = typer.Option(600.0, help="Seconds before a silent worker is killed and its episode retried."),
+    videos: int = typer.Option(D.videos, min=0, help="Tasks whose first episode is recorded and embedded."),
+    episode_timeout: float = typer.Option(D.episode_timeout, help="Seconds before a silent worker is killed and its episode retried."),
     use_prior: bool | None = typer.Option(None, "--use-prior/--no-prior", help="Force the bundle's prior on/off."),
-    out: Path = typer.Option(Path("runs/eval_tasks"), help="Output directory (report.json, report.html, videos/)."),
-    seed: int = typer.Option(0, help="Seed for agent sampling (worlds come from the suite's seeds)."),
-    device: str = typer.Option("cpu", help="torch device for the agent."),
+    out: Path = typer.Option(Path(D.out), help="Output directory (report.json, report.html, videos/, eval_config.json)."),
+    seed: int = typer.Option(D.seed, help="Seed for agent sampling (worlds come from the suite's seeds)."),
+    device: str = typer.Option(D.device, help="torch device for the agent."),
 ) -> None:
     """Evaluate instruction following on a task suite."""
-    import dataclasses
+    from aimc.core.errors import AimcError
+    from aimc.eval.run import run_eval
 
-    from aimc.eval.run import build_conditions, evaluate_suite, write_outputs
-    from aimc.eval.tasks import check_events, load_suite, world_events
+    if baselines_only and checkpoint is not None:
+        raise AimcError("--baselines-only and --checkpoint exclude each other; pass one")
+    if checkpoint is None and not baselines_only:
+        from aimc.eval.play import shipped_bundle
 
-    s = load_suite(suite)
-    check_events(s, world_events(s.world))
-    if tasks:
-        s = s.select([t.strip() for t in tasks.split(",") if t.strip()])
-    if max_steps is not None:
-        s = dataclasses.replace(s, tasks=tuple(dataclasses.replace(t, max_steps=max_steps) for t in s.tasks))
-    base = [b.strip() for b in baselines.split(",") if b.strip()]
-    if checkpoint is None:
-        base = [b for b in base if b != "unconditional"] or ["demonstrator"]
-    conds, env_cfg = build_conditions(checkpoint, _floats(cfg_scales), base, use_prior, device)
-    report, recorded = evaluate_suite(s, conds, episodes, workers, backend, videos, seed, episode_timeout,
-                                      env_config=env_cfg)
-    paths = write_outputs(str(out), report, recorded)
-    best = ", ".join(f"{n} {c['mean_success']:.2f}" for n, c in report["conditions"].items())
-    typer.echo(f"mean success: {best}; retried {report['retries']}, lost {report['lost_episodes']}; "
-               f"wrote {paths['json']} and {paths['html']}")
+        checkpoint = str(shipped_bundle())
+    cfg = EvalConfig(
+        checkpoint=checkpoint, suite=None if suite is None else str(suite), tasks=_names(tasks), episodes=episodes,
+        max_steps=max_steps, cfg_scales=_floats(cfg_scales), baselines=_names(baselines), videos=videos,
+        use_prior=use_prior, workers=workers, envs_per_worker=envs_per_worker, backend=backend, episode_timeout=episode_timeout, seed=seed,
+        device=device, out=str(out),
+    )
+    s = run_eval(cfg)
+    best = ", ".join(f"{n} {rate:.2f}" for n, rate in s["mean_success"].items())
+    typer.echo(f"mean success: {best}; retried {s['retries']}, lost {s['lost_episodes']}; "
+               f"wrote {s['json']} and {s['html']}")

@@ -5,8 +5,9 @@ Examples:
     aimc train prior --data data/crafter --embedder runs/embedder/model epochs=100 beta=0.5
     aimc train prior --out runs/prior          # resume an interrupted run (config is reloaded)
 
-Writes runs/prior/prior/ (config.json + model.safetensors, the best validation epoch), pairs.npz,
-train_state.pt, log.jsonl, summary.json. Put prior/ in an agent bundle to use it in `aimc play`.
+Writes runs/prior/prior/ (config.json + model.safetensors, the best validation epoch), pairs.npz (rebuilt
+when a setting that shapes it changes), checkpoints/ (+ `last`), metrics.jsonl, train_config.json,
+summary.json. Put prior/ in an agent bundle to use it in `aimc play`.
 """
 
 from __future__ import annotations

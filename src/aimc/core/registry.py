@@ -28,6 +28,12 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (tests that register a throw-away entry undo it, so registrations never leak)."""
+        if name not in self._items:
+            raise UnknownNameError(f"{self.kind} {name!r} is not registered")
+        del self._items[name]
+
     def get(self, name: str) -> T:
         if name not in self._items:
             choices = ", ".join(sorted(self._items)) or "(none)"

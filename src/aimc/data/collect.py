@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aimc import __version__
 from aimc.core import keys
 from aimc.core.config import from_dict, to_dict
@@ -25,8 +23,10 @@ from aimc.core.io import TMP_PREFIX, atomic_write_json, check_writable_dir, remo
 from aimc.core.registry import Registry
 from aimc.core.seeding import derive_seed
 from aimc.data.store import EpisodeWriter, is_episode_dir
+from aimc.envs import DEFAULT_WORLD, Actor, DemonstratorActor, EpisodeHook, RandomActor, Step, run_episode
 
-AGENTS: Registry[Callable[..., Any]] = Registry("collection agent")
+# name -> factory(**agent_config) -> Actor; each episode gets a fresh actor, reset with its own seed.
+AGENTS: Registry[Callable[..., Actor]] = Registry("collection agent")
 CONFIG_FILE = "collect_config.json"
 
 
@@ -36,7 +36,7 @@ class CollectConfig:
 
     out: str = "data/crafter"
     """Output episode-store directory."""
-    world: str = "crafter"
+    world: str = DEFAULT_WORLD
     """World name (see `aimc.envs.make`)."""
     world_config: dict[str, Any] = field(default_factory=dict)
     """Keyword options for the world (e.g. size)."""
@@ -70,53 +70,31 @@ class CollectConfig:
 
 
 @AGENTS.register("random")
-class RandomAgent:
-    """Uniform random actions from a seeded generator (baseline and benchmark source)."""
-
-    def __init__(self, seed: int, **cfg: Any) -> None:
-        if cfg:
-            raise ConfigError(f"random agent takes no options, got {sorted(cfg)}")
-        self.rng = np.random.default_rng(seed)
-        self.current_goal: str | None = None
-        self.config: dict[str, Any] = {}
-
-    def reset(self, env: Any) -> None:
-        self.n = env.action_space.n
-
-    def act(self, env: Any) -> int:
-        return int(self.rng.integers(self.n))
+def _make_random(**options: Any) -> Actor:
+    if options:
+        raise ConfigError(f"random agent takes no options, got {sorted(options)}")
+    return RandomActor()
 
 
 @AGENTS.register("demonstrator")
-def _make_demonstrator(seed: int, **cfg: Any) -> Any:
-    from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
-
-    return CrafterDemonstrator(from_dict(DemonstratorConfig, cfg, where="agent_config"), seed=seed)
+def _make_demonstrator(**options: Any) -> Actor:
+    return DemonstratorActor(options, where="agent_config")
 
 
 def episode_name(seed: int, index: int) -> str:
     return f"ep{index:06d}_s{seed}"
 
 
-def play_episode(env: Any, agent: Any, writer: EpisodeWriter | None, world_seed: int, max_steps: int) -> dict[str, Any]:
-    """Run one episode; frame t (obs before action t) and what action t caused go to `writer`."""
-    obs, info = env.reset(seed=world_seed)
-    agent.reset(env)
-    events: Counter[str] = Counter()
-    terminated = truncated = False
-    steps = 0
-    while steps < max_steps:
-        action = agent.act(env)
-        frame = obs[keys.POV]
-        obs, _, terminated, truncated, info = env.step(action)
-        steps += 1
-        events.update(info[keys.EVENTS])
-        if writer is not None:
-            goal = getattr(agent, "current_goal", None)
-            writer.add(frame, action, info[keys.EVENTS], {**info, "goal": goal} if goal is not None else info)
-        if terminated or truncated:
-            break
-    return {"steps": steps, "terminated": bool(terminated), "truncated": bool(truncated or steps >= max_steps), "events": dict(events)}
+class WriterHook(EpisodeHook):
+    """Records each step into an episode store: frame t (obs before action t), action t and what it caused,
+    plus the actor's `current_goal` as info["goal"] when it has one."""
+
+    def __init__(self, writer: EpisodeWriter) -> None:
+        self.writer = writer
+
+    def on_step(self, env: Any, step: Step) -> None:
+        info = step.info if step.goal is None else {**step.info, "goal": step.goal}
+        self.writer.add(step.obs[keys.POV], step.action, step.info[keys.EVENTS], info)
 
 
 # ------------------------------------------------------------------------ worker side
@@ -135,7 +113,8 @@ def _collect_one(index: int) -> dict[str, Any]:
     cfg: CollectConfig = _W["cfg"]
     env = _W["env"]
     world_seed = derive_seed(cfg.seed, index)
-    agent = AGENTS.get(cfg.agent)(seed=derive_seed(cfg.seed, index, "agent"), **cfg.agent_config)
+    agent = AGENTS.get(cfg.agent)(**cfg.agent_config)
+    agent_config = getattr(agent, "config", {})
     name = episode_name(cfg.seed, index)
     meta = {
         "world": cfg.world,
@@ -144,19 +123,21 @@ def _collect_one(index: int) -> dict[str, Any]:
         "episode_index": index,
         "world_seed": world_seed,
         "agent": cfg.agent,
-        "demonstrator": to_dict(agent.config) if hasattr(agent.config, "__dataclass_fields__") else agent.config,
+        "demonstrator": to_dict(agent_config) if hasattr(agent_config, "__dataclass_fields__") else agent_config,
         "action_names": list(getattr(env, "action_names", [])),
         "fps": cfg.fps,
         "created_by": f"aimc {__version__}",
     }
     writer = EpisodeWriter(cfg.out, name, meta, fps=cfg.fps)
     try:
-        result = play_episode(env, agent, writer, world_seed, cfg.max_steps)
-        writer.close(terminated=result["terminated"], truncated=result["truncated"], event_counts=result["events"])
+        record = run_episode(env, agent, world_seed, cfg.max_steps, actor_seed=derive_seed(cfg.seed, index, "agent"),
+                             hooks=[WriterHook(writer)])
+        writer.close(terminated=record.terminated, truncated=record.truncated, event_counts=record.event_counts())
     except BaseException:
         writer.abort()
         raise
-    return {"index": index, "name": name, **result}
+    return {"index": index, "name": name, "steps": record.steps, "terminated": record.terminated,
+            "truncated": record.truncated, "events": record.event_counts()}
 
 
 # ------------------------------------------------------------------------ driver
@@ -264,4 +245,4 @@ def _progress(total: int, enabled: bool) -> Callable[[int, float | None], None]:
     return advance
 
 
-__all__ = ["AGENTS", "CollectConfig", "EpisodeError", "collect", "iter_collect", "play_episode"]
+__all__ = ["AGENTS", "CollectConfig", "EpisodeError", "WriterHook", "collect", "iter_collect"]

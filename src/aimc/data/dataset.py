@@ -26,42 +26,14 @@ from torch.utils.data import Dataset, Sampler
 from aimc.core.errors import ConfigError, EpisodeError
 from aimc.core.io import atomic_save_npy
 from aimc.core.seeding import derive_seed
-from aimc.data.relabel import EMBED_OFFSET, check_goal_gaps, min_episode_length, relabelled_goals
+from aimc.data.config import SegmentConfig
+from aimc.data.relabel import EMBED_OFFSET, min_episode_length, relabelled_goals
 from aimc.data.store import Episode
+from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_targets
 
 # batch keys
 POV, GOAL, ACTION, FIRST, OK = "pov", "goal", "action", "first", "ok"
-
-
-@dataclass
-class SegmentConfig:
-    """What one training item is; defaults are STEVE-1's (T=640 is for Minecraft; Crafter presets use less)."""
-
-    segment_len: int = 640
-    """T: frames per segment."""
-    min_btwn_goals: int = 15
-    """Smallest gap between goal timesteps (inclusive)."""
-    max_btwn_goals: int = 200
-    """Largest gap between goal timesteps (exclusive)."""
-    p_uncond: float = 0.1
-    """Probability that a whole segment gets the zero (unconditional) goal."""
-    embed_name: str | None = None
-    """Goal embeddings to relabel from (`embeds_<name>.npy`); None = unconditional BC (no goal input)."""
-    goal_anchor: str = "random"
-    """"random": STEVE-1's goal timesteps. "events": a timestep's goal is the clip ending just after its next
-    event (within max_btwn_goals), else the random one (see aimc.data.relabel)."""
-    anchor_ignore: tuple[str, ...] = ("take_damage", "death")
-    """Events that are not goal anchors with goal_anchor=events."""
-
-    def __post_init__(self) -> None:
-        if self.segment_len < 1:
-            raise ConfigError(f"segment_len must be >= 1, got {self.segment_len}")
-        check_goal_gaps(self.min_btwn_goals, self.max_btwn_goals)
-        if not 0.0 <= self.p_uncond <= 1.0:
-            raise ConfigError(f"p_uncond must be in [0, 1], got {self.p_uncond}")
-        if self.goal_anchor not in ("random", "events"):
-            raise ConfigError(f"goal_anchor must be 'random' or 'events', got {self.goal_anchor!r}")
-        self.anchor_ignore = tuple(self.anchor_ignore)
+GOAL_SOURCES = ("visual", "event_text", "intention")
 
 
 @dataclass
@@ -73,6 +45,8 @@ class SegmentIndex:
     weights: np.ndarray  # (S,) float64, sums to 1
     skipped: dict[str, str] = field(default_factory=dict)
     goal_dim: int = 0
+    goal_sources: dict[int, str] = field(default_factory=dict)
+    """Episode number -> goal source of its part, for parts that override `SegmentConfig.goal_source`."""
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -82,8 +56,9 @@ class SegmentIndex:
         return int((self.rows[:, 2] - self.rows[:, 1]).sum()) if len(self.rows) else 0
 
 
-def _episode_problem(path: Path, cfg: SegmentConfig) -> tuple[str | None, int, int]:
-    """-> (why it is unusable or None, length, goal dim)."""
+def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> tuple[str | None, int, int]:
+    """-> (why it is unusable or None, length, goal dim). `source` is the part's goal-source override: an
+    "intention" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's task)."""
     try:
         ep = Episode(path, check_video=True)
     except EpisodeError as e:
@@ -94,6 +69,8 @@ def _episode_problem(path: Path, cfg: SegmentConfig) -> tuple[str | None, int, i
     if cfg.embed_name is None:
         return None, ep.length, 0
     if not ep.has_embeds(cfg.embed_name):
+        if source == "intention":
+            return None, ep.length, 0
         return f"no embeddings named {cfg.embed_name!r}", ep.length, 0
     try:
         emb, mask = ep.read_embeds(cfg.embed_name)
@@ -104,20 +81,27 @@ def _episode_problem(path: Path, cfg: SegmentConfig) -> tuple[str | None, int, i
     return None, ep.length, int(emb.shape[1])
 
 
-def build_segment_index(parts: Sequence[tuple[Sequence[Path], float]], cfg: SegmentConfig) -> SegmentIndex:
-    """Chunk every usable episode of each (episodes, weight) part; part weights are shares of the samples."""
+def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig) -> SegmentIndex:
+    """Chunk every usable episode of each (episodes, weight) or (episodes, weight, goal source) part; part
+    weights are shares of the samples. A part's goal source (None = `cfg.goal_source`) overrides the
+    configured one for its episodes: aggregated DAgger data reads its instructed task ("intention") while
+    the base data keeps the run's goals."""
     episodes: list[Path] = []
     rows: list[tuple[int, int, int]] = []
     weights: list[float] = []
     skipped: dict[str, str] = {}
     dims: set[int] = set()
+    sources: dict[int, str] = {}
     t = cfg.segment_len
-    for paths, weight in parts:
+    for paths, weight, *rest in parts:
+        source = rest[0] if rest else None
+        if source is not None and source not in GOAL_SOURCES:
+            raise ConfigError(f"goal source must be one of {', '.join(GOAL_SOURCES)}, got {source!r}")
         if weight <= 0:
             raise ConfigError(f"mixture weights must be positive, got {weight}")
         part_rows = []
         for path in paths:
-            why, n, dim = _episode_problem(Path(path), cfg)
+            why, n, dim = _episode_problem(Path(path), cfg, source)
             if why is not None:
                 skipped[str(path)] = why
                 continue
@@ -125,6 +109,8 @@ def build_segment_index(parts: Sequence[tuple[Sequence[Path], float]], cfg: Segm
                 dims.add(dim)
             e = len(episodes)
             episodes.append(Path(path))
+            if source is not None:
+                sources[e] = source
             for start in range(EMBED_OFFSET, n, t):
                 s = min(start, n - t)
                 part_rows.append((e, s, s + t))
@@ -134,7 +120,8 @@ def build_segment_index(parts: Sequence[tuple[Sequence[Path], float]], cfg: Segm
         raise ConfigError(f"episodes hold {cfg.embed_name!r} embeddings of different sizes {sorted(dims)}; re-embed them")
     w = np.asarray(weights, np.float64)
     return SegmentIndex(
-        episodes, np.asarray(rows, np.int64).reshape(-1, 3), w / w.sum() if len(w) else w, skipped, dims.pop() if dims else 0
+        episodes, np.asarray(rows, np.int64).reshape(-1, 3), w / w.sum() if len(w) else w, skipped, dims.pop() if dims else 0,
+        sources,
     )
 
 
@@ -176,6 +163,7 @@ class SegmentDataset(Dataset):
         img_shape: tuple[int, int],
         frame_cache: str | Path | None = None,
         fixed_goal: np.ndarray | None = None,
+        text_goals: TextGoalTable | None = None,
     ) -> None:
         self.index = index
         self.cfg = cfg
@@ -183,24 +171,54 @@ class SegmentDataset(Dataset):
         self.cache = FrameCache(frame_cache)
         self.fixed_goal = None if fixed_goal is None else np.asarray(fixed_goal, np.float32).reshape(-1)
         self.goal_dim = len(self.fixed_goal) if self.fixed_goal is not None else index.goal_dim
+        self.text_goals = text_goals
+        text_sources = sorted({cfg.goal_source, *index.goal_sources.values()} - {"visual"})
+        if text_sources and self.fixed_goal is None:
+            if text_goals is None:
+                raise ConfigError(f"goal source {text_sources[0]!r} needs a text goal table (the trainer's embedder)")
+            if cfg.embed_name is None or not self.goal_dim:  # no visual goals here: the text side sizes them
+                self.goal_dim = text_goals.dim
+            elif text_goals.dim != self.goal_dim:
+                raise ConfigError(
+                    f"text goals have {text_goals.dim} dims but the {cfg.embed_name!r} embeddings {self.goal_dim}; "
+                    "use the embedder that made those embeddings"
+                )
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def _goals(self, ep: Episode, start: int, end: int, rng: np.random.Generator) -> np.ndarray:
+    def _goals(self, ep: Episode, start: int, end: int, rng: np.random.Generator, override: str | None = None) -> np.ndarray:
+        """Goals (t, D) for frames [start, end); `override` is the episode's part goal source, if it has one."""
         t = end - start
+        source = override or self.cfg.goal_source
         if self.fixed_goal is not None:
             # fixed-prompt fine-tuning: one text embedding on every frame, still zeroed with p_uncond
             uncond = rng.random() < self.cfg.p_uncond
             return np.zeros((t, self.goal_dim), np.float32) if uncond else np.tile(self.fixed_goal, (t, 1))
-        if self.cfg.embed_name is None:
-            return np.zeros((t, 0), np.float32)
-        emb, _ = ep.read_embeds(self.cfg.embed_name)
-        goals, _ = relabelled_goals(
-            emb, start, end, self.cfg.min_btwn_goals, self.cfg.max_btwn_goals, self.cfg.p_uncond, rng,
-            events=ep.events if self.cfg.goal_anchor == "events" else None, ignore_events=self.cfg.anchor_ignore,
-        )
-        return goals
+        if self.cfg.embed_name is None and source == "visual":
+            return np.zeros((t, self.goal_dim), np.float32)  # unconditional (goal_dim is 0 without text parts)
+        # an "intention" part's episode may lack visual embeddings: then its recorded goals are used alone
+        if self.cfg.embed_name is not None and (override != "intention" or ep.has_embeds(self.cfg.embed_name)):
+            emb, _ = ep.read_embeds(self.cfg.embed_name)
+            goals, uncond = relabelled_goals(
+                emb, start, end, self.cfg.min_btwn_goals, self.cfg.max_btwn_goals, self.cfg.p_uncond, rng,
+                events=ep.events if self.cfg.goal_anchor == "events" else None, ignore_events=self.cfg.anchor_ignore,
+            )
+        else:  # intention goals alone: no visual fallback, the same single p_uncond draw per segment
+            goals, uncond = np.zeros((t, self.goal_dim), np.float32), bool(rng.random() < self.cfg.p_uncond)
+        if source == "visual" or uncond:
+            return goals
+        # Text goals draw after the visual ones, so the visual stream of a seed is the same in every mode.
+        table = self.text_goals
+        assert table is not None  # checked in __init__
+        if source == "event_text":
+            if rng.random() >= self.cfg.text_fraction:
+                return goals
+            targets = event_text_targets(ep.events, self.cfg.text_horizon, self.cfg.p_later_event, rng, known=table)
+        else:
+            targets = intention_targets(ep.infos, rng)
+        text, has = table.lookup(targets, start, end)  # (t, D), (t,)
+        return np.where(has[:, None], text, goals).astype(np.float32)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         i, item_seed = key
@@ -211,7 +229,7 @@ class SegmentDataset(Dataset):
         first[0] = True
         try:
             ep = Episode(self.index.episodes[e], check_video=False)
-            goal = self._goals(ep, start, end, rng)
+            goal = self._goals(ep, start, end, rng, self.index.goal_sources.get(e))
             pov = self.cache.frames(ep, start, end)
             action = np.asarray(ep.actions[start:end], np.int64)
             if pov.shape[1:3] != tuple(self.img_shape):

@@ -1,7 +1,8 @@
 """Watchable episode videos: high-resolution frames with the step's events written on them.
 
-Crafter episodes are re-rendered at any size by replaying the stored actions in the deterministic world
-(so the video is crisp, not an upscaled 64x64 frame); other worlds fall back to nearest-neighbour upscaling.
+Episodes of a world that declares `supports_replay` (Crafter) are re-rendered at any size by replaying the
+stored actions from the stored world seed (so the video is crisp, not an upscaled 64x64 frame); other worlds,
+and episodes that no longer replay identically, fall back to nearest-neighbour upscaling.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from aimc.data.store import Episode
 
 def _replayed_frames(ep: Episode, size: int) -> Iterator[np.ndarray] | None:
     """Replay the episode's actions in its world and render each pre-action state at `size`."""
-    meta = ep.metadata
-    if meta.get("world") != "crafter" or "world_seed" not in meta:
-        return None
-    from aimc.envs import make
+    from aimc.core.errors import UnknownNameError
+    from aimc.envs import make, world_info
 
-    env = make("crafter", **meta.get("world_config", {}))
+    meta = ep.metadata
+    if "world" not in meta or "world_seed" not in meta:
+        return None
+    try:
+        if not world_info(meta["world"]).supports_replay:
+            return None
+    except UnknownNameError:  # recorded in a world this install does not have
+        return None
+    env = make(meta["world"], **meta.get("world_config", {}))
     obs, _ = env.reset(seed=int(meta["world_seed"]))
     first = ep.frames(0, 1)[0]
     if not np.array_equal(obs[keys.POV], first):  # not reproducible (other version/config): do not lie

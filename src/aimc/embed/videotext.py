@@ -9,7 +9,6 @@ to a shared L2-normalised space trained with symmetric InfoNCE.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,28 +26,8 @@ from aimc.embed.base import (
     register_embedder,
     resolve_device,
 )
-from aimc.embed.text import BUNDLED, shared_text_encoder
-
-
-@dataclass
-class VideoTextConfig:
-    """Architecture of the trainable embedder; defaults fit 64x64 Crafter frames."""
-
-    frame_size: int = 64
-    """frames are resized to frame_size x frame_size before the CNN"""
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    """output channels of the stride-2 conv stages (4 stages: 64 px -> 4x4 grid)"""
-    frame_dim: int = 256
-    """per-frame feature width"""
-    temporal_layers: int = 1
-    temporal_heads: int = 4
-    embed_dim: int = 256
-    """shared embedding width D"""
-    text_model: str = BUNDLED
-    """'minilm' (bundled all-MiniLM-L6-v2) or a local sentence-transformers directory; kept frozen"""
-    text_dim: int = 384
-    """output width of the text model"""
-    init_temperature: float = 0.07
+from aimc.embed.config import VideoTextConfig
+from aimc.embed.text import shared_text_encoder
 
 
 class FrameEncoder(nn.Module):

@@ -8,8 +8,8 @@ change the dynamics. We fix both on *our instances only* (class swap), never by 
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import crafter
 import gymnasium as gym
@@ -121,6 +121,12 @@ class CrafterEnv(gym.Env):
     """Crafter with the aimc contract: obs {"pov"}, info["events"], deterministic per (seed, episode)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    # The World declaration (aimc.envs.base.World), readable without building an instance.
+    action_names: ClassVar[list[str]] = ACTION_NAMES
+    event_names: ClassVar[list[str]] = EVENT_NAMES
+    default_config: ClassVar[dict[str, Any]] = {k: v for k, v in asdict(CrafterConfig()).items() if k != "extra"}
+    supports_replay: ClassVar[bool] = True  # deterministic per (seed, actions); render_frame leaves dynamics alone
+    has_demonstrator: ClassVar[bool] = True  # aimc.envs.demo plays Crafter
 
     def __init__(self, config: CrafterConfig | None = None, **kwargs: Any) -> None:
         if config is None:
@@ -144,7 +150,6 @@ class CrafterEnv(gym.Env):
             {keys.POV: gym.spaces.Box(0, 255, (config.size, config.size, 3), np.uint8)}
         )
         self.action_space = gym.spaces.Discrete(len(ACTION_NAMES))
-        self.action_names = ACTION_NAMES
         self._seed: int | None = None
         self._prev_ach: dict[str, int] = {}
         self._prev_health = 0

@@ -4,15 +4,16 @@
     goals = agent.goal_from_text(["chop a tree"] * 4)      # (4, D); prior used when the bundle has one
     agent.start(goals, cond_scale=6.0, seed=0)              # a zero row = the unconditional policy
     actions = agent.act(povs, first)                        # uint8 (4, H, W, 3), bool (4,) -> int (4,)
+    agent.restart([2], agent.goal_from_text(["drink water"]), seeds=[5])   # env 2 alone starts a new episode
+    actions = agent.act(povs[[2]], first[[2]], env_ids=[2])  # only env 2 acts
 
 Classifier-free guidance is STEVE-1's: per head ``(1 + λ)·logp_cond − λ·logp_uncond``, with the
 unconditional branch keeping its own recurrent state. Sampling uses the agent's own torch Generator, so
-the same seed gives the same rollout. Bundle format: see docs/architecture.md (train section).
+the same seed gives the same rollout. Bundle format: `aimc.train.bundle.AgentBundle`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +22,23 @@ import torch
 
 from aimc.core.errors import AimcError, CheckpointError
 from aimc.policy import Agent, VPTPolicy, load_policy
-
-BUNDLE_FILE = "bundle.json"
-BUNDLE_FORMAT = "aimc-agent"
+from aimc.train.bundle import AgentBundle
 
 
 def read_bundle(path: str | Path) -> dict[str, Any]:
-    """Validated bundle.json contents; errors say what is wrong in one line."""
-    path = Path(path)
-    f = path / BUNDLE_FILE
-    if not f.is_file():
-        raise CheckpointError(f"{path} is not an agent bundle (no {BUNDLE_FILE}); pass a run dir of `aimc train policy`")
-    try:
-        meta = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{f}: invalid JSON at line {e.lineno} ({e.msg})") from None
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != 1:
-        raise CheckpointError(f"{f}: not an {BUNDLE_FORMAT} v1 bundle (format={meta.get('format')!r}, version={meta.get('version')!r})")
-    for key in ("policy", "embedder", "embed_name", "prior", "cond_scale", "world", "world_config"):
-        if key not in meta:
-            raise CheckpointError(f"{f}: missing field {key!r}")
-    return meta
+    """Validated bundle.json contents as a dict; a thin alias of `AgentBundle.read(path).to_dict()`."""
+    return AgentBundle.read(path).to_dict()
 
 
 class TextAgent:
     """Text/video-goal agent over a bundle; see the module docstring."""
 
-    def __init__(self, policy: VPTPolicy, meta: dict[str, Any], root: Path | None = None, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(self, policy: VPTPolicy, bundle: AgentBundle, device: str = "cpu", seed: int = 0) -> None:
         self.policy = policy.to(device).eval()
-        self.meta = meta
-        self.root = root
+        self.bundle = bundle
         self.device = device
         self.seed = seed
-        self.cond_scale: float | None = float(meta["cond_scale"]) if meta.get("cond_scale") is not None else None
+        self.cond_scale: float | None = float(bundle.cond_scale) if bundle.cond_scale is not None else None
         self._embedder: Any = None
         self._prior: Any = None
         self._agent: Agent | None = None
@@ -61,10 +46,13 @@ class TextAgent:
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0) -> TextAgent:
-        path = Path(path)
-        meta = read_bundle(path)
-        policy = load_policy(path / meta["policy"], device=device)
-        return cls(policy, meta, path, device, seed)
+        bundle = AgentBundle.read(path)
+        return cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The bundle's bundle.json fields (world, world_config, cond_scale, ...)."""
+        return self.bundle.to_dict()
 
     # ---------------------------------------------------------------------------------- goal side
     @property
@@ -76,13 +64,13 @@ class TextAgent:
         if self._embedder is None:
             from aimc.embed.base import make_embedder
 
-            name = self.meta.get("embedder")
-            if not name:
+            ref = self.bundle.embedder_ref()
+            if ref is None:
                 raise AimcError("this bundle has no embedder (an unconditional policy): it cannot embed text or video goals")
-            local = self.root / name if self.root is not None else None
-            self._embedder = make_embedder(local if local is not None and local.is_dir() else name, device=self.device)
+            self._embedder = make_embedder(ref, device=self.device)
             if self._embedder.dim != self.goal_dim:
-                raise CheckpointError(f"embedder {name!r} gives {self._embedder.dim}-d goals but the policy expects {self.goal_dim}")
+                raise CheckpointError(
+                    f"embedder {self.bundle.embedder!r} gives {self._embedder.dim}-d goals but the policy expects {self.goal_dim}")
         return self._embedder
 
     def goal_from_text(self, texts: list[str], use_prior: bool | None = None, seed: int = 0) -> np.ndarray:
@@ -91,7 +79,7 @@ class TextAgent:
             texts = [texts]
         with torch.no_grad():
             emb = self.embedder.encode_text(list(texts)).float().cpu().numpy()
-        prior_dir = self.meta.get("prior")
+        prior_dir = self.bundle.prior_dir()
         if use_prior is None:
             use_prior = prior_dir is not None
         if use_prior:
@@ -100,7 +88,7 @@ class TextAgent:
             if self._prior is None:
                 from aimc.prior import load_prior
 
-                self._prior = load_prior(self.root / prior_dir if self.root is not None else prior_dir)
+                self._prior = load_prior(prior_dir)
             emb = np.asarray(self._prior.sample(emb, seed=seed), np.float32)
         return emb.astype(np.float32)
 
@@ -129,15 +117,39 @@ class TextAgent:
             seed=self.seed if seed is None else seed,
         )
 
-    def act(self, pov: np.ndarray, first: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """uint8 (N, H, W, 3) observations and (N,) episode-start flags -> (N,) int actions."""
+    def restart(self, env_ids: list[int], goals: np.ndarray, seeds: list[int]) -> None:
+        """Begin new episodes in envs `env_ids` only, with goals (k, D), fresh memory and each its own sampling
+        generator seeded by `seeds`: such an episode acts exactly as a 1-env `start(goal, seed=seed)` would,
+        whichever envs share its batch. Envs past the N of `start` are added; `start` sets the guidance scale."""
+        if self._agent is None or self._goals is None:
+            raise AimcError("call start(goals) before restart()")
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, np.float32).reshape(len(ids), -1)
+        if self.goal_dim and goals.shape[1] != self.goal_dim:
+            raise AimcError(f"goals must be ({len(ids)}, {self.goal_dim}), got {goals.shape}")
+        n = max(self._agent.n_envs, int(ids.max()) + 1 if len(ids) else 0)
+        if n > self._agent.n_envs:
+            self._agent.resize(n)
+        table = np.zeros((n, self._goals.shape[1]), np.float32)  # a new array: `start`'s may be the caller's
+        table[: len(self._goals)] = self._goals
+        if self.goal_dim:
+            table[ids] = goals
+        self._goals = table
+        self._agent.reset(ids, seeds=seeds)
+
+    def act(self, pov: np.ndarray, first: np.ndarray, deterministic: bool = False,
+            env_ids: list[int] | None = None) -> np.ndarray:
+        """uint8 (B, H, W, 3) observations and (B,) episode-start flags -> (B,) int actions, for all N envs
+        (B = N) or only `env_ids` (the others' memory is left as it is)."""
         if self._agent is None or self._goals is None:
             raise AimcError("call start(goals) before act()")
+        ids = None if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
         first = np.asarray(first, bool).reshape(-1)
         if first.any():
-            self._agent.reset(np.flatnonzero(first))
+            self._agent.reset(np.flatnonzero(first) if ids is None else ids[first])
         self._agent.deterministic = deterministic
-        out = self._agent.act(pov, self._goals if self.goal_dim else None)
+        goals = None if not self.goal_dim else self._goals if ids is None else self._goals[ids]
+        out = self._agent.act(pov, goals, env_ids=ids)
         if len(out) != 1:
             raise AimcError(f"TextAgent.act returns one discrete action per env; this policy has heads {sorted(out)}")
         return next(iter(out.values())).astype(np.int64)

@@ -1,6 +1,6 @@
 """Agent factories the rollout engine runs: the text agent (any cond scale, or zero goal), the scripted
 demonstrator in task mode, and uniform random play. Each is a small picklable dataclass whose call
-builds the agent inside a worker process.
+builds an `aimc.envs.Actor` inside a worker process; `TextActor` is also what `aimc play` drives.
 """
 
 from __future__ import annotations
@@ -11,59 +11,29 @@ from typing import Any
 import numpy as np
 
 from aimc.core import keys
-from aimc.core.errors import AimcError
-from aimc.eval.rollout import EpisodeAgent, EpisodeJob
+from aimc.envs import Actor, DemonstratorActor, RandomActor
 
 
 @dataclass(frozen=True)
 class RandomFactory:
     """Uniform random actions: the floor every other condition should clear."""
 
-    n_actions: int = 17
+    n_actions: int | None = None
+    """Draw from this many actions; None: all of the world's actions."""
 
-    def __call__(self) -> EpisodeAgent:
-        return _RandomAgent(self.n_actions)
-
-
-class _RandomAgent:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.rng = np.random.default_rng(0)
-
-    def begin(self, job: EpisodeJob, env: Any) -> None:
-        self.rng = np.random.default_rng(job.agent_seed)
-
-    def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
-        return int(self.rng.integers(self.n))
+    def __call__(self) -> Actor:
+        return RandomActor(self.n_actions)
 
 
 @dataclass(frozen=True)
 class DemonstratorFactory:
-    """The scripted Crafter demonstrator in task mode, pursuing each task's `demo_task` (an upper reference)."""
+    """The scripted demonstrator in task mode, pursuing each task's `demo_task` (an upper reference)."""
 
     config: dict[str, Any] = field(default_factory=dict)
+    """DemonstratorConfig fields (mode is task)."""
 
-    def __call__(self) -> EpisodeAgent:
-        return _DemoAgent(self.config)
-
-
-class _DemoAgent:
-    def __init__(self, config: dict[str, Any]) -> None:
-        from aimc.core.config import from_dict
-        from aimc.envs.demo import CrafterDemonstrator
-        from aimc.envs.demo.config import DemonstratorConfig
-
-        self.demo = CrafterDemonstrator(from_dict(DemonstratorConfig, {"mode": "task", **config}, "demonstrator"))
-        self.task: str | None = None
-
-    def begin(self, job: EpisodeJob, env: Any) -> None:
-        if job.demo_task is None:
-            raise AimcError(f"task {job.task!r} has no demo_task; the demonstrator baseline cannot pursue it")
-        self.task = job.demo_task
-        self.demo.reset(env, seed=job.agent_seed)
-
-    def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
-        return self.demo.act(env, self.task)
+    def __call__(self) -> Actor:
+        return DemonstratorActor({"mode": "task", **self.config})
 
 
 @dataclass(frozen=True)
@@ -80,25 +50,58 @@ class TextAgentFactory:
     use_prior: bool | None = None
     device: str = "cpu"
 
-    def __call__(self) -> EpisodeAgent:
-        return _TextEpisodeAgent(self)
-
-
-class _TextEpisodeAgent:
-    def __init__(self, spec: TextAgentFactory) -> None:
+    def __call__(self) -> Actor:
         from aimc.eval.agent import TextAgent
 
-        self.spec = spec
-        self.agent = TextAgent.from_bundle(spec.bundle, device=spec.device)
+        agent = TextAgent.from_bundle(self.bundle, device=self.device)
+        return TextActor(agent, self.cond_scale, zero_goal=self.zero_goal, use_prior=self.use_prior)
 
-    def begin(self, job: EpisodeJob, env: Any) -> None:
-        if self.spec.zero_goal:
-            goal = np.zeros((1, max(self.agent.goal_dim, 1)), np.float32)
-            scale: float | None = 0.0  # guidance against the zero goal is a no-op; skip the second pass
-        else:
-            goal = self.agent.goal_from_text([job.prompt], use_prior=self.spec.use_prior, seed=job.agent_seed)
-            scale = self.spec.cond_scale
-        self.agent.start(goal, cond_scale=scale, seed=job.agent_seed)
+
+class TextActor:
+    """A `TextAgent` as an Actor: each episode's `prompt` becomes its goal (seeded by the episode's seed).
+
+    `goal` (N=1, D) fixes the goal instead (play's video goal or an unconditional policy); `zero_goal` uses the
+    all-zeros goal without guidance (the unconditional baseline); `cond_scale` None means the bundle's.
+
+    It is also an `aimc.envs.BatchActor`: `reset_slot` / `act_slots` play many episodes at once with one
+    policy forward per step, each slot sampling from its own generator seeded by its episode's seed, so an
+    episode takes the same actions as it would alone through `reset` / `act` (up to float rounding of batched
+    matrix products, which can flip a near-tie; see tests/eval/test_batched_rollout.py).
+    """
+
+    def __init__(self, agent: Any, cond_scale: float | None = None, *, zero_goal: bool = False,
+                 use_prior: bool | None = None, goal: np.ndarray | None = None, deterministic: bool = False) -> None:
+        self.agent = agent
+        self.cond_scale = cond_scale
+        self.zero_goal = zero_goal
+        self.use_prior = use_prior
+        self.goal = goal
+        self.deterministic = deterministic
+        self._slots_started = False  # the agent holds per-slot episodes (reset_slot), not one (reset)
+
+    def _goal(self, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:
+        """(1, D) goal and guidance scale of an episode."""
+        if self.goal is not None:
+            return self.goal, self.cond_scale
+        if self.zero_goal:  # guidance against the zero goal is a no-op; skip the second pass
+            return np.zeros((1, max(self.agent.goal_dim, 1)), np.float32), 0.0
+        return self.agent.goal_from_text([prompt], use_prior=self.use_prior, seed=seed), self.cond_scale
+
+    def reset(self, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
+        goal, scale = self._goal(seed, prompt)
+        self.agent.start(goal, cond_scale=scale, seed=seed)
+        self._slots_started = False
 
     def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
-        return int(self.agent.act(obs[keys.POV][None], np.array([first]))[0])
+        return int(self.agent.act(obs[keys.POV][None], np.array([first]), deterministic=self.deterministic)[0])
+
+    def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
+        goal, scale = self._goal(seed, prompt)
+        if not self._slots_started:  # fixes the guidance scale (one per actor) and the goal width
+            self.agent.start(np.zeros_like(goal), cond_scale=scale)
+            self._slots_started = True
+        self.agent.restart([slot], goal, seeds=[seed])
+
+    def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        pov = np.stack([o[keys.POV] for o in obs])  # (B, H, W, 3)
+        return self.agent.act(pov, np.asarray(first, bool), deterministic=self.deterministic, env_ids=slots).tolist()

@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from aimc.core import keys
 from aimc.core.errors import AimcError
 from aimc.core.video import Mp4Writer, annotate, read_mp4
+from aimc.envs import EpisodeHook, Step, run_episode, video_frame
 from aimc.eval.agent import TextAgent
+from aimc.eval.baselines import TextActor
 
 SHIPPED_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "crafter-small"
 
@@ -50,6 +51,8 @@ def play(
     whose frames show the instruction, the step and the events of the last `hold` steps."""
     if steps < 1:
         raise AimcError(f"--steps must be >= 1, got {steps}")
+    if visual_goal is None and not instruction.strip():
+        raise AimcError('the instruction is empty; say what the agent should do, e.g. aimc play "chop a tree"')
     from aimc.envs import make
 
     agent = TextAgent.from_bundle(bundle, seed=seed)
@@ -62,29 +65,38 @@ def play(
     else:
         goal = np.zeros((1, 0), np.float32)
         label = f"{instruction} (unconditional policy)"
-    agent.start(goal, cond_scale=cond_scale, seed=seed)
+    actor = TextActor(agent, cond_scale, goal=goal, deterministic=deterministic)
     env = make(agent.meta["world"], **agent.meta["world_config"])
-    obs, _ = env.reset(seed=seed)
     writer = Mp4Writer(video, fps=10, lossless=False) if video is not None else None
-    happened: list[tuple[int, str]] = []
-    t = 0
     try:
-        for t in range(steps):
-            if writer is not None:
-                recent = [e for s, e in happened if t - s <= hold]
-                writer.add(annotate(env.render_frame(size), [label, f"step {t}", *recent]))
-            action = agent.act(obs[keys.POV][None], np.array([t == 0]), deterministic=deterministic)
-            obs, _, terminated, truncated, info = env.step(int(action[0]))
-            happened += [(t + 1, e) for e in info.get(keys.EVENTS, [])]
-            if terminated or truncated:
-                break
+        record = run_episode(env, actor, seed, steps, actor_seed=seed,
+                             hooks=[_OverlayHook(writer, label, size, hold)] if writer is not None else [])
         if writer is not None:
             writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    happened = [(t + 1, e) for t, events in enumerate(record.events) for e in events]
     return {
-        "instruction": label, "steps": t + 1, "events": happened,
+        "instruction": label, "steps": record.steps, "events": happened,
         "counts": dict(Counter(e for _, e in happened)), "video": str(video) if video is not None else None,
     }
+
+
+class _OverlayHook(EpisodeHook):
+    """Writes each pre-action frame with the instruction, the step and the events of the last `hold` steps.
+
+    (The frame after the last action is not written; `on_end` is where it would go.)
+    """
+
+    def __init__(self, writer: Mp4Writer, label: str, size: int, hold: int) -> None:
+        self.writer, self.label, self.size, self.hold = writer, label, size, hold
+        self.happened: list[tuple[int, str]] = []  # (step after which it is visible, event)
+
+    def before_action(self, env: Any, t: int, obs: dict[str, Any]) -> None:
+        recent = [e for s, e in self.happened if t - s <= self.hold]
+        self.writer.add(annotate(video_frame(env, obs, self.size), [self.label, f"step {t}", *recent]))
+
+    def on_step(self, env: Any, step: Step) -> None:
+        self.happened += [(step.t + 1, e) for e in step.events]

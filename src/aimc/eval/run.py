@@ -4,21 +4,33 @@ A *condition* is one agent factory. Prompted conditions (the text agent at some 
 demonstrator) run `episodes` episodes per task with that task's instructions; unprompted ones (the
 zero-goal policy, random play) run `episodes` episodes once and every task's predicate is scored on
 them. Episode i of every task and condition uses world seed `task.seed + i`, so conditions are compared
-on the same worlds. The aggregate is a JSON-able dict (schema in docs/evaluation.md).
+on the same worlds. The aggregate is a JSON-able dict (schema in docs/evaluation.md). `run_eval(EvalConfig)`
+is the whole `aimc eval tasks` recipe, shared with the pipeline's eval stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from aimc.core.config import save_config
 from aimc.core.errors import AimcError
 from aimc.core.seeding import derive_seed
+from aimc.eval.config import BASELINES, EvalConfig
 from aimc.eval.metrics import median_or_nan, rate_summary, specificity
-from aimc.eval.rollout import AgentFactory, EnvSpec, EpisodeJob, EpisodeResult, RolloutOutput, run_jobs
-from aimc.eval.tasks import Suite
+from aimc.eval.rollout import (
+    DEFAULT_ENVS_PER_WORKER,
+    AgentFactory,
+    EnvSpec,
+    EpisodeJob,
+    EpisodeResult,
+    RolloutOutput,
+    run_jobs,
+)
+from aimc.eval.tasks import Suite, check_events, load_suite, world_events
 
 FULL = "full"
 
@@ -136,6 +148,7 @@ def evaluate_suite(
     suite: Suite, conditions: list[Condition], episodes: int | None = None, workers: int = 2,
     backend: str = "process", videos: int = 3, seed: int = 0, episode_timeout: float | None = 600.0,
     max_attempts: int = 3, progress: bool = True, env_config: dict[str, Any] | None = None,
+    envs_per_worker: int = DEFAULT_ENVS_PER_WORKER,
 ) -> tuple[dict[str, Any], list[tuple[EpisodeJob, bytes]]]:
     """Run all conditions on the suite; returns (report dict, [(job, mp4 bytes)] of recorded episodes)."""
     if not conditions:
@@ -147,7 +160,8 @@ def evaluate_suite(
     jobs = build_jobs(suite, conditions, episodes, videos, seed)
     env = EnvSpec(suite.world, {**suite.world_config, **(env_config or {})})
     out = run_jobs(jobs, {c.name: c.factory for c in conditions}, env, workers=workers, backend=backend,
-                   max_attempts=max_attempts, episode_timeout=episode_timeout, progress=progress)
+                   max_attempts=max_attempts, episode_timeout=episode_timeout, progress=progress,
+                   envs_per_worker=envs_per_worker)
     if not out.results:
         raise AimcError(f"every episode failed; first error: {out.failures[0] if out.failures else 'unknown'}")
     report = aggregate(suite, conditions, episodes, out)
@@ -157,7 +171,6 @@ def evaluate_suite(
 
 
 # ---------------------------------------------------------------------------- the `aimc eval tasks` recipe
-BASELINES = ("unconditional", "demonstrator", "random")
 
 
 def build_conditions(
@@ -200,8 +213,6 @@ def build_conditions(
 
 def write_outputs(out_dir: str, report: dict[str, Any], recorded: list[tuple[EpisodeJob, bytes]]) -> dict[str, str]:
     """report.json, report.html (plots + embedded videos) and videos/*.mp4, all written atomically."""
-    from pathlib import Path
-
     from aimc.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, check_writable_dir
     from aimc.eval.report import tasks_report_html
 
@@ -217,3 +228,28 @@ def write_outputs(out_dir: str, report: dict[str, Any], recorded: list[tuple[Epi
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.html", tasks_report_html(report, videos))
     return {"json": str(Path(out) / "report.json"), "html": str(Path(out) / "report.html")}
+
+
+def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
+    """`aimc eval tasks` and the pipeline's eval stage: suite, conditions, rollouts, report files.
+
+    Returns {"mean_success": {condition: rate}, "retries", "lost_episodes", "json", "html", "config"} (paths).
+    """
+    suite = load_suite(cfg.suite)
+    check_events(suite, world_events(suite.world))
+    if cfg.tasks:
+        suite = suite.select(list(cfg.tasks))
+    if cfg.max_steps is not None:
+        suite = replace(suite, tasks=tuple(replace(t, max_steps=cfg.max_steps) for t in suite.tasks))
+    baselines = list(cfg.baselines)
+    if cfg.checkpoint is None:  # the zero-goal baseline needs a policy; baselines-only runs keep the rest
+        baselines = [b for b in baselines if b != "unconditional"] or ["demonstrator"]
+    conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device)
+    report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
+                                      cfg.episode_timeout, progress=progress, env_config=env_cfg,
+                                      envs_per_worker=cfg.envs_per_worker)
+    paths = write_outputs(cfg.out, report, recorded)
+    config_path = str(Path(cfg.out) / "eval_config.json")
+    save_config(cfg, config_path)
+    return {"mean_success": {n: c["mean_success"] for n, c in report["conditions"].items()},
+            "retries": report["retries"], "lost_episodes": report["lost_episodes"], **paths, "config": config_path}

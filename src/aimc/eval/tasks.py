@@ -26,7 +26,8 @@ from typing import Any
 
 import yaml
 
-from aimc.core.errors import ConfigError
+from aimc.core.errors import ConfigError, UnknownNameError
+from aimc.envs import DEFAULT_WORLD, world_info
 
 DEFAULT_SUITE = Path(__file__).parent / "suites" / "crafter.yaml"
 TOP_KEYS = {"name", "world", "world_config", "max_steps", "horizons", "seed", "episodes", "tasks", "description"}
@@ -192,7 +193,7 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise ctx.fail(1, "suite", "expected a mapping with 'name' and 'tasks' at the top level")
     ctx.check_keys(data, TOP_KEYS, "suite")
     name = _str(ctx, data, "name", "suite", default=Path(path).stem)
-    world = _str(ctx, data, "world", "suite", default="crafter")
+    world = _str(ctx, data, "world", "suite", default=DEFAULT_WORLD)
     world_config = data.get("world_config", {}) or {}
     if not isinstance(world_config, dict):
         raise ctx.fail(ctx.line_of(data, "world_config"), "suite.world_config", "expected a mapping of world options")
@@ -298,9 +299,8 @@ def load_suite(path: str | Path | None = None) -> Suite:
 
 
 def world_events(world: str) -> list[str]:
-    """Every event name the world can fire (for `check_events`)."""
-    if world == "crafter":
-        from crafter import constants
-
-        return sorted([*constants.achievements, "take_damage", "fall_asleep", "death"])
-    raise SuiteError(f"no event list for world {world!r}; known worlds: crafter")
+    """Every event name the world can fire (for `check_events`), as the world's class declares them."""
+    try:
+        return sorted(world_info(world).event_names)
+    except UnknownNameError as e:
+        raise SuiteError(f"suite world: {e}") from None

@@ -1,13 +1,27 @@
-"""Pipeline config: one section per stage, each passed to that stage's own config (which validates it)."""
+"""Pipeline config: one section per stage, each a partial override of that stage's own config class.
+
+Every section is turned into its stage's config (`stage_configs`) as soon as a `PipelineConfig` is made, so a
+wrong key in any section fails when the pipeline config loads, naming the section, the key and the valid keys,
+before the first stage runs. The stage config classes live in modules without torch, so this costs well
+under a second. Sections stay plain dicts: they are what the stage fingerprints hash (docs/pipeline.md).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aimc.core.config import build_config
+from aimc.core.config import build_config, deep_merge, from_dict, load_yaml
 from aimc.core.errors import ConfigError, UnknownNameError
+
+if TYPE_CHECKING:
+    from aimc.data.collect import CollectConfig
+    from aimc.embed.config import EmbedderTrainConfig
+    from aimc.eval.config import EvalConfig
+    from aimc.prior.config import PriorTrainConfig
+    from aimc.train.config import TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -27,27 +41,133 @@ class PipelineConfig:
     embed_name: str = "videotext"
     """Name of the per-episode goal embeddings (embeds_<name>.npy)."""
     collect: dict[str, Any] = field(default_factory=lambda: {"episodes": 100, "max_steps": 1000})
-    """aimc.data.collect.CollectConfig fields (agent is the demonstrator)."""
+    """aimc.data.collect.CollectConfig fields (agent is the demonstrator; `out` is the pipeline's)."""
     embedder: dict[str, Any] = field(default_factory=lambda: {"steps": 600})
-    """aimc.embed.train.EmbedderTrainConfig fields."""
+    """aimc.embed.config.EmbedderTrainConfig fields (`data` and `out` are the pipeline's)."""
     pretrain: dict[str, Any] = field(default_factory=dict)
     """aimc.train.TrainConfig fields over the `pretrain` preset (unconditional BC)."""
     goal: dict[str, Any] = field(default_factory=dict)
     """aimc.train.TrainConfig fields over the `goal` preset (initialised from pretrain)."""
     prior: dict[str, Any] = field(default_factory=lambda: {"epochs": 50})
-    """aimc.prior.train.PriorTrainConfig fields."""
+    """aimc.prior.config.PriorTrainConfig fields (`data`, `embedder` and `out` are the pipeline's)."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
-    """Evaluation: episodes, max_steps, tasks (list), cfg_scales (list), baselines (list), videos, suite."""
+    """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"workers must be positive, got {self.workers}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        unknown = sorted(set(self.eval) - {"episodes", "max_steps", "tasks", "cfg_scales", "baselines", "videos",
-                                           "suite", "episode_timeout"})
-        if unknown:
-            raise ConfigError(f"eval section: unknown key(s) {unknown}")
+        stage_configs(self)  # a typo in any section fails now, not after the stages before it ran
+
+
+class Paths:
+    """Where each stage writes, under the run directory."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.root = Path(out)
+        self.data = self.root / "data"
+        self.embedder_run = self.root / "embedder"
+        self.embedder = self.embedder_run / "model"
+        self.pretrain = self.root / "pretrain"
+        self.goal = self.root / "goal"
+        self.prior_run = self.root / "prior"
+        self.prior = self.prior_run / "prior"
+        self.bundle = self.root / "bundle"
+        self.eval = self.root / "eval"
+        self.stages = self.root / "stages"
+
+
+# Keys the pipeline sets after a section is applied (paths under `out`, earlier stages' outputs): a section
+# that set them would be silently overridden, so it is refused instead.
+RESERVED = {"collect": ("out",), "embedder": ("data", "out"), "prior": ("data", "embedder", "out"),
+            "eval": ("checkpoint", "out")}
+
+
+def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, Any],
+             after: dict[str, Any] | None = None) -> Any:
+    """`cls` from pipeline values `before`, then the section, then `after`; errors name the section."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{name}: expected a mapping of {cls.__name__} fields, got {section!r}")
+    reserved = RESERVED.get(name, ())
+    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in reserved)
+    unknown = sorted(set(section) - set(valid) - set(reserved))
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s) {unknown}; valid keys: {valid}")
+    taken = sorted(set(section) & set(reserved))
+    if taken:
+        raise ConfigError(f"{name}: {taken} cannot be set here, the pipeline sets them (paths under --out); "
+                          f"valid keys: {valid}")
+    return _named(name, lambda: from_dict(cls, {**before, **section, **(after or {})}, where=name))
+
+
+def _named(name: str, build: Any) -> Any:
+    """Run `build()`; a config error from a stage's own checks gets the section name in front."""
+    try:
+        return build()
+    except (ConfigError, UnknownNameError) as e:
+        if str(e).startswith((f"{name}:", f"{name}.")):  # from_dict already named it
+            raise
+        raise type(e)(f"{name}: {e}") from None
+
+
+def collect_config(cfg: PipelineConfig, p: Paths) -> CollectConfig:
+    from aimc.data.collect import CollectConfig
+
+    return _section(CollectConfig, "collect", cfg.collect,
+                    {"agent": "demonstrator", "workers": cfg.workers, "seed": cfg.seed},
+                    {"out": str(p.data)})
+
+
+def embedder_config(cfg: PipelineConfig, p: Paths) -> EmbedderTrainConfig:
+    from aimc.embed.config import EmbedderTrainConfig
+
+    return _section(EmbedderTrainConfig, "embedder", cfg.embedder, {"seed": cfg.seed, "device": cfg.device},
+                    {"data": str(p.data), "out": str(p.embedder_run)})
+
+
+def train_config(cfg: PipelineConfig, p: Paths, stage: str) -> TrainConfig:
+    """The `pretrain` or `goal` section over the training preset of the same name."""
+    from aimc.train.config import PRESET_DIR as TRAIN_PRESETS
+    from aimc.train.config import TrainConfig
+
+    section = cfg.pretrain if stage == "pretrain" else cfg.goal
+    if not isinstance(section, dict):
+        raise ConfigError(f"{stage}: expected a mapping of TrainConfig fields, got {section!r}")
+    values: dict[str, Any] = {"seed": cfg.seed, "data": [{"path": str(p.data), "weight": 1.0}],
+                              "out": str(p.pretrain if stage == "pretrain" else p.goal)}
+    if stage == "goal":
+        values.update(init_from=str(p.pretrain / "best"), embedder=str(p.embedder))
+        values["segment"] = {"embed_name": cfg.embed_name}
+    if cfg.device != "cpu":
+        values["mixed_precision"] = "bf16"
+    merged = deep_merge(load_yaml(TRAIN_PRESETS / f"{stage}.yaml"), deep_merge(values, section))
+    return _named(stage, lambda: from_dict(TrainConfig, merged, where=stage))
+
+
+def prior_config(cfg: PipelineConfig, p: Paths) -> PriorTrainConfig:
+    from aimc.prior.config import PriorTrainConfig
+
+    return _section(PriorTrainConfig, "prior", cfg.prior, {"seed": cfg.seed, "device": cfg.device},
+                    {"data": str(p.data), "embedder": str(p.embedder), "out": str(p.prior_run)})
+
+
+def eval_config(cfg: PipelineConfig, p: Paths) -> EvalConfig:
+    from aimc.eval.config import EvalConfig
+    from aimc.eval.tasks import load_suite
+
+    ec = _section(EvalConfig, "eval", cfg.eval, {"workers": cfg.workers, "seed": cfg.seed, "device": cfg.device},
+                  {"checkpoint": str(p.bundle), "out": str(p.eval)})
+    _named("eval", lambda: load_suite(ec.suite).select(ec.tasks))  # a wrong suite or task name fails now too
+    return ec
+
+
+def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every stage's resolved config, keyed by stage (the embed and bundle stages have none)."""
+    p = Paths(cfg.out)
+    return {"collect": collect_config(cfg, p), "embedder": embedder_config(cfg, p),
+            "pretrain": train_config(cfg, p, "pretrain"), "goal": train_config(cfg, p, "goal"),
+            "prior": prior_config(cfg, p), "eval": eval_config(cfg, p)}
 
 
 def preset_names() -> list[str]:

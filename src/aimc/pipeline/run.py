@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aimc.core.config import deep_merge, from_dict, to_dict
+from aimc.core.config import to_dict
 from aimc.core.errors import AimcError
-from aimc.core.io import atomic_dir, atomic_write_json, check_writable_dir
-from aimc.pipeline.config import PipelineConfig
+from aimc.core.io import atomic_write_json, check_writable_dir
+from aimc.pipeline.config import (
+    Paths,
+    PipelineConfig,
+    collect_config,
+    embedder_config,
+    eval_config,
+    prior_config,
+    train_config,
+)
 
 STAGES = ["collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"]
 # Which earlier stages each stage reads (their fingerprints feed into its own).
@@ -29,23 +36,6 @@ DEPENDS = {
 }
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
            "prior": "prior", "bundle": None, "eval": "eval"}
-
-
-class Paths:
-    """Where each stage writes, under the run directory."""
-
-    def __init__(self, out: str | Path) -> None:
-        self.root = Path(out)
-        self.data = self.root / "data"
-        self.embedder_run = self.root / "embedder"
-        self.embedder = self.embedder_run / "model"
-        self.pretrain = self.root / "pretrain"
-        self.goal = self.root / "goal"
-        self.prior_run = self.root / "prior"
-        self.prior = self.prior_run / "prior"
-        self.bundle = self.root / "bundle"
-        self.eval = self.root / "eval"
-        self.stages = self.root / "stages"
 
 
 def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str:
@@ -60,19 +50,16 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
 
 # ------------------------------------------------------------------------------------------ the stages
 def _collect(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
-    from aimc.data.collect import CollectConfig, collect
+    from aimc.data.collect import collect
 
-    fields = {"world": "crafter", "agent": "demonstrator", "workers": cfg.workers, "seed": cfg.seed, **cfg.collect,
-              "out": str(p.data)}
-    s = collect(from_dict(CollectConfig, fields, where="collect"), progress=progress)
+    s = collect(collect_config(cfg, p), progress=progress)
     return {k: s[k] for k in ("collected", "skipped_existing", "frames", "frames_per_s")}
 
 
 def _embedder(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
-    from aimc.embed.train import EmbedderTrainConfig, train_embedder
+    from aimc.embed.train import train_embedder
 
-    fields = {"seed": cfg.seed, "device": cfg.device, **cfg.embedder, "data": str(p.data), "out": str(p.embedder_run)}
-    s = train_embedder(from_dict(EmbedderTrainConfig, fields, where="embedder"), progress=progress)
+    s = train_embedder(embedder_config(cfg, p), progress=progress)
     return {k: v for k, v in s.items() if isinstance(v, int | float | str)}
 
 
@@ -86,66 +73,32 @@ def _embed(cfg: PipelineConfig, p: Paths, progress: bool, stale: bool = False) -
 
 
 def _train(cfg: PipelineConfig, p: Paths, progress: bool, preset: str) -> dict[str, Any]:
-    from aimc.train.config import load_train_config
     from aimc.train.loop import run
 
-    section = cfg.pretrain if preset == "pretrain" else cfg.goal
-    fields: dict[str, Any] = {"seed": cfg.seed, "data": [{"path": str(p.data), "weight": 1.0}],
-                              "out": str(p.pretrain if preset == "pretrain" else p.goal)}
-    if preset == "goal":
-        fields.update(init_from=str(p.pretrain / "best"), embedder=str(p.embedder))
-        fields["segment"] = {"embed_name": cfg.embed_name}
-    if cfg.device != "cpu":
-        fields["mixed_precision"] = "bf16"
-    layers = deep_merge(fields, section)
-    s = run(load_train_config(preset, **layers), progress=progress)
+    s = run(train_config(cfg, p, preset), progress=progress)
     return {k: v for k, v in s.items() if isinstance(v, int | float | str)}
 
 
 def _prior(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
-    from aimc.prior.train import PriorTrainConfig, train_prior
+    from aimc.prior.train import train_prior
 
-    fields = {"seed": cfg.seed, "device": cfg.device, **cfg.prior, "data": str(p.data), "embedder": str(p.embedder),
-              "out": str(p.prior_run)}
-    s = train_prior(from_dict(PriorTrainConfig, fields, where="prior"), progress=progress)
+    s = train_prior(prior_config(cfg, p), progress=progress)
     return {k: v for k, v in s.items() if isinstance(v, int | float | str)}
 
 
 def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     """A self-contained agent bundle: the goal policy's best weights + embedder + prior."""
-    from aimc.eval.agent import read_bundle
+    from aimc.train.bundle import AgentBundle
 
-    meta = read_bundle(p.goal)
-    with atomic_dir(p.bundle, overwrite=True) as tmp:
-        shutil.copytree(p.goal / meta["policy"], tmp / "policy")
-        shutil.copytree(p.embedder, tmp / "embedder")
-        shutil.copytree(p.prior, tmp / "prior")
-        atomic_write_json(tmp / "bundle.json", {**meta, "policy": "policy", "embedder": "embedder", "prior": "prior"})
+    AgentBundle.read(p.goal).copy_into(p.bundle, embedder=p.embedder, prior=p.prior)
     size = sum(f.stat().st_size for f in p.bundle.rglob("*") if f.is_file())
     return {"bundle": str(p.bundle), "megabytes": round(size / 2**20, 2)}
 
 
 def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
-    import dataclasses
+    from aimc.eval.run import run_eval
 
-    from aimc.eval.run import build_conditions, evaluate_suite, write_outputs
-    from aimc.eval.tasks import check_events, load_suite, world_events
-
-    e = cfg.eval
-    suite = load_suite(e.get("suite"))
-    check_events(suite, world_events(suite.world))
-    if e.get("tasks"):
-        suite = suite.select(list(e["tasks"]))
-    if e.get("max_steps"):
-        suite = dataclasses.replace(
-            suite, tasks=tuple(dataclasses.replace(t, max_steps=int(e["max_steps"])) for t in suite.tasks))
-    conds, env_cfg = build_conditions(str(p.bundle), [float(x) for x in e.get("cfg_scales", [])],
-                                      list(e.get("baselines", ["unconditional", "demonstrator"])), None, cfg.device)
-    report, recorded = evaluate_suite(suite, conds, e.get("episodes"), cfg.workers, "process", int(e.get("videos", 3)),
-                                      cfg.seed, float(e.get("episode_timeout", 600.0)), progress=progress,
-                                      env_config=env_cfg)
-    paths = write_outputs(str(p.eval), report, recorded)
-    return {"mean_success": {n: c["mean_success"] for n, c in report["conditions"].items()}, **paths}
+    return run_eval(eval_config(cfg, p), progress=progress)
 
 
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {

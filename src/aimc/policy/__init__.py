@@ -6,43 +6,17 @@ out, state = policy(pov_uint8_BTHW3, goal_BTD, first_BT, policy.initial_state(B)
 loss = -policy.log_prob(out, {"action": actions_BT}).mean()
 """
 
-from aimc.policy.agent import Agent, resize_frames
-from aimc.policy.base import Policy, PolicyOutput, entropy, log_prob, sample
-from aimc.policy.cfg import cfg_forward, cfg_initial_state, guide
-from aimc.policy.vpt.config import PRESETS, VPTConfig, get_config, preset_name
-from aimc.policy.vpt.load import (
-    check_state_dict,
-    from_pretrained,
-    infer_config,
-    load_official,
-    load_policy,
-    read_model_file,
-    save_pretrained,
-)
-from aimc.policy.vpt.model import VPTPolicy, VPTState
+from aimc.core.lazy import lazy_exports
 
-__all__ = [
-    "PRESETS",
-    "Agent",
-    "Policy",
-    "PolicyOutput",
-    "VPTConfig",
-    "VPTPolicy",
-    "VPTState",
-    "cfg_forward",
-    "cfg_initial_state",
-    "check_state_dict",
-    "entropy",
-    "from_pretrained",
-    "get_config",
-    "guide",
-    "infer_config",
-    "load_official",
-    "load_policy",
-    "log_prob",
-    "preset_name",
-    "read_model_file",
-    "resize_frames",
-    "sample",
-    "save_pretrained",
-]
+# Imported on first use, so `aimc.policy.vpt.config` (checked when a training config loads) needs no torch.
+_EXPORTS = {
+    **dict.fromkeys(("Agent", "resize_frames"), "aimc.policy.agent"),
+    **dict.fromkeys(("Policy", "PolicyOutput", "entropy", "log_prob", "sample"), "aimc.policy.base"),
+    **dict.fromkeys(("cfg_forward", "cfg_initial_state", "guide"), "aimc.policy.cfg"),
+    **dict.fromkeys(("PRESETS", "VPTConfig", "get_config", "preset_name"), "aimc.policy.vpt.config"),
+    **dict.fromkeys(("check_state_dict", "from_pretrained", "infer_config", "load_official", "load_policy",
+                     "read_model_file", "save_pretrained"), "aimc.policy.vpt.load"),
+    **dict.fromkeys(("VPTPolicy", "VPTState"), "aimc.policy.vpt.model"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

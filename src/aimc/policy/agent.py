@@ -42,11 +42,15 @@ class Agent:
         agent.reset()                       # all envs start a new episode
         acts = agent.act(povs, goals)       # dict head -> (8,) int64 numpy
         agent.reset([3])                    # env 3 was reset: forget its memory
+        agent.reset([3], seeds=[11])        # ... and sample its actions from a generator seeded 11
+        acts = agent.act(povs[[3]], goals[[3]], env_ids=[3])   # step env 3 alone; the others keep their memory
 
     ``cond_scale`` (goal-conditioned policies only) enables classifier-free guidance. ``seed`` makes the
-    Gumbel-max sampling reproducible. ``conv_impl``: the policy's convolution algorithm while acting;
-    ``"auto"`` = Winograd on CPU (faster for wide CNNs, equal up to float rounding; see
-    ``VPTPolicy.set_conv_impl``), direct elsewhere.
+    Gumbel-max sampling reproducible: all envs draw from one generator, so an env's actions depend on the
+    batch it is in, unless `reset(ids, seeds=...)` gave it its own (what the rollout engine does, so an
+    episode samples the same actions whichever envs share its batch). ``conv_impl``: the policy's
+    convolution algorithm while acting; ``"auto"`` = Winograd on CPU (faster for wide CNNs, equal up to
+    float rounding; see ``VPTPolicy.set_conv_impl``), direct elsewhere.
     """
 
     def __init__(
@@ -73,55 +77,134 @@ class Agent:
         self.generator = torch.Generator(device=self.device)
         if seed is not None:
             self.generator.manual_seed(int(seed))
-        self.state: VPTState = self._fresh_state()
+        self.state: VPTState = self._fresh_state(self.n_envs)
         self._first = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
+        self._env_generators: list[torch.Generator | None] = [None] * self.n_envs
         self.last_outputs: Any = None
 
-    def _fresh_state(self) -> VPTState:
+    def _fresh_state(self, n: int) -> VPTState:
         if self.cond_scale is None:
-            return self.policy.initial_state(self.n_envs, self.device)
-        return cfg_initial_state(self.policy, self.n_envs, self.device)
+            return self.policy.initial_state(n, self.device)
+        return cfg_initial_state(self.policy, n, self.device)
 
-    def reset(self, env_ids: list[int] | np.ndarray | None = None) -> None:
-        """Start new episodes: all envs (None) or the listed ones; their memory is masked from the next step."""
+    def _rows(self, ids: Tensor) -> Tensor:
+        """State rows of envs `ids`: with guidance the state is ``[cond rows; uncond rows]`` (2N rows)."""
+        return ids if self.cond_scale is None else torch.cat([ids, ids + self.n_envs])
+
+    def _write_rows(self, rows: Tensor, new: VPTState) -> None:
+        for dst, src in zip([*self.state.keys, *self.state.values], [*new.keys, *new.values], strict=True):
+            dst[rows] = src
+        self.state.valid[rows] = new.valid
+
+    @torch.inference_mode()
+    def reset(self, env_ids: list[int] | np.ndarray | None = None, seeds: list[int] | np.ndarray | None = None) -> None:
+        """Start new episodes: all envs (None) or the listed ones, with fresh memory.
+
+        ``seeds`` (one per reset env) gives each of them its own sampling generator for the new episode, so
+        its actions equal those of a 1-env agent with that seed, whichever envs share the batch. Without
+        ``seeds`` an env keeps the generator it samples from.
+        """
         if env_ids is None:
-            self.state = self._fresh_state()
+            self.state = self._fresh_state(self.n_envs)
             self._first[:] = True
+            ids = list(range(self.n_envs))
         else:
-            self._first[torch.as_tensor(np.asarray(env_ids, dtype=np.int64), device=self.device)] = True
+            ids = [int(i) for i in np.asarray(env_ids, dtype=np.int64).reshape(-1)]
+            idx = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+            # Zeroed as well as masked, so a restarted env is bit-identical to a fresh agent's.
+            self._write_rows(self._rows(idx), self._fresh_state(len(ids)))
+            self._first[idx] = True
+        if seeds is not None:
+            seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+            if len(seeds) != len(ids):
+                raise ValueError(f"reset got {len(seeds)} seeds for {len(ids)} envs")
+            for i, s in zip(ids, seeds, strict=True):
+                self._env_generators[i] = torch.Generator(device=self.device).manual_seed(int(s))
 
-    def _to_tensor(self, pov: np.ndarray | Tensor) -> Tensor:
+    @torch.inference_mode()
+    def resize(self, n_envs: int) -> None:
+        """Change the number of envs: the first ``min(old, new)`` keep their memory and generators, added envs
+        start fresh (sampling from the shared generator until `reset(ids, seeds)` gives them their own)."""
+        n_envs, old = int(n_envs), self.n_envs
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        keep = torch.arange(min(old, n_envs), device=self.device)
+        parts = [self.state.index(self._rows(keep)), self._fresh_state(max(n_envs - old, 0))]
+        if self.cond_scale is not None:  # keep the [cond rows; uncond rows] layout
+            k, add = len(keep), max(n_envs - old, 0)
+            parts = [parts[0].index(slice(0, k)), parts[1].index(slice(0, add)),
+                     parts[0].index(slice(k, 2 * k)), parts[1].index(slice(add, 2 * add))]
+        self.state = VPTState.cat(parts)
+        self._first = torch.cat([self._first[:n_envs], torch.ones(max(n_envs - old, 0), dtype=torch.bool, device=self.device)])
+        self._env_generators = (self._env_generators + [None] * n_envs)[:n_envs]
+        self.n_envs = n_envs
+
+    def _to_tensor(self, pov: np.ndarray | Tensor, n: int) -> Tensor:
         if isinstance(pov, Tensor):
             pov = pov.cpu().numpy()
         pov = np.asarray(pov)
         if pov.ndim == 3:
             pov = pov[None]
-        if pov.shape[0] != self.n_envs:
-            raise ValueError(f"expected {self.n_envs} observations, got {pov.shape[0]}")
+        if pov.shape[0] != n:
+            raise ValueError(f"expected {n} observations, got {pov.shape[0]}")
         pov = resize_frames(pov.astype(np.uint8, copy=False), self.policy.config.img_shape)
         return torch.from_numpy(np.ascontiguousarray(pov)).to(self.device)
 
     @torch.inference_mode()
-    def act(self, pov: np.ndarray | Tensor, goal: np.ndarray | Tensor | None = None) -> dict[str, np.ndarray]:
-        """One step for every env. ``pov``: uint8 (N, H, W, 3); ``goal``: (N, goal_dim) or None."""
-        x = self._to_tensor(pov)[:, None]
+    def act(
+        self, pov: np.ndarray | Tensor, goal: np.ndarray | Tensor | None = None,
+        env_ids: list[int] | np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """One step for every env, or only for ``env_ids`` (the others' memory is untouched: a worker whose
+        envs are running episodes of different agents steps each agent's envs alone).
+
+        ``pov``: uint8 (B, H, W, 3) and ``goal``: (B, goal_dim) or None, with B = N or ``len(env_ids)``.
+        """
+        ids = None if env_ids is None else torch.as_tensor(
+            np.asarray(env_ids, dtype=np.int64).reshape(-1), device=self.device)
+        if ids is not None and len(ids) == self.n_envs and bool((ids == torch.arange(len(ids), device=ids.device)).all()):
+            ids = None  # every env, in order: no need to gather and scatter their memory
+        b = self.n_envs if ids is None else len(ids)
+        x = self._to_tensor(pov, b)[:, None]  # (B, 1, H, W, 3)
         g = None
         if goal is not None:
-            g = torch.as_tensor(np.asarray(goal), dtype=torch.float32, device=self.device).reshape(
-                self.n_envs, 1, -1
-            )
-        first = self._first[:, None].clone()
+            g = torch.as_tensor(np.asarray(goal), dtype=torch.float32, device=self.device).reshape(b, 1, -1)
+        rows = None if ids is None else self._rows(ids)
+        state = self.state if rows is None else self.state.index(rows)
+        first = (self._first if ids is None else self._first[ids])[:, None].clone()  # (B, 1)
         if self.cond_scale is None:
-            out, self.state = self.policy(x, g, first, self.state)
+            out, state = self.policy(x, g, first, state)
         else:
             if g is None:
-                g = torch.zeros(self.n_envs, 1, self.policy.config.goal_dim, device=self.device)
-            out, self.state = cfg_forward(self.policy, x, g, first, self.state, self.cond_scale)
-        self._first[:] = False
+                g = torch.zeros(b, 1, self.policy.config.goal_dim, device=self.device)
+            out, state = cfg_forward(self.policy, x, g, first, state, self.cond_scale)
+        if rows is None:
+            self.state = state
+            self._first[:] = False
+        else:
+            self._write_rows(rows, state)
+            self._first[ids] = False
         self.last_outputs = out
         logp = {k: v[:, 0] for k, v in out.logp.items()}
-        acts = sample(logp, deterministic=self.deterministic, generator=self.generator)
+        acts = self._sample(logp, list(range(self.n_envs)) if ids is None else ids.tolist())
         return {k: v.cpu().numpy() for k, v in acts.items()}
+
+    def _sample(self, logp: dict[str, Tensor], env_ids: list[int]) -> dict[str, Tensor]:
+        """Rows of envs with their own generator draw from it exactly as a 1-env agent would (one (1, n)
+        draw per head, in head order); the other rows draw together from the shared generator."""
+        own = [self._env_generators[i] for i in env_ids]
+        if self.deterministic or all(gen is None for gen in own):
+            return sample(logp, deterministic=self.deterministic, generator=self.generator)
+        out = {k: torch.empty(v.shape[0], dtype=torch.long, device=v.device) for k, v in logp.items()}
+        shared = [j for j, gen in enumerate(own) if gen is None]
+        if shared:
+            for k, v in sample({k: v[shared] for k, v in logp.items()}, generator=self.generator).items():
+                out[k][shared] = v
+        for j, gen in enumerate(own):
+            if gen is not None:
+                for k, v in sample({k: v[j : j + 1] for k, v in logp.items()}, generator=gen).items():
+                    out[k][j] = v[0]
+        return out
 
     def act_minerl(
         self, pov: np.ndarray | Tensor, goal: np.ndarray | Tensor | None = None

@@ -1,5 +1,14 @@
-"""aimc.prior: the STEVE-1 CVAE text->goal prior (`load_prior(path).sample(text_emb, seed)`)."""
+"""aimc.prior: the STEVE-1 CVAE text->goal prior (`load_prior(path).sample(text_emb, seed)`) and its training.
 
-from aimc.prior.cvae import CVAEPrior, PriorConfig, load_prior
+Names are imported on first use, so `aimc.prior.config` (checked when a pipeline config loads) needs no torch.
+"""
 
-__all__ = ["CVAEPrior", "PriorConfig", "load_prior"]
+from aimc.core.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(("CVAEPrior", "PriorConfig", "load_prior"), "aimc.prior.cvae"),
+    "PriorTrainConfig": "aimc.prior.config",
+    **dict.fromkeys(("build_pairs", "train_prior"), "aimc.prior.train"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

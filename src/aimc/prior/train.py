@@ -3,60 +3,38 @@
 Pairs: every captioned 16-frame clip of an episode store (`aimc.embed.clips`) is embedded once, and
 paired with the embedding of *each* paraphrase of its caption, so the prior sees the wording variety
 users type. The recipe (AdamW 1e-4, batch 256, beta = 1 with summed KL, keep the best validation loss)
-is STEVE-1's. A run directory holds `train_config.json`, `pairs.npz` (cached), `train_state.pt`
-(resume point, tensors only), `log.jsonl` and the best model in `prior/`.
+is STEVE-1's. The run directory follows `aimc.core.rundir`: `train_config.json`, `checkpoints/step_<epochs>/
+train_state.pt` (resume point, tensors only) + `checkpoints/last`, `metrics.jsonl` (one row per epoch), and
+besides those `pairs.npz` (cached, keyed by everything that shapes it), `summary.json` and the best model in
+`prior/`. Run dirs of older versions (`train_state.pt`, `log.jsonl` at the top) are moved into this layout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, ConfigError
-from aimc.core.io import atomic_write_bytes, atomic_write_json, check_writable_dir
+from aimc.core.io import TMP_PREFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
+from aimc.core.rundir import RunDir, read_jsonl
 from aimc.core.seeding import seed_everything
+from aimc.prior.config import PriorTrainConfig
 from aimc.prior.cvae import CVAEPrior, PriorConfig
 
 STATE_FILE = "train_state.pt"
+"""Inside each checkpoint (and, in run dirs of older versions, at the top)."""
+LEGACY_LOG = "log.jsonl"
 PAIRS_FILE = "pairs.npz"
-
-
-@dataclass
-class PriorTrainConfig:
-    """One prior training run; defaults are STEVE-1's recipe."""
-
-    out: str = "runs/prior"
-    """Run directory (resumed when it already holds a train state)."""
-    data: str = ""
-    """Episode-store directory the captioned clips are cut from."""
-    embedder: str = ""
-    """Registered embedder name or saved embedder directory (must be the one the policy's goals came from)."""
-    epochs: int = 50
-    """Passes over the training pairs."""
-    batch_size: int = 256
-    lr: float = 1e-4
-    beta: float = 1.0
-    """Weight of the (summed) KL term against the (mean) MSE."""
-    val_pairs: int = 200
-    """Pairs held out for choosing the best epoch (capped at 20 % of the data)."""
-    hidden_dim: int = 512
-    latent_dim: int = 512
-    nothing_per_episode: int = 4
-    """Event-free clips per episode, captioned with the 'nothing' paraphrases."""
-    max_clips_per_task: int = 2000
-    """Cap on clips per caption, so frequent events do not drown rare ones."""
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.beta < 0:
-            raise ConfigError("prior training needs epochs >= 1, batch_size >= 1, lr > 0 and beta >= 0")
+PAIRS_FORMAT = 1
+"""Bump when build_pairs changes what it produces, so cached pairs are rebuilt."""
+RESUMABLE_CHANGES = ("out", "epochs", "val_pairs", "nothing_per_episode", "max_clips_per_task", "device")
+"""Settings a resumed run may change (`aimc.core.rundir`); changed clip settings rebuild pairs.npz."""
 
 
 def build_pairs(
@@ -86,12 +64,53 @@ def build_pairs(
     }
 
 
-def save_pairs(path: Path, pairs: dict[str, np.ndarray]) -> None:
+def save_pairs(path: Path, pairs: dict[str, np.ndarray], key: dict[str, Any] | None = None) -> None:
+    """Write pairs atomically; `key` (what built them, see `pairs_key`) is stored inside the same file."""
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, text=pairs["text"], visual=pairs["visual"], label=pairs["label"].astype(str))
+    extra = {} if key is None else {"key": np.asarray(json.dumps(key, sort_keys=True))}
+    np.savez(buf, text=pairs["text"], visual=pairs["visual"], label=pairs["label"].astype(str), **extra)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_pairs_key(path: Path) -> dict[str, Any] | None:
+    """The key a pairs file was built with (None for hand-made pairs or pairs of older versions)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["key"])) if "key" in z.files else None
+
+
+def _embedder_identity(name_or_dir: str) -> str:
+    """A registered name as is; a saved directory by the digest of its files (a retrained embedder written
+    to the same path is a different embedder)."""
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        return name_or_dir
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path)
+        if f.is_file() and not any(part.startswith(TMP_PREFIX) for part in rel.parts):
+            h.update(str(rel).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def pairs_key(cfg: PriorTrainConfig, episodes: list[Path] | None) -> dict[str, Any]:
+    """Every setting that shapes the pairs; a cached pairs.npz is reused only under an equal key.
+
+    `device` is left out on purpose: it moves the embeddings' last bits, not which clips and captions pair.
+    """
+    return {
+        "format": PAIRS_FORMAT,
+        "data": str(Path(cfg.data).resolve()),
+        "episodes": None if episodes is None else [p.name for p in episodes],
+        "embedder": _embedder_identity(cfg.embedder),
+        "nothing_per_episode": cfg.nothing_per_episode,
+        "max_clips_per_task": cfg.max_clips_per_task,
+        "seed": cfg.seed,
+    }
 
 
 def load_pairs(path: Path) -> dict[str, np.ndarray]:
@@ -123,15 +142,10 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
     """
     from tqdm.auto import tqdm
 
-    out = check_writable_dir(cfg.out)
-    cfg_file = out / "train_config.json"
-    if cfg_file.is_file():
-        saved = from_dict(PriorTrainConfig, json.loads(cfg_file.read_text()), where=str(cfg_file))
-        changed = [k for k in ("data", "embedder", "batch_size", "lr", "beta", "hidden_dim", "latent_dim", "seed")
-                   if getattr(saved, k) != getattr(cfg, k)]
-        if changed and (out / STATE_FILE).is_file():
-            raise ConfigError(f"{out} holds a run with different {changed}; use another --out to start fresh")
-    atomic_write_json(cfg_file, to_dict(cfg))
+    rundir = RunDir(cfg.out, resumable=RESUMABLE_CHANGES)
+    cfg = rundir.start(cfg)
+    out = rundir.path
+    _migrate_legacy(rundir)
     seed_everything(cfg.seed)
 
     if pairs is None:
@@ -150,15 +164,16 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
     model = CVAEPrior(PriorConfig(input_dim=text.shape[1], hidden_dim=cfg.hidden_dim, latent_dim=cfg.latent_dim)).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": -1, "first_loss": None}
-    state_path = out / STATE_FILE
-    if state_path.is_file():
-        saved_state = torch.load(state_path, map_location=dev, weights_only=True)
+    ckpt = rundir.latest()
+    if ckpt is not None:
+        saved_state = torch.load(ckpt / STATE_FILE, map_location=dev, weights_only=True)
         model.load_state_dict(saved_state["model"])
         opt.load_state_dict(saved_state["optim"])
         state = {k: saved_state[k].item() for k in ("epoch", "best_val", "best_epoch", "first_loss")}
         state["epoch"], state["best_epoch"] = int(state["epoch"]), int(state["best_epoch"])
         if np.isnan(state["first_loss"]):
             state["first_loss"] = None
+    rundir.trim_metrics(state["epoch"])
 
     gen = torch.Generator(device=dev)
     last_loss = float("nan")
@@ -183,8 +198,9 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
             state["best_val"], state["best_epoch"] = val["loss"], epoch
             model.save_pretrained(out / "prior")
         state["epoch"] = epoch + 1
-        _save_state(state_path, model, opt, state)
-        _append_log(out / "log.jsonl", {"epoch": epoch, "train/loss": last_loss, **{f"val/{k}": v for k, v in val.items()}})
+        rundir.log({"step": epoch + 1, "epoch": epoch, "train/loss": last_loss, **{f"val/{k}": v for k, v in val.items()}})
+        with rundir.checkpoint(epoch + 1, keep=1) as tmp:
+            _save_state(tmp / STATE_FILE, model, opt, state)
         bar.set_postfix(loss=f"{last_loss:.4f}", val=f"{val['loss']:.4f}")
 
     summary = {"pairs": n, "val_pairs": n_val, "epochs": state["epoch"], "first_train_loss": state["first_loss"],
@@ -195,22 +211,48 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
 
 
 def _pairs_for(cfg: PriorTrainConfig, out: Path) -> dict[str, np.ndarray]:
-    """Cached pairs of this run, or cut and embed them now."""
+    """This run's cached pairs when they were built with the same `pairs_key`, else cut and embed them now.
+
+    Without --data/--embedder a pairs.npz placed in the run dir is used as is (precomputed pairs); a key-less
+    pairs.npz (older versions) is rebuilt when the config names its source.
+    """
     cache = out / PAIRS_FILE
-    if cache.is_file():
-        return load_pairs(cache)
     if not cfg.data or not cfg.embedder:
+        if cache.is_file():
+            return load_pairs(cache)
         raise ConfigError("prior training needs --data (episode store) and --embedder")
     from aimc.data.store import list_episodes
     from aimc.embed.base import make_embedder
 
+    present = Path(cfg.data).is_dir()  # a deleted store cannot have changed: its cached pairs still hold
+    key = pairs_key(cfg, list_episodes(cfg.data) if present else None)
+    cached = read_pairs_key(cache) if cache.is_file() else None
+    if cached is not None and (cached == key or (not present and {**cached, "episodes": None} == key)):
+        return load_pairs(cache)
     episodes = list_episodes(cfg.data)
     if not episodes:
         raise AimcError(f"no episodes under {cfg.data}; run `aimc collect` first")
     embedder = make_embedder(cfg.embedder, device=cfg.device)
     pairs = build_pairs(embedder, episodes, cfg.nothing_per_episode, cfg.max_clips_per_task, cfg.seed)
-    save_pairs(cache, pairs)
+    save_pairs(cache, pairs, key)
     return pairs
+
+
+def _migrate_legacy(run: RunDir) -> None:
+    """Move an older version's `train_state.pt` and `log.jsonl` (run-dir top level) into a checkpoint and
+    metrics.jsonl, so such runs resume; each step is atomic and a repeat after a kill finishes it."""
+    old_state, old_log = run.path / STATE_FILE, run.path / LEGACY_LOG
+    if old_state.is_file() and run.latest() is None:
+        epoch = int(torch.load(old_state, map_location="cpu", weights_only=True)["epoch"])
+        with run.checkpoint(epoch, keep=1) as tmp:
+            shutil.copyfile(old_state, tmp / STATE_FILE)
+    if old_log.is_file() and not run.metrics_path.is_file():
+        rows = [{"step": r["epoch"] + 1, **r} for r in read_jsonl(old_log)]
+        atomic_write_text(run.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+    if run.latest() is not None:
+        old_state.unlink(missing_ok=True)
+    if run.metrics_path.is_file():
+        old_log.unlink(missing_ok=True)
 
 
 def _save_state(path: Path, model: CVAEPrior, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -220,9 +262,4 @@ def _save_state(path: Path, model: CVAEPrior, opt: torch.optim.Optimizer, state:
     torch.save({"model": model.state_dict(), "optim": opt.state_dict(),
                 **{k: torch.tensor(v if v is not None else float("nan")) for k, v in state.items()}}, buf)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
 

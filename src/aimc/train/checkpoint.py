@@ -7,16 +7,15 @@ Layout of a run directory::
     checkpoints/last                                                 # "step_000100"
     best/  latest/                                                   # policy dirs
 
-A checkpoint directory is built in a hidden temp dir and renamed into place, and ``last`` is rewritten
-atomically only after that, so a run killed with SIGKILL at any instant resumes from the previous
-complete checkpoint. Everything is read back with ``weights_only=True`` / safetensors (no pickle).
+The run-directory rules are `aimc.core.rundir.RunDir`'s: a checkpoint directory is built in a hidden
+temp dir and renamed into place, and ``last`` is rewritten atomically only after that, so a run killed
+with SIGKILL at any instant resumes from the previous complete checkpoint. Everything is read back with ``weights_only=True`` / safetensors (no pickle).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,13 @@ import torch
 from safetensors.torch import load_file
 
 from aimc.core.errors import CheckpointError
-from aimc.core.io import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_text
+from aimc.core.io import atomic_write_bytes, atomic_write_json
+from aimc.core.rundir import POINTER, RunDir
 from aimc.policy import VPTPolicy, from_pretrained, save_pretrained
 from aimc.policy.vpt.load import check_state_dict
+from aimc.train.bundle import BUNDLE_FILE, AgentBundle
 
-CKPT_DIR = "checkpoints"
-LAST = "last"
+LAST = POINTER  # checkpoints/last names the newest complete checkpoint
 GOAL_LAYER_KEYS = ("net.mineclip_embed_linear.weight", "net.mineclip_embed_linear.bias")
 
 
@@ -43,31 +43,22 @@ def save_checkpoint(
     run_dir: str | Path, step: int, policy: VPTPolicy, optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int = 2
 ) -> Path:
     """Write checkpoints/step_<step> atomically, point ``last`` at it, prune older ones beyond `keep`."""
-    root = Path(run_dir) / CKPT_DIR
-    name = f"step_{step:08d}"
-    with atomic_dir(root / name, overwrite=True) as tmp:
+    rundir = RunDir(run_dir)
+    with rundir.checkpoint(step, keep=keep) as tmp:
         save_pretrained(policy, tmp / "policy")
         ts = tmp / "train_state"
         ts.mkdir()
         atomic_write_bytes(ts / "optimizer.pt", _torch_bytes(optimizer.state_dict()))
         atomic_write_bytes(ts / "rng.pt", _torch_bytes({"torch": torch.get_rng_state()}))
         atomic_write_json(ts / "state.json", state)
-    atomic_write_text(root / LAST, name + "\n")
-    steps = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for old in steps[: max(0, len(steps) - max(keep, 1))]:
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
-    return root / name
+    return rundir.checkpoints / rundir.checkpoint_name(step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The directory ``last`` names (None for a fresh run)."""
-    root = Path(run_dir) / CKPT_DIR
-    last = root / LAST
-    if not last.is_file():
-        return None
-    path = root / last.read_text().strip()
-    if not (path / "train_state" / "state.json").is_file():
+    path = RunDir(run_dir).latest()
+    if path is not None and not (path / "train_state" / "state.json").is_file():
+        last = path.parent / LAST
         raise CheckpointError(f"{last} names {path.name}, which is incomplete; delete {last} to restart the run")
     return path
 
@@ -90,8 +81,8 @@ def load_checkpoint(path: Path, policy: VPTPolicy, optimizer: torch.optim.Optimi
 def resolve_policy_dir(path: str | Path) -> Path:
     """A policy dir itself, an agent bundle (its policy), or a run dir (best/, else latest/, else last ckpt)."""
     path = Path(path)
-    if (path / "bundle.json").is_file():
-        return path / json.loads((path / "bundle.json").read_text()).get("policy", "policy")
+    if (path / BUNDLE_FILE).is_file():
+        return AgentBundle.read(path).policy_dir()
     if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
         return path
     for sub in ("best", "latest"):

@@ -6,13 +6,14 @@ the resolved config is written to ``<out>/train_config.json`` and reloaded on re
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from aimc.core.config import build_config
 from aimc.core.errors import ConfigError, UnknownNameError
-from aimc.data.dataset import SegmentConfig
+from aimc.data.config import SegmentConfig
+from aimc.train.bundle import DEFAULT_COND_SCALE
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -25,6 +26,13 @@ class DataPart:
     """Episode-store directory."""
     weight: float = 1.0
     """Relative share of the training segments drawn from this store."""
+    goal_source: str | None = None
+    """This store's goal source, overriding `segment.goal_source` (None = the run's). DAgger stores use
+    "intention": their recorded goal is the instructed task, and they need no visual embeddings."""
+
+    def __post_init__(self) -> None:
+        if self.goal_source not in (None, "visual", "event_text", "intention"):
+            raise ConfigError(f"data goal_source must be 'visual', 'event_text', 'intention' or null, got {self.goal_source!r}")
 
 
 @dataclass
@@ -43,6 +51,8 @@ class TrainConfig:
     """fixed-prompt mode: this text's embedding (from `embedder`) conditions every frame."""
     embedder: str | None = None
     """Embedder (saved dir or registered name) whose space the goals live in; copied into the bundle."""
+    cond_scale: float = DEFAULT_COND_SCALE
+    """Classifier-free guidance scale written into the agent bundle as its default (eval and play may override)."""
     policy: str = "crafter-small"
     """Policy preset name (aimc.policy.vpt presets)."""
     policy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -96,10 +106,28 @@ class TrainConfig:
             raise ConfigError(f"segment.segment_len ({self.segment.segment_len}) must be a multiple of trunc_t ({self.trunc_t})")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.cond_scale < 0:
+            raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
         if self.fixed_prompt is not None and not self.embedder:
             raise ConfigError("fixed_prompt needs `embedder` (the model that embeds the prompt)")
         if self.fixed_prompt is not None and self.segment.embed_name is None:
             raise ConfigError("fixed_prompt needs segment.embed_name (which embedding space the policy was trained in)")
+        self._check_policy()
+
+    def _check_policy(self) -> None:
+        """A wrong preset or override name fails here, not after the data is indexed (the config has no torch)."""
+        from aimc.policy.vpt.config import PRESETS, VPTConfig
+
+        if self.policy not in PRESETS:
+            raise UnknownNameError(f"policy: unknown preset {self.policy!r}; available: {', '.join(sorted(PRESETS))}")
+        valid = sorted(f.name for f in fields(VPTConfig))
+        unknown = sorted(set(self.policy_overrides) - set(valid))
+        if unknown:
+            raise ConfigError(f"policy_overrides: unknown key(s) {unknown}; valid keys: {valid}")
+
+    def goal_sources(self) -> set[str]:
+        """Every goal source the run's data uses: `segment.goal_source` plus the stores' overrides."""
+        return {self.segment.goal_source, *(p.goal_source for p in self.data if p.goal_source is not None)}
 
     @property
     def chunks_per_segment(self) -> int:

@@ -11,10 +11,8 @@ the complete training state. Checkpoints are written at batch ends with an empty
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from aimc.core.config import load_config, save_config, to_dict
 from aimc.core.errors import AimcError, ConfigError
-from aimc.core.io import atomic_dir, atomic_write_json, check_writable_dir
+from aimc.core.io import atomic_dir
+from aimc.core.rundir import RunDir
 from aimc.data.dataset import (
     ACTION,
     FIRST,
@@ -41,14 +39,15 @@ from aimc.data.dataset import (
 )
 from aimc.data.index import DatasetIndex
 from aimc.policy import VPTPolicy, get_config, save_pretrained
+from aimc.train.bundle import AgentBundle, training_world
 from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
 from aimc.train.config import TrainConfig
 from aimc.train.objectives import bc_loss
+from aimc.train.text_goals import run_text_goal_table
 
-CONFIG_FILE = "train_config.json"
-METRICS_FILE = "metrics.jsonl"
-# Settings a resumed run may change; anything else must match the saved config.
-RESUMABLE_CHANGES = {"n_frames", "val_every", "save_every", "log_every", "num_workers", "keep_checkpoints", "val_segments", "frame_cache"}
+# Settings a resumed run may change; anything else must match the saved config (aimc.core.rundir).
+RESUMABLE_CHANGES = {"n_frames", "val_every", "save_every", "log_every", "num_workers", "keep_checkpoints", "val_segments", "frame_cache",
+                     "cond_scale"}
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -77,19 +76,14 @@ def frames_per_micro_step(cfg: TrainConfig, world: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- setup
+def _run_dir(cfg: TrainConfig) -> RunDir:
+    """The run directory contract for ``cfg.out`` (train_config.json, checkpoints/, metrics.jsonl)."""
+    return RunDir(cfg.out, resumable=RESUMABLE_CHANGES)
+
+
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """A run dir's saved config wins on resume; only RESUMABLE_CHANGES may differ from it."""
-    path = Path(cfg.out) / CONFIG_FILE
-    if not path.is_file():
-        return cfg
-    saved = load_config(TrainConfig, path)
-    new, old = to_dict(cfg), to_dict(saved)
-    clash = sorted(k for k in new if new[k] != old[k] and k not in RESUMABLE_CHANGES)
-    if clash:
-        raise ConfigError(
-            f"{cfg.out} holds a run with different {', '.join(clash)}; use another --out or the same settings to resume"
-        )
-    return replace(saved, **{k: getattr(cfg, k) for k in RESUMABLE_CHANGES})
+    return _run_dir(cfg).resolve(cfg)
 
 
 def build_data(cfg: TrainConfig) -> tuple[SegmentIndex, SegmentIndex, np.ndarray | None]:
@@ -102,8 +96,8 @@ def build_data(cfg: TrainConfig) -> tuple[SegmentIndex, SegmentIndex, np.ndarray
         if len(idx) == 0:
             raise AimcError(f"{part.path} holds no valid episodes; run `aimc collect --out {part.path}` first")
         tr, va = idx.split(cfg.val_fraction, seed=cfg.seed + i) if cfg.val_fraction > 0 else (idx, DatasetIndex([], []))
-        train_parts.append((tr.episodes, part.weight))
-        val_parts.append((va.episodes, 1.0))
+        train_parts.append((tr.episodes, part.weight, part.goal_source))
+        val_parts.append((va.episodes, 1.0, part.goal_source))
     train = build_segment_index(train_parts, cfg.segment)
     val = build_segment_index([p for p in val_parts if p[0]], cfg.segment) if any(p[0] for p in val_parts) else None
     if len(train) == 0:
@@ -159,8 +153,9 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not fight the trainer for the cores
 
 
-def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str) -> Path:
-    """Make the run dir an agent bundle (policy + the embedder that defines its goal space)."""
+def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str, world: str, world_config: dict[str, Any]) -> Path:
+    """Make the run dir an agent bundle (policy + the embedder that defines its goal space) for the world
+    the data came from (`aimc.train.bundle.training_world`)."""
     embedder = cfg.embedder
     if embedder and Path(embedder).is_dir():
         import shutil
@@ -168,19 +163,9 @@ def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str) -> Path:
         with atomic_dir(run_dir / "embedder", overwrite=True) as tmp:
             shutil.copytree(embedder, tmp, dirs_exist_ok=True)
         embedder = "embedder"
-    h = get_config(cfg.policy, **cfg.policy_overrides).img_shape[0]
-    bundle = {
-        "format": "aimc-agent",
-        "version": 1,
-        "policy": policy_subdir,
-        "embedder": embedder,
-        "embed_name": cfg.segment.embed_name,
-        "prior": None,
-        "cond_scale": 6.0,
-        "world": "crafter",
-        "world_config": {"size": h},  # kwargs for aimc.envs.make (observation size = policy input)
-    }
-    atomic_write_json(run_dir / "bundle.json", bundle)
+    bundle = AgentBundle(policy=policy_subdir, embedder=embedder, embed_name=cfg.segment.embed_name, prior=None,
+                         cond_scale=cfg.cond_scale, world=world, world_config=world_config)
+    bundle.write(run_dir)
     return run_dir
 
 
@@ -192,16 +177,24 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     from tqdm.auto import tqdm
 
     acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
-    out = check_writable_dir(cfg.out)
-    cfg = resolve_config(cfg)
-    if acc.is_main_process:
-        save_config(cfg, out / CONFIG_FILE)
+    rundir = _run_dir(cfg)
+    cfg = rundir.start(cfg, main=acc.is_main_process)  # resolved against the saved config; stale temp files gone
+    out = rundir.path
     world, rank = acc.num_processes, acc.process_index
 
     train_idx, val_idx, fixed_goal = build_data(cfg)
     goal_dim = 0 if cfg.segment.embed_name is None else (len(fixed_goal) if fixed_goal is not None else train_idx.goal_dim)
+    text_goals = None
+    if cfg.goal_sources() != {"visual"} and fixed_goal is None:
+        if acc.is_main_process:  # embedded once, into the run dir; every process (and a resume) reads that file
+            run_text_goal_table(out, cfg.embedder, cfg.segment, sources=cfg.goal_sources())
+        acc.wait_for_everyone()
+        text_goals = run_text_goal_table(out, cfg.embedder, cfg.segment, sources=cfg.goal_sources())
+        goal_dim = goal_dim or text_goals.dim
     torch.manual_seed(cfg.seed)  # same init on every process
     policy, fresh_keys = build_policy(cfg, goal_dim)
+    # the bundle's world, checked against the policy's input now rather than after training
+    data_world, data_world_config = training_world([*train_idx.episodes, *val_idx.episodes], policy.config.img_shape)
     optimizer = torch.optim.AdamW(param_groups(policy, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     policy, optimizer = acc.prepare(policy, optimizer)
     model = acc.unwrap_model(policy)
@@ -211,12 +204,12 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     if ckpt is not None:
         loop.update(load_checkpoint(ckpt, model, optimizer))
     if acc.is_main_process:
-        _trim_metrics(out / METRICS_FILE, loop["step"])
+        rundir.trim_metrics(loop["step"])
 
     img_shape = model.config.img_shape
     cache = cfg.resolved_frame_cache()
-    train_ds = SegmentDataset(train_idx, cfg.segment, img_shape, cache, fixed_goal)
-    val_ds = SegmentDataset(val_idx, cfg.segment, img_shape, cache, fixed_goal)
+    train_ds = SegmentDataset(train_idx, cfg.segment, img_shape, cache, fixed_goal, text_goals)
+    val_ds = SegmentDataset(val_idx, cfg.segment, img_shape, cache, fixed_goal, text_goals)
     sampler = SegmentSampler(train_idx, cfg.batch_size, cfg.seed, start_batch=loop["batches"], rank=rank, world=world)
     loader = DataLoader(
         train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate_segments,
@@ -295,7 +288,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
         if vkeys and loop["step"] % cfg.val_every:
             _validate(model, val_ds, vkeys, cfg, acc.device, loop, writer, out)
         save_pretrained(model, out / "latest", overwrite=True, source={"run": str(out), "step": loop["step"]})
-        write_bundle(cfg, out, "best" if (out / "best").is_dir() else "latest")
+        write_bundle(cfg, out, "best" if (out / "best").is_dir() else "latest", data_world, data_world_config)
     if writer is not None:
         writer.close()
     acc.wait_for_everyone()
@@ -323,21 +316,9 @@ def _log(writer: Any, out: Path, row: dict[str, Any]) -> None:
     for k, v in row.items():
         if "/" in k:
             writer.add_scalar(k, v, row["step"])
-    with open(out / METRICS_FILE, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """On resume, forget metric rows logged after the checkpoint (they will be logged again)."""
-    if not path.is_file():
-        return
-    rows = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    from aimc.core.io import atomic_write_text
-
-    atomic_write_text(path, "".join(r + "\n" for r in rows))
+    RunDir(out).log(row)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The run's logged rows (train and val), in order."""
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+    """The run's logged rows (train and val), in order (a line torn by a kill is skipped)."""
+    return RunDir(run_dir).read_metrics()

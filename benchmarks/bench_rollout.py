@@ -1,0 +1,139 @@
+"""Rollout throughput: the shipped agent + Crafter vs the raw env, measured in one run on the same cores.
+
+Prints steps/s (actions taken, summed over workers) for
+  raw env     a plain `env.step` loop with uniform random actions (resets included)
+  agent e=E   the shipped bundle (`aimc.eval.play.shipped_bundle()`: text prompt -> prior -> guided policy)
+              playing E env slots per worker in lockstep, exactly as a rollout worker does
+              (`aimc.eval.rollout._Worker`: `Lockstep` + one batched `TextActor` forward per step)
+at 1 and 2 worker processes (one torch thread each, the engine's default), and each agent rate as a
+fraction of the raw env rate on the same workers (target: >= 0.5 at the engine's default E).
+
+The machine may be shared, so the modes are measured in short interleaved windows (raw, e=1, e=8, ... then
+again, `--rounds` times), all workers switching together, and each rate is the total over its windows: load
+from elsewhere then falls on every mode alike. Model loading and process start-up (identical for any E) are
+left out; world generation on reset and the per-episode text goal are included.
+
+    python benchmarks/bench_rollout.py [--window 3] [--rounds 5] [--horizon 300] [--envs 1 8 16] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+PROMPTS = ("collect wood", "place a crafting table", "drink water", "eat a cow", "collect a sapling")
+WARMUP_S = 3.0
+
+
+def _raw_runner(horizon: int, seed: int) -> Callable[[float], int]:
+    from aimc.envs import make
+
+    env = make("crafter", size=64)
+    rng = np.random.default_rng(seed)
+    state = {"t": 0, "episodes": 0}
+    env.reset(seed=seed)
+
+    def run(until: float) -> int:
+        n = 0
+        while time.perf_counter() < until:
+            _, _, term, trunc, _ = env.step(int(rng.integers(17)))
+            n += 1
+            state["t"] += 1
+            if term or trunc or state["t"] >= horizon:
+                state["episodes"] += 1
+                env.reset(seed=seed + state["episodes"])
+                state["t"] = 0
+        return n
+
+    return run
+
+
+def _agent_runner(horizon: int, seed: int, envs: int) -> Callable[[float], int]:
+    from aimc.eval.baselines import TextAgentFactory
+    from aimc.eval.play import shipped_bundle
+    from aimc.eval.rollout import EnvSpec, EpisodeJob, _Worker
+
+    worker = _Worker(EnvSpec("crafter", {"size": 64}), {"agent": TextAgentFactory(str(shipped_bundle()))},
+                     envs_per_worker=envs)
+    key = 0
+
+    def run(until: float) -> int:
+        nonlocal key
+        n = 0
+        while time.perf_counter() < until:
+            while worker.free:
+                job = EpisodeJob(key=key, condition="agent", task="t", prompt=PROMPTS[key % len(PROMPTS)],
+                                 episode=key, world_seed=seed + key, agent_seed=seed + 1000 + key, max_steps=horizon)
+                msg = worker.begin(job)
+                if msg[0] == "error":
+                    raise RuntimeError(msg[2])
+                key += 1
+            n += worker.lockstep.active
+            for msg in worker.step():
+                if msg[0] == "error":
+                    raise RuntimeError(msg[2])
+        return n
+
+    return run
+
+
+def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int, barrier: Any, out: Any) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    runners = {m: _raw_runner(horizon, seed) if m == "raw" else _agent_runner(horizon, seed, int(m)) for m in modes}
+    for run in runners.values():  # first forwards, numba kernels, caches
+        run(time.perf_counter() + WARMUP_S)
+    steps = dict.fromkeys(modes, 0)
+    spent = dict.fromkeys(modes, 0.0)
+    for _ in range(rounds):
+        for m in modes:
+            barrier.wait()
+            start = time.perf_counter()
+            steps[m] += runners[m](start + window)
+            spent[m] += time.perf_counter() - start
+    out.put({m: steps[m] / spent[m] for m in modes})
+
+
+def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: int) -> dict[str, float]:
+    """Steps/s per mode ("raw" and each E), summed over `workers` processes measuring together."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(workers), ctx.Queue()
+    modes = ["raw", *map(str, envs)]
+    procs = [ctx.Process(target=_child, args=(modes, window, rounds, horizon, 100_000 * (i + 1), barrier, out))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    rates = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return {m: sum(r[m] for r in rates) for m in modes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--window", type=float, default=3.0, help="seconds per measuring window")
+    ap.add_argument("--rounds", type=int, default=5, help="windows per mode")
+    ap.add_argument("--horizon", type=int, default=300, help="episode length (agent episodes also end on death)")
+    ap.add_argument("--envs", type=int, nargs="+", default=[1, 8, 16], help="env slots per worker to measure")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker process counts to measure")
+    args = ap.parse_args()
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start")
+    for w in args.workers:
+        rates = measure(w, args.envs, args.window, args.rounds, args.horizon)
+        raw = rates["raw"]
+        print(f"workers {w}  raw env     {raw:7.1f} steps/s")
+        for e in args.envs:
+            rate = rates[str(e)]
+            print(f"workers {w}  agent e={e:<3d} {rate:7.1f} steps/s   {rate / raw:.2f}x raw env")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
+
+
+if __name__ == "__main__":
+    main()

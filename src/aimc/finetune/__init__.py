@@ -1,0 +1,20 @@
+"""aimc.finetune: improving a trained agent with its own rollouts (`aimc train dagger`).
+
+    >>> from aimc.finetune import load_dagger_config, run_dagger
+    >>> run_dagger(load_dagger_config("crafter", bundle="runs/small/bundle", out="runs/dagger"))["final"]
+
+DAgger (Ross et al. 2011): the learner plays from instruction prompts, the scripted demonstrator labels every
+visited state with the instructed task's action, the labels are aggregated with the earlier data and the
+policy is fine-tuned, K times. Names are imported on first use, so `aimc.finetune.config` needs no torch.
+"""
+
+from aimc.core.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(("DaggerConfig", "beta_at", "load_dagger_config", "valid_tasks"), "aimc.finetune.config"),
+    **dict.fromkeys(("format_table", "run_dagger", "train_config"), "aimc.finetune.dagger"),
+    **dict.fromkeys(("DaggerActor", "LabelHook", "RolloutJob", "RolloutSpec", "collect_rollouts", "make_jobs"),
+                    "aimc.finetune.rollout"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,30 @@
+"""The held-out wording suite: same tasks and worlds as the default suite, prompts no training caption uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aimc.eval.tasks as tasks_mod
+from aimc.embed.captions import CAPTIONS, INTENTIONS
+from aimc.eval.tasks import load_suite
+
+SUITES = Path(tasks_mod.__file__).parent / "suites"
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def test_heldout_prompts_are_disjoint_from_every_training_caption() -> None:
+    training = {_norm(t) for table in (CAPTIONS, INTENTIONS) for texts in table.values() for t in texts}
+    held = load_suite(SUITES / "crafter-heldout.yaml")
+    prompts = [_norm(p) for t in held.tasks for p in t.prompts]
+    assert len(prompts) >= 2 * len(held.tasks)
+    assert not set(prompts) & training, sorted(set(prompts) & training)
+
+
+def test_heldout_suite_pairs_with_the_default_suite() -> None:
+    base, held = load_suite(SUITES / "crafter.yaml"), load_suite(SUITES / "crafter-heldout.yaml")
+    assert [t.name for t in base.tasks] == [t.name for t in held.tasks]
+    assert [(t.success, t.seed, t.max_steps) for t in base.tasks] == [(t.success, t.seed, t.max_steps) for t in held.tasks]
+    assert (base.world, base.world_config, base.horizons, base.episodes) == (held.world, held.world_config, held.horizons, held.episodes)

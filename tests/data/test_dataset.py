@@ -97,3 +97,30 @@ def test_mixture_weights(demo_store, tmp_path):  # noqa: F811
     assert np.isclose(index.weights[first_part].sum(), 0.7)
     order = SegmentSampler(index, 1, seed=0).epoch_order(0)
     assert len(order) == len(index)
+
+
+def test_dart_labels_recorded_and_trained_on(tmp_path):
+    """Noise executes other actions; infos keep the expert's choice as "label" and training targets use it."""
+    from aimc.core import keys
+    from aimc.data.collect import CollectConfig, collect
+
+    out = tmp_path / "noisy"
+    collect(CollectConfig(out=str(out), agent="demonstrator", agent_config={"noise_prob": 0.5}, episodes=1,
+                          max_steps=80, seed=5, workers=1), progress=False)
+    ep = Episode(list_episodes(out)[0])
+    assert ep.metadata["dart_labels"] is True
+    labelled = [t for t, info in enumerate(ep.infos) if keys.LABEL in info]
+    assert 5 <= len(labelled) <= 40  # about half the steps draw noise; some noise equals the expert's choice
+    assert all(ep.infos[t][keys.LABEL] != ep.actions[t] for t in labelled)
+    index = build_segment_index([([ep.path], 1.0)], SegmentConfig(segment_len=32, embed_name=None))
+    assert len(index)
+    _, start, end = (int(v) for v in index.rows[0])
+    inside = [t for t in labelled if start <= t < end]
+    assert inside
+    for dart in (True, False):
+        ds = SegmentDataset(index, SegmentConfig(segment_len=32, embed_name=None, dart_labels=dart), (64, 64))
+        action = ds[(0, 0)]["action"].numpy()
+        want = np.array(ep.actions[start:end], np.int64)
+        if dart:
+            want[[t - start for t in inside]] = [ep.infos[t][keys.LABEL] for t in inside]
+        np.testing.assert_array_equal(action, want)

@@ -66,6 +66,18 @@ def test_intention_targets_follow_the_recorded_sub_goal() -> None:
     assert t.draws[0] == t.draws[2] != t.draws[3]
 
 
+def test_intention_interrupts_take_the_instruction_they_interrupt() -> None:
+    g = [None, "drink", "collect_wood", "collect_wood", "eat", "sleep", "collect_wood", "place_table", "shelter", None]
+    t = intention_targets([{"goal": x} if x else {} for x in g], np.random.default_rng(0), {"drink", "eat", "sleep", "shelter"})
+    # before the first instruction -> the next one; in the middle -> the resumed one; after the last -> the last one
+    assert t.names == [None, "collect_wood", "collect_wood", "collect_wood", "collect_wood", "collect_wood",
+                       "collect_wood", "place_table", "place_table", None]
+    assert len(set(t.draws[1:7])) == 1  # one stretch, one paraphrase
+    only = intention_targets([{"goal": "sleep"}] * 3, np.random.default_rng(0), {"sleep"})
+    assert only.names == ["sleep"] * 3  # no instruction in the episode: the recorded names stay
+    assert intention_targets([{"goal": "eat"}], np.random.default_rng(0)).names == ["eat"]  # off by default
+
+
 def test_table_lookup_picks_the_drawn_paraphrase_and_round_trips(tmp_path) -> None:
     table = TextGoalTable({"a": np.eye(3)[:2], "b": np.eye(3)[2:]})
     targets = TextTargets(["a", "a", "b", None, "zzz"], np.array([0.1, 0.9, 0.5, 0.0, 0.0]))

@@ -41,7 +41,7 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
 def test_pipeline_bad_input(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-small, micro" in capsys.readouterr().err
+    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-small, micro, micro-instruct" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
     assert "is not empty and holds no pipeline run" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
@@ -49,3 +49,27 @@ def test_pipeline_bad_input(tmp_path, capsys):
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "c"), "--set", "colect.episodes=3"]) == 2
     assert "unknown key(s) ['colect']" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_micro_instruct_pipeline_end_to_end(tmp_path, capsys):
+    """The instruct recipe: collect -> embedder -> goal (text goals, from scratch) -> bundle (no prior) -> eval."""
+    from aimc.pipeline import RECIPES
+
+    out = tmp_path / "run"
+    assert main(["pipeline", "--preset", "micro-instruct", "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().out
+    stages = RECIPES["instruct"]
+    assert all(f"{stage}: finished" in log for stage in stages) and "pretrain" not in log and "prior" not in log
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recipe"] == "instruct" and set(summary["stages"]) == set(stages)
+    assert not (out / "pretrain").exists() and not (out / "prior").exists()
+    train = json.loads((out / "goal" / "train_config.json").read_text())
+    assert train["init_from"] is None and train["segment"]["goal_source"] == "intention"
+    assert train["segment"]["embed_name"] is None and train["segment"]["dart_labels"] is True
+    bundle = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert bundle["prior"] is None and bundle["embedder"] == "embedder"
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert {"agent", "agent@0", "unconditional"} <= set(report["conditions"])
+    # a stage the recipe does not have is refused by --until, in one line
+    assert main(["pipeline", "--preset", "micro-instruct", "--out", str(out), "--quiet", "--until", "prior"]) == 2
+    assert "not part of the instruct recipe" in capsys.readouterr().err

@@ -48,3 +48,26 @@ def test_prior_metrics_on_constructed_goals():
     assert goal_discriminability(collapsed, labels, clips, clip_labels) == pytest.approx(0.0, abs=1e-9)
     swapped = e[[1, 0, 2]]  # a and b point at each other's centroid
     assert goal_accuracy(swapped, labels, clips, clip_labels) == pytest.approx(1 / 3)
+
+
+def test_deaths_before_success_per_task():
+    """A death counts against a task only when it comes before that task's success (or with no success)."""
+    from aimc.eval.rollout import EpisodeJob, EpisodeResult
+    from aimc.eval.run import summarize_task
+    from aimc.eval.tasks import load_suite
+
+    suite = load_suite().select(["chop_tree"])
+    horizon = suite.task("chop_tree").max_steps
+
+    def ep(occ: dict[str, list[int]], died: bool) -> EpisodeResult:
+        job = EpisodeJob(0, "agent", "chop_tree", "chop a tree", 0, 1, 2, horizon)
+        return EpisodeResult(job, max([s for v in occ.values() for s in v], default=horizon - 1) + 1, occ, died)
+
+    results = [ep({"collect_wood": [10], "death": [50]}, True),  # succeeded, then died: not before success
+               ep({"death": [30]}, True),  # died without success
+               ep({"death": [5], "collect_wood": [4]}, True),  # success at 4 then death at 5
+               ep({"collect_wood": [60]}, False),
+               ep({}, False)]
+    s = summarize_task(suite, "chop_tree", results)
+    assert s["deaths"]["successes"] == 3 and s["deaths_before_success"]["successes"] == 1
+    assert s["deaths_before_success"]["n"] == 5

@@ -159,45 +159,50 @@ def test_fine_tune_reads_dagger_goals_as_the_instructed_task(micro_run):
 
 def test_resume_after_interruptions_mid_iteration_gives_the_same_run(micro_run, tiny_bundle, demo_store, tmp_path,
                                                                      monkeypatch, capsys):
-    """Killed during iteration 2's collection, then during its fine-tune, then resumed through the CLI: the
-    finished episodes are not replayed, and the summary and final weights equal the uninterrupted run's."""
+    """Killed during iteration 2's collection, then during its fine-tune, then resumed through the CLI with
+    one env slot per worker instead of 8: the finished episodes are not replayed, and the summary and final
+    weights equal the uninterrupted run's."""
     import aimc.train.loop as loop
     from aimc.core.errors import AimcError
     from aimc.finetune import run_dagger
     from aimc.finetune.rollout import Worker
 
     out = tmp_path / "run"
-    real_play, real_run = Worker.play, loop.run
+    real_start, real_finish, real_run = Worker._start, Worker._finish, loop.run
     played: list[tuple[int, int]] = []
 
-    def play(self, job):
-        k = self.spec.metadata["iteration"]
-        if (k, job.index, self.spec.metadata["stage"]) == (2, 1, "dagger") and (2, -1) not in played:
-            played.append((k, -1))
-            raise KeyboardInterrupt  # a kill in the middle of iteration 2's second episode
-        played.append((k, job.index))
-        return real_play(self, job)
+    def start(self, slot, job):
+        played.append((self.spec.metadata["iteration"], job.index))
+        return real_start(self, slot, job)
 
-    monkeypatch.setattr(Worker, "play", play)
+    def finish(self, outcome):
+        k = self.spec.metadata["iteration"]
+        if (k, outcome.tag, self.spec.metadata["stage"]) == (2, 1, "dagger") and (2, -1) not in played:
+            played.append((k, -1))
+            raise KeyboardInterrupt  # a kill just before iteration 2's second episode is stored
+        return real_finish(self, outcome)
+
+    monkeypatch.setattr(Worker, "_start", start)
+    monkeypatch.setattr(Worker, "_finish", finish)
     with pytest.raises(KeyboardInterrupt):
         run_dagger(micro_cfg(tiny_bundle, demo_store, out), progress=False, log=lambda _: None)
-    assert played == [(1, 0), (1, 1), (2, 0), (2, -1)]
+    assert played == [(1, 0), (1, 1), (2, 0), (2, 1), (2, -1)]  # both episodes of an iteration play at once
     assert sorted(p.name for p in (out / "iter_02" / "data").iterdir()) == ["ep00000"]
     assert not (out / "stages" / "iter_02_collect.json").exists()
 
     monkeypatch.setattr(loop, "run", lambda cfg, progress=True: real_run(cfg, stop_after_steps=1, progress=progress))
     with pytest.raises(AimcError, match="stopped early; rerun to resume it"):
         run_dagger(micro_cfg(tiny_bundle, demo_store, out), progress=False, log=lambda _: None)
-    assert played[4:] == [(2, 1)]  # only the missing episode was played
+    assert played[5:] == [(2, 1)]  # only the missing episode was played
     assert (out / "iter_02" / "train" / "checkpoints" / "last").is_file()
 
     monkeypatch.setattr(loop, "run", real_run)
     args = ["train", "dagger", "--preset", "micro", "--bundle", str(tiny_bundle), "--data", str(demo_store),
-            "--out", str(out), "--quiet"]
+            "--out", str(out), "--quiet", "--set", "envs_per_worker=1"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert printed.splitlines()[0].split()[:2] == ["iter", "beta"] and "DAgger finished 2 iteration(s)" in printed
-    assert played[5:] == [(2, 0), (2, 1)]  # the final rollouts only: iteration 2 was collected already
+    assert played[6:] == [(2, 0), (2, 1)]  # the final rollouts only: iteration 2 was collected already
     summary = json.loads((out / "dagger_summary.json").read_text())
     ref_out, ref, _ = micro_run
     assert stable(summary) == stable(ref)

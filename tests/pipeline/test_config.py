@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from aimc.cli.app import main
-from aimc.core.errors import AimcError, ConfigError
+from aimc.core.errors import AimcError, ConfigError, UnknownNameError
 from aimc.data.collect import CollectConfig
 from aimc.embed.config import EmbedderTrainConfig
 from aimc.eval.config import EvalConfig
@@ -72,12 +72,17 @@ def test_reserved_keys_and_bad_values_fail_at_load_naming_the_section(override, 
 
 def test_every_preset_loads_into_typed_stage_configs(tmp_path):
     for name in preset_names():
-        configs = stage_configs(load_pipeline_config(name, out=str(tmp_path / name)))
-        assert set(configs) == {"collect", "embedder", "pretrain", "goal", "prior", "eval"}
+        cfg = load_pipeline_config(name, out=str(tmp_path / name))
+        configs = stage_configs(cfg)
         assert isinstance(configs["collect"], CollectConfig) and isinstance(configs["embedder"], EmbedderTrainConfig)
-        assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["prior"], PriorTrainConfig)
-        assert isinstance(configs["eval"], EvalConfig)
+        assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["eval"], EvalConfig)
         assert configs["eval"].checkpoint == str(tmp_path / name / "bundle")
+        if cfg.recipe == "instruct":
+            assert set(configs) == {"collect", "embedder", "goal", "eval"}
+            assert configs["goal"].init_from is None and configs["goal"].segment.goal_source == "intention"
+            continue
+        assert set(configs) == {"collect", "embedder", "pretrain", "goal", "prior", "eval"}
+        assert isinstance(configs["prior"], PriorTrainConfig)
         assert configs["goal"].init_from == str(tmp_path / name / "pretrain" / "best")
         assert configs["goal"].segment.embed_name == "videotext" and configs["pretrain"].segment.embed_name is None
 
@@ -114,3 +119,14 @@ def test_validation_imports_no_torch():
             "heavy = sorted({'torch', 'crafter', 'sentence_transformers'} & set(sys.modules)); print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_recipe_selects_stages_and_goal_preset(tmp_path):
+    from aimc.pipeline import RECIPES
+
+    c = stage_configs(load_pipeline_config("micro-instruct", out=str(tmp_path)))
+    assert set(c) == {"collect", "embedder", "goal", "eval"} and set(RECIPES["instruct"]) >= set(c)
+    assert c["goal"].init_from is None and c["goal"].embedder == str(tmp_path / "embedder" / "model")
+    assert c["goal"].segment.goal_source == "intention" and c["goal"].segment.embed_name is None
+    with pytest.raises(UnknownNameError, match="unknown recipe 'steve2'; recipes: steve1, instruct"):
+        load_pipeline_config("micro", ["recipe=steve2"], out=str(tmp_path))

@@ -37,15 +37,17 @@ def fake_episodes(root: Path, metas: list[dict]) -> list[Path]:
 
 def test_shipped_bundle_reads_and_writes_back_byte_identical(tmp_path):
     b = AgentBundle.read(SHIPPED)
-    assert (b.world, b.world_config, b.cond_scale, b.embed_name) == ("crafter", {"size": 64}, 6.0, "videotext")
-    assert b.policy_dir() == SHIPPED / "policy" and b.prior_dir() == SHIPPED / "prior"
+    # the instruct recipe's agent: text goals read directly (no prior, no visual embeddings), no guidance
+    assert (b.world, b.world_config, b.cond_scale, b.embed_name) == ("crafter", {"size": 64}, 0.0, None)
+    assert b.policy_dir() == SHIPPED / "policy" and b.prior_dir() is None
     assert b.embedder_ref() == SHIPPED / "embedder"
     text = json.dumps(b.to_dict(), indent=2, sort_keys=True) + "\n"
     assert text == (SHIPPED / BUNDLE_FILE).read_text()
     copy = b.copy_into(tmp_path / "copy")  # self-contained copy: same JSON, members copied
     assert (tmp_path / "copy" / BUNDLE_FILE).read_text() == text
     assert AgentBundle.read(tmp_path / "copy") == b and copy.root == tmp_path / "copy"
-    assert (tmp_path / "copy" / "prior" / "config.json").read_bytes() == (SHIPPED / "prior" / "config.json").read_bytes()
+    assert (tmp_path / "copy" / "policy" / "config.json").read_bytes() == (SHIPPED / "policy" / "config.json").read_bytes()
+    assert not (tmp_path / "copy" / "prior").exists()
 
 
 def test_round_trip_keeps_the_v1_json(tmp_path):

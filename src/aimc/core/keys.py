@@ -7,6 +7,7 @@ ACHIEVEMENTS = "achievements"
 PLAYER_POS = "player_pos"
 DAYLIGHT = "daylight"
 HEALTH = "health"
+LABEL = "label"  # info["label"]: the DART label (expert action) when it differs from the executed action
 
 # Episode store file names (format version 1).
 FRAMES_FILE = "frames.mp4"

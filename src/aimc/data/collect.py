@@ -87,13 +87,16 @@ def episode_name(seed: int, index: int) -> str:
 
 class WriterHook(EpisodeHook):
     """Records each step into an episode store: frame t (obs before action t), action t and what it caused,
-    plus the actor's `current_goal` as info["goal"] when it has one."""
+    plus the actor's `current_goal` as info["goal"] when it has one and its DART label as info["label"] when
+    that differs from the executed action (the recording stays a replayable trace of what happened)."""
 
     def __init__(self, writer: EpisodeWriter) -> None:
         self.writer = writer
 
     def on_step(self, env: Any, step: Step) -> None:
         info = step.info if step.goal is None else {**step.info, "goal": step.goal}
+        if step.label is not None and int(step.label) != step.action:
+            info = {**info, keys.LABEL: int(step.label)}
         self.writer.add(step.obs[keys.POV], step.action, step.info[keys.EVENTS], info)
 
 
@@ -126,6 +129,7 @@ def _collect_one(index: int) -> dict[str, Any]:
         "demonstrator": to_dict(agent_config) if hasattr(agent_config, "__dataclass_fields__") else agent_config,
         "action_names": list(getattr(env, "action_names", [])),
         "fps": cfg.fps,
+        "dart_labels": hasattr(agent, "label_action"),  # infos may carry "label" (the dataset reads them then)
         "created_by": f"aimc {__version__}",
     }
     writer = EpisodeWriter(cfg.out, name, meta, fps=cfg.fps)

@@ -3,7 +3,7 @@ pipeline config can be validated without the training stack."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aimc.core.errors import ConfigError
 from aimc.data.relabel import check_goal_gaps
@@ -40,6 +40,14 @@ class SegmentConfig:
     """With goal_source=event_text: an event is a goal for timesteps at most this many steps before it."""
     p_later_event: float = 0.3
     """With goal_source=event_text: probability that a stretch's goal is a later event, not the next one."""
+    intention_interrupts: list[str] = field(default_factory=list)
+    """With goal_source=intention: recorded sub-goals that interrupt an instruction rather than being one (the
+    demonstrator's survival behaviours). Their steps take the instruction they interrupt (see
+    `aimc.data.text_goals.intention_targets`); empty = every recorded name is its own goal."""
+    dart_labels: bool = True
+    """Train on the recorded DART labels (``infos[t]["label"]``: what the expert chose where noise executed
+    another action) instead of the executed action, so injected noise widens the states seen without
+    teaching the noise. Episodes without labels train on their actions either way."""
 
     def __post_init__(self) -> None:
         if self.segment_len < 1:

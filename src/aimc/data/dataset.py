@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from aimc.core import keys
 from aimc.core.errors import ConfigError, EpisodeError
 from aimc.core.io import atomic_save_npy
 from aimc.core.seeding import derive_seed
@@ -216,9 +217,18 @@ class SegmentDataset(Dataset):
                 return goals
             targets = event_text_targets(ep.events, self.cfg.text_horizon, self.cfg.p_later_event, rng, known=table)
         else:
-            targets = intention_targets(ep.infos, rng)
+            targets = intention_targets(ep.infos, rng, self.cfg.intention_interrupts)
         text, has = table.lookup(targets, start, end)  # (t, D), (t,)
         return np.where(has[:, None], text, goals).astype(np.float32)
+
+    def _labels(self, ep: Episode, start: int, end: int) -> np.ndarray:
+        """Action targets for [start, end): the executed actions, or their DART labels where recorded."""
+        action = np.array(ep.actions[start:end], np.int64)
+        if self.cfg.dart_labels and ep.metadata.get("dart_labels"):
+            for i, info in enumerate(ep.infos[start:end]):
+                if keys.LABEL in info:
+                    action[i] = int(info[keys.LABEL])
+        return action
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         i, item_seed = key
@@ -231,7 +241,7 @@ class SegmentDataset(Dataset):
             ep = Episode(self.index.episodes[e], check_video=False)
             goal = self._goals(ep, start, end, rng, self.index.goal_sources.get(e))
             pov = self.cache.frames(ep, start, end)
-            action = np.asarray(ep.actions[start:end], np.int64)
+            action = self._labels(ep, start, end)
             if pov.shape[1:3] != tuple(self.img_shape):
                 raise EpisodeError(f"{ep.path}: frames are {pov.shape[1:3]}, the policy expects {tuple(self.img_shape)}")
             ok = True

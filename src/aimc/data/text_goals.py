@@ -20,7 +20,7 @@ All draws use the explicit generator, so an item stays a function of its seed al
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,21 @@ def event_text_targets(
     return TextTargets(names, draws)
 
 
-def intention_targets(infos: Sequence[Mapping[str, Any]], rng: np.random.Generator) -> TextTargets:
+def intention_targets(
+    infos: Sequence[Mapping[str, Any]], rng: np.random.Generator, interrupts: Collection[str] = ()
+) -> TextTargets:
     """The demonstrator's recorded sub-goal per step (``infos[t]["goal"]``); one paraphrase draw per run of
-    equal goals, so a stretch reads one wording as an instruction would."""
+    equal goals, so a stretch reads one wording as an instruction would.
+
+    Names in ``interrupts`` (the demonstrator's survival behaviours: drinking, eating, sleeping in a shelter)
+    are not instructions but things done *while* following one: their steps take the instruction they
+    interrupt, the episode's next recorded instruction (free play resumes the interrupted sub-goal), else the
+    previous one; an episode with no instruction at all keeps the recorded names. A policy trained so learns
+    to stay alive whatever it is asked, as the demonstrator does in task mode.
+    """
     names: list[str | None] = [info.get("goal") if isinstance(info.get("goal"), str) else None for info in infos]
+    if interrupts:
+        names = _fill_interrupts(names, set(interrupts))
     draws = np.zeros(len(names), np.float64)
     u = 0.0
     for t, name in enumerate(names):
@@ -91,6 +102,25 @@ def intention_targets(infos: Sequence[Mapping[str, Any]], rng: np.random.Generat
             u = float(rng.random())
         draws[t] = u
     return TextTargets(names, draws)
+
+
+def _fill_interrupts(names: list[str | None], interrupts: set[str]) -> list[str | None]:
+    """Each interrupting name -> the next instruction after it, else the last one before it."""
+    out = list(names)
+    following: str | None = None
+    for t in range(len(out) - 1, -1, -1):  # backwards: the next instruction
+        name = out[t]
+        if name is not None and name not in interrupts:
+            following = name
+        elif name in interrupts and following is not None:
+            out[t] = following
+    previous: str | None = None
+    for t, name in enumerate(out):  # the tail after the last instruction: the one before
+        if name is not None and name not in interrupts:
+            previous = name
+        elif name in interrupts and previous is not None:
+            out[t] = previous
+    return out
 
 
 class TextGoalTable:

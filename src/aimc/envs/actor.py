@@ -77,6 +77,11 @@ class DemonstratorActor:
     def current_goal(self) -> str:
         return self.demo.current_goal
 
+    @property
+    def label_action(self) -> int | None:
+        """DART label: the expert's action for the last state, before the executed noise."""
+        return self.demo.expert_action
+
     def reset(self, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         if not getattr(env, "has_demonstrator", False):
             raise AimcError(f"the scripted demonstrator cannot play {type(env).__name__} "

@@ -43,6 +43,8 @@ class Step:
     """The world's info after the action."""
     goal: str | None = None
     """The actor's `current_goal` after choosing the action (None when it has none)."""
+    label: int | None = None
+    """The actor's `label_action` (DART: what an expert would have done; None when it has none)."""
 
     @property
     def events(self) -> list[str]:
@@ -118,7 +120,7 @@ def run_episode(
         action = int(actor.act(env, obs, t == 0))
         next_obs, reward, terminated, truncated, info = env.step(action)
         step = Step(t, obs, action, next_obs, float(reward), bool(terminated), bool(truncated), info,
-                    getattr(actor, "current_goal", None))
+                    getattr(actor, "current_goal", None), getattr(actor, "label_action", None))
         record.steps = t + 1
         record.events.append(list(step.events))
         for h in hooks:
@@ -326,7 +328,8 @@ class Lockstep:
         t = p.record.steps
         next_obs, reward, terminated, truncated, info = env.step(action)
         goal = None if p.batched else getattr(p.actor, "current_goal", None)
-        step = Step(t, p.obs, action, next_obs, float(reward), bool(terminated), bool(truncated), info, goal)
+        label = None if p.batched else getattr(p.actor, "label_action", None)
+        step = Step(t, p.obs, action, next_obs, float(reward), bool(terminated), bool(truncated), info, goal, label)
         p.record.steps = t + 1
         p.record.events.append(list(step.events))
         for h in p.hooks:

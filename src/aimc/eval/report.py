@@ -140,11 +140,12 @@ def tasks_report_html(report: dict[str, Any], videos: list[tuple[str, bytes]] | 
            f"<p class='note'>{report['episodes']} episodes per task and condition; world {_esc(report['world'])}; "
            f"{report['retries']} episode(s) retried after a worker error, crash or timeout; "
            f"{report['lost_episodes']} lost after all attempts.</p>"]
-    rows = [[_esc(n), _fmt(c["mean_success"]), _fmt(c["death_rate"]["rate"]), str(c["episodes_run"]),
+    rows = [[_esc(n), _fmt(c["mean_success"]), _fmt(c["death_rate"]["rate"]), _fmt(c.get("mean_deaths_before_success")),
+             str(c["episodes_run"]),
              _fmt(c["cond_scale"], 1) if c["cond_scale"] is not None else "–",
              _fmt(c.get("mean_specificity", {}).get("full")), _fmt(c.get("mean_specificity", {}).get("50"))]
             for n, c in conds.items()]
-    out.append(_table(["condition", "mean success", "death rate", "episodes", "cond scale",
+    out.append(_table(["condition", "mean success", "death rate", "died before success", "episodes", "cond scale",
                        "mean specificity (full)", "mean specificity (50)"], rows))
     series = {n: [(c["tasks"][t]["success"]["rate"], c["tasks"][t]["success"]["ci_low"],
                    c["tasks"][t]["success"]["ci_high"]) for t in tasks] for n, c in conds.items()}
@@ -157,8 +158,9 @@ def tasks_report_html(report: dict[str, Any], videos: list[tuple[str, bytes]] | 
             rows.append([_esc(t), _esc(n), f"{s['success']['successes']}/{s['success']['n']}",
                          f"{_fmt(s['success']['rate'])} [{_fmt(s['success']['ci_low'])}, {_fmt(s['success']['ci_high'])}]",
                          _fmt(s["median_steps_to_success"], 0), _fmt(s["deaths"]["rate"]),
+                         _fmt(s.get("deaths_before_success", {}).get("rate")),
                          *[_fmt(s["by_horizon"][h]) for h in report["horizons"][1:]]])
-    out.append(_table(["task", "condition", "successes", "rate [95 % CI]", "median steps", "deaths",
+    out.append(_table(["task", "condition", "successes", "rate [95 % CI]", "median steps", "deaths", "died first",
                        *[f"rate @{h}" for h in report["horizons"][1:]]], rows))
     for n, c in conds.items():
         spec = c.get("specificity")

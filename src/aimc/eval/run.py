@@ -77,6 +77,14 @@ def _limit(h: str, task_max: int) -> int:
     return task_max if h == FULL else min(int(h), task_max)
 
 
+def _died_first(r: EpisodeResult, success_step: int | None, max_steps: int) -> bool:
+    """Whether the episode died within the horizon before its task succeeded (or without succeeding)."""
+    if not r.died:
+        return False
+    death = min(r.occurrences.get("death", [r.steps]))
+    return death < max_steps and (success_step is None or death < success_step)
+
+
 def summarize_task(suite: Suite, task_name: str, results: list[EpisodeResult]) -> dict[str, Any]:
     """Success with a Wilson interval, median steps to success, deaths, and rates at the short horizons."""
     task = suite.task(task_name)
@@ -85,6 +93,7 @@ def summarize_task(suite: Suite, task_name: str, results: list[EpisodeResult]) -
     out["median_steps_to_success"] = median_or_nan([h + 1 for h in hits if h is not None])
     deaths = [r.died and min(r.occurrences.get("death", [r.steps])) < task.max_steps for r in results]
     out["deaths"] = rate_summary(deaths)
+    out["deaths_before_success"] = rate_summary([_died_first(r, h, task.max_steps) for r, h in zip(results, hits, strict=True)])
     out["by_horizon"] = {h: rate_summary([task.success.step(r.occurrences, _limit(h, task.max_steps)) is not None
                                           for r in results])["rate"] for h in _horizons(suite)}
     return out
@@ -128,6 +137,10 @@ def aggregate(suite: Suite, conditions: list[Condition], episodes: int, out: Rol
         rates = [entry["tasks"][t.name]["success"]["rate"] for t in suite.tasks]
         entry["mean_success"] = float(np.nanmean(rates)) if rates else float("nan")
         entry["death_rate"] = rate_summary([r.died for r in rs])
+        # per task and episode: died before that task's success (every episode of an unprompted condition
+        # counts once per task, as its success does)
+        firsts = [entry["tasks"][t.name]["deaths_before_success"]["rate"] for t in suite.tasks]
+        entry["mean_deaths_before_success"] = float(np.nanmean(firsts)) if firsts else float("nan")
         if cond.prompted and len(suite.tasks) >= 2:
             entry["specificity"] = specificity_block(suite, by_task)
             entry["mean_specificity"] = {h: float(np.nanmean(list(v.values())))

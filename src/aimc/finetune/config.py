@@ -19,8 +19,10 @@ from aimc.train.config import DataPart
 
 PRESET_DIR = Path(__file__).parent / "presets"
 CONFIG_FILE = "dagger_config.json"
-RESUMABLE = ("iterations", "workers", "final_rollouts")
+RESUMABLE = ("iterations", "workers", "envs_per_worker", "final_rollouts")
 """Fields a resumed run may change: more iterations continue the run; the rest do not change any number."""
+ENVS_PER_WORKER = 8
+"""Default env slots per rollout worker, answered by one learner forward per step."""
 TRAIN_RESERVED = ("out", "data", "init_from", "embedder", "policy", "policy_overrides", "seed", "n_frames")
 """TrainConfig fields DAgger sets itself for each iteration's fine-tune (a `train` section may not set them)."""
 # The default eval suite's tasks (src/aimc/eval/suites/crafter.yaml), by their success event.
@@ -77,12 +79,15 @@ class DaggerConfig:
     """Seeds the worlds, the learner, the labeller, the β draws and each fine-tune."""
     workers: int = 1
     """Rollout worker processes (each loads the learner once)."""
+    envs_per_worker: int = ENVS_PER_WORKER
+    """Worlds each rollout worker plays in lockstep: its learner acts for all of them in one batched forward
+    per step (the rollouts are bound by that forward, not by the world). Episodes do not depend on it."""
     device: str = "cpu"
     """torch device of the learner during rollouts (training picks its own through accelerate)."""
 
     def __post_init__(self) -> None:
         check_tasks(self.tasks)
-        for name in ("iterations", "episodes", "max_steps", "workers", "frames_per_iteration"):
+        for name in ("iterations", "episodes", "max_steps", "workers", "envs_per_worker", "frames_per_iteration"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:

@@ -183,7 +183,7 @@ def _rollouts(cfg: DaggerConfig, bundle: str, store: Path, beta: float, tag: str
         log(f"  {tag} episode {done[0]}: {result['task']} {'success' if result['success'] else 'fail'}"
             f"{', died' if result['died'] else ''} in {result['steps']} steps")
 
-    results = collect_rollouts(spec, jobs, cfg.workers, on_episode=tick)
+    results = collect_rollouts(spec, jobs, cfg.workers, cfg.envs_per_worker, on_episode=tick)
     stats = rollout_stats(results)
     stats.update(beta=beta, learner=bundle, wall_s=time.perf_counter() - start, resumed=done[0] < len(jobs))
     return stats

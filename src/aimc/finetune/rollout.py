@@ -1,16 +1,23 @@
 """DAgger rollouts: the learner plays from an instruction, the scripted demonstrator labels every state.
 
-One episode = `aimc.envs.run_episode` with a `DaggerActor` (learner and labeller side by side; the executed
-action is the expert's with probability β, else the learner's) and a `LabelHook` that records the episode
-into an episode store with the **expert's labels** as actions and the instructed task as each step's goal,
-so the aggregated data trains with ``goal_source: intention``. Episodes are named by index and written
-atomically, so a killed collection resumes by skipping the finished ones; each episode's outcome lives in its
-own ``metadata.json`` (``dagger_result``), so the iteration's statistics survive any interruption.
+A `Worker` plays up to `envs_per_worker` episodes at once in lockstep (`aimc.envs.Lockstep`, the episode loop
+of `aimc.envs.run_episode` for many env slots), because a rollout is bound by the learner's forward pass, not
+by the world: a `DaggerActor` lets every slot's labeller read its state, asks the learner for all slots in one
+batched call, and executes per slot the expert's action with probability β, else the learner's. A
+`LabelHook` per slot records its episode into an episode store with the **expert's labels** as actions and
+the instructed task as each step's goal, so the aggregated data trains with ``goal_source: intention``. Each
+slot samples and draws β from generators seeded by its own job, so an episode does not depend on its slot, its
+neighbours or the worker count (up to float rounding in batched matrix products, which can flip a near-tie
+of the learner's sampling). Episodes are named by index and written atomically, so a killed collection
+resumes by skipping the finished ones; each episode's outcome lives in its own ``metadata.json``
+(``dagger_result``), so the iteration's statistics survive any interruption.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +33,18 @@ from aimc.core.errors import EpisodeError
 from aimc.core.io import check_writable_dir, remove_stale_tmp
 from aimc.core.seeding import derive_seed
 from aimc.data.store import Episode, EpisodeWriter, is_episode_dir
-from aimc.envs import Actor, DemonstratorActor, EpisodeHook, Step, make, run_episode
+from aimc.envs import (
+    Actor,
+    BatchActor,
+    DemonstratorActor,
+    EpisodeHook,
+    Lockstep,
+    SlotOutcome,
+    Step,
+    make,
+    world_info,
+)
+from aimc.finetune.config import ENVS_PER_WORKER
 
 DAGGER_SEED_BASE = 10_000_000
 """DAgger worlds are DAGGER_SEED_BASE + a 31-bit derived seed: disjoint from eval suites' seeds (crafter.yaml
@@ -83,61 +101,90 @@ def make_jobs(tasks: list[str], episodes: int, beta: float, max_steps: int, seed
     return jobs
 
 
-# ------------------------------------------------------------------------------------- one episode
+# ------------------------------------------------------------------------------------- episodes in lockstep
+@dataclass
+class SlotState:
+    """What the `DaggerActor` keeps for the episode playing in one env slot."""
+
+    expert: Actor
+    """This slot's labeller (the demonstrator keeps per-episode memory, so each slot has its own)."""
+    beta: float = 0.0
+    task: str | None = None
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    """The episode's β coin: one draw per step."""
+    label: int = -1
+    """The expert's action for the current state."""
+    learner_action: int = -1
+    expert_executed: bool = False
+    """Whether the executed action was the expert's."""
+
+
 class DaggerActor:
-    """Learner and labeller as one Actor: both see every state; the expert's action is executed with
-    probability β (one seeded draw per step), the learner's otherwise. `label` is the expert's action for
-    the current state, `learner_action` the learner's, `expert_executed` which one ran."""
+    """Learner and labellers as one `aimc.envs.BatchActor` over env slots. Per step, each asked slot's expert
+    labels its state first (before any world steps), then the learner acts for all asked slots in one batched
+    call (it sees every frame: its memory), then each slot's β coin (one seeded draw per step) picks the
+    executed action: the expert's with probability β, the learner's otherwise.
 
-    def __init__(self, learner: Actor, expert: Actor, beta: float) -> None:
+    `set_beta(slot, beta)` gives the next episode of a slot its β before `Lockstep.start` resets it (the
+    `BatchActor.reset_slot` arguments are those of every actor). `slots[slot]` holds the label, the learner's
+    action and which one ran, for the slot's `LabelHook`."""
+
+    def __init__(self, learner: BatchActor, make_expert: Callable[[], Actor]) -> None:
         self.learner = learner
-        self.expert = expert
-        self.beta = float(beta)
-        self.task: str | None = None
-        self.rng = np.random.default_rng(0)
-        self.label = self.learner_action = -1
-        self.expert_executed = False
+        self.make_expert = make_expert
+        self.slots: dict[int, SlotState] = {}
 
-    @property
-    def current_goal(self) -> str | None:
-        """What every recorded step serves: the instructed task."""
-        return self.task
+    def _state(self, slot: int) -> SlotState:
+        if slot not in self.slots:  # a slot's labeller is built when the slot first plays
+            self.slots[slot] = SlotState(self.make_expert())
+        return self.slots[slot]
 
-    def reset(self, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
-        self.task = task
-        self.learner.reset(env, derive_seed(seed, "learner"), task, prompt)
-        self.expert.reset(env, derive_seed(seed, "expert"), task, prompt)
-        self.rng = np.random.default_rng(derive_seed(seed, "beta"))
+    def set_beta(self, slot: int, beta: float) -> None:
+        self._state(slot).beta = float(beta)
 
-    def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
-        self.label = int(self.expert.act(env, obs, first))  # the expert reads the state before any step
-        self.learner_action = int(self.learner.act(env, obs, first))  # the learner sees every frame (its memory)
-        self.expert_executed = bool(self.rng.random() < self.beta)
-        return self.label if self.expert_executed else self.learner_action
+    def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
+        s = self._state(slot)
+        s.task, s.label, s.learner_action, s.expert_executed = task, -1, -1, False
+        self.learner.reset_slot(slot, env, derive_seed(seed, "learner"), task, prompt)
+        s.expert.reset(env, derive_seed(seed, "expert"), task, prompt)
+        s.rng = np.random.default_rng(derive_seed(seed, "beta"))
+
+    def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        states = [self.slots[i] for i in slots]
+        for s, env, o, f in zip(states, envs, obs, first, strict=True):
+            s.label = int(s.expert.act(env, o, f))  # the expert reads the state before any step
+        learner = self.learner.act_slots(slots, envs, obs, first)  # one forward for every slot
+        actions = []
+        for s, a in zip(states, learner, strict=True):
+            s.learner_action = int(a)
+            s.expert_executed = bool(s.rng.random() < s.beta)
+            actions.append(s.label if s.expert_executed else s.learner_action)
+        return actions
 
 
 class LabelHook(EpisodeHook):
     """Writes frame t, the expert's label for it, the events the executed action caused, and infos with
     goal = the task plus the executed and the learner's actions; counts agreement and expert steps."""
 
-    def __init__(self, writer: EpisodeWriter, actor: DaggerActor) -> None:
+    def __init__(self, writer: EpisodeWriter, state: SlotState) -> None:
         self.writer = writer
-        self.actor = actor
+        self.state = state
         self.agree = self.expert_steps = 0
 
     def on_step(self, env: Any, step: Step) -> None:
-        a = self.actor
-        info = {**step.info, "goal": a.task, "executed_action": step.action, "learner_action": a.learner_action}
-        self.writer.add(step.obs[keys.POV], a.label, step.events, info)
-        self.agree += int(a.learner_action == a.label)
-        self.expert_steps += int(a.expert_executed)
+        s = self.state
+        info = {**step.info, "goal": s.task, "executed_action": step.action, "learner_action": s.learner_action}
+        self.writer.add(step.obs[keys.POV], s.label, step.events, info)
+        self.agree += int(s.learner_action == s.label)
+        self.expert_steps += int(s.expert_executed)
 
 
 class StopAtEvent:
     """The world, except that the step whose events include `event` ends the episode (truncated): a rollout
-    stops at its task's success. Every other attribute is the wrapped world's (the demonstrator reads them)."""
+    stops at its task's success. `event` is set per episode (a slot's world serves many tasks); None never
+    stops. Every other attribute is the wrapped world's (the demonstrator reads them)."""
 
-    def __init__(self, env: Any, event: str) -> None:
+    def __init__(self, env: Any, event: str | None = None) -> None:
         self.env = env
         self.event = event
 
@@ -152,54 +199,105 @@ class StopAtEvent:
         return obs, reward, terminated, truncated or self.event in info.get(keys.EVENTS, []), info
 
 
-class Worker:
-    """One world, one learner (a `TextActor` over the bundle, text goals without a prior) and one labeller."""
+@dataclass
+class _Playing:
+    job: RolloutJob
+    writer: EpisodeWriter
+    hook: LabelHook
+    start: float
 
-    def __init__(self, spec: RolloutSpec) -> None:
+
+class Worker:
+    """`envs_per_worker` worlds in lockstep, one batched learner (a `TextActor` over the bundle: text goals
+    without a prior) and one labeller per slot; `play(jobs)` plays a list of jobs, refilling a slot as soon
+    as its episode ends."""
+
+    def __init__(self, spec: RolloutSpec, envs_per_worker: int = 1) -> None:
         from aimc.eval.agent import TextAgent
         from aimc.eval.baselines import TextActor
 
         self.spec = spec
         agent = TextAgent.from_bundle(spec.bundle, device=spec.device)
         self.bundle = agent.bundle
-        self.env = make(agent.bundle.world, **agent.bundle.world_config)
         # DAgger's data trains text goals, so the learner reads the prompt's text embedding directly
-        self.learner = TextActor(agent, spec.cond_scale, use_prior=False)
-        self.expert = DemonstratorActor(spec.demonstrator, where="demonstrator")
+        self.actor = DaggerActor(TextActor(agent, spec.cond_scale, use_prior=False), self._expert)
+        self.expert_config = to_dict(self._expert().config)  # also checks the labeller's options now
+        self.action_names = list(world_info(self.bundle.world).action_names)
+        self.lockstep = Lockstep(self._make_env, envs_per_worker)
+        self._playing: dict[int, _Playing] = {}  # slot -> its episode in progress
 
-    def play(self, job: RolloutJob) -> dict[str, Any]:
-        """Play, label and store one episode; returns its `dagger_result`."""
-        start = time.perf_counter()
-        actor = DaggerActor(self.learner, self.expert, job.beta)
-        env = StopAtEvent(self.env, job.task) if self.spec.stop_on_success else self.env
+    def _expert(self) -> Actor:
+        return DemonstratorActor(self.spec.demonstrator, where="demonstrator")
+
+    def _make_env(self) -> Any:
+        env = make(self.bundle.world, **self.bundle.world_config)
+        return StopAtEvent(env) if self.spec.stop_on_success else env
+
+    def play(self, jobs: list[RolloutJob]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Play, label and store every job; yields (index, `dagger_result`) as each episode ends. A failed
+        episode raises `EpisodeError` (its traceback as a note) after the episodes in progress are dropped,
+        as Ctrl-C does; finished episodes stay stored."""
+        queue = deque(jobs)
+        try:
+            while queue or self.lockstep.active:
+                for slot in self.lockstep.free_slots():
+                    if not queue:
+                        break
+                    self._start(slot, queue.popleft())
+                for outcome in self.lockstep.step():
+                    yield self._finish(outcome)
+        except BaseException:
+            for p in self._playing.values():
+                p.writer.abort()
+            self._playing.clear()
+            self.lockstep = Lockstep(self._make_env, self.lockstep.n_slots)  # its slots may be mid-step
+            raise
+
+    def _start(self, slot: int, job: RolloutJob) -> None:
         # no top-level world_seed: actions.npy holds the labels, not the executed actions, so the episode does
         # not replay (`aimc video` upscales it instead); the world seed is kept under "dagger"
         meta = {
             "world": self.bundle.world, "world_config": self.bundle.world_config,
             "episode_index": job.index, "agent": "dagger",
-            "demonstrator": to_dict(self.expert.config), "action_names": list(getattr(self.env, "action_names", [])),
+            "demonstrator": self.expert_config, "action_names": self.action_names,
             "fps": 20, "created_by": f"aimc {__version__}",
             "dagger": {**self.spec.metadata, "task": job.task, "prompt": job.prompt, "beta": job.beta,
                        "world_seed": job.world_seed, "learner": self.spec.bundle, "cond_scale": self.spec.cond_scale},
         }
+        start = time.perf_counter()
         writer = EpisodeWriter(self.spec.store, job.name, meta)
-        hook = LabelHook(writer, actor)
+        self.actor.set_beta(slot, job.beta)
+        hook = LabelHook(writer, self.actor.slots[slot])
+        self._playing[slot] = _Playing(job, writer, hook, start)
+        self.lockstep.start(slot, self.actor, job.world_seed, job.max_steps, actor_seed=job.actor_seed, task=job.task,
+                            prompt=job.prompt, hooks=[hook], tag=job.index)
+        if self.spec.stop_on_success:
+            self.lockstep.envs[slot].event = job.task  # this episode's success ends it
+
+    def _finish(self, outcome: SlotOutcome) -> tuple[int, dict[str, Any]]:
+        p = self._playing.pop(outcome.slot)
+        job, hook = p.job, p.hook
         try:
-            record = run_episode(env, actor, job.world_seed, job.max_steps, actor_seed=job.actor_seed, task=job.task,
-                                 prompt=job.prompt, hooks=[hook])
+            if outcome.error is not None:
+                last = outcome.error.strip().splitlines()[-1]
+                err = EpisodeError(f"DAgger rollout {job.name} ({job.task}, world seed {job.world_seed}) failed: {last}")
+                err.add_note(outcome.error)
+                raise err
+            record = outcome.record
+            assert record is not None
             occ = record.occurrences()
             result = {
                 "task": job.task, "prompt": job.prompt, "beta": job.beta, "steps": record.steps,
                 "success": job.task in occ, "success_step": occ[job.task][0] if job.task in occ else None,
                 "died": record.terminated, "expert_fraction": hook.expert_steps / max(record.steps, 1),
-                "agreement": hook.agree / max(record.steps, 1), "wall_s": time.perf_counter() - start,
+                "agreement": hook.agree / max(record.steps, 1), "wall_s": time.perf_counter() - p.start,
             }
-            writer.close(terminated=record.terminated, truncated=record.truncated,
-                         event_counts=record.event_counts(), **{RESULT_KEY: result})
+            p.writer.close(terminated=record.terminated, truncated=record.truncated,
+                           event_counts=record.event_counts(), **{RESULT_KEY: result})
         except BaseException:
-            writer.abort()
+            p.writer.abort()
             raise
-        return result
+        return job.index, result
 
 
 # ------------------------------------------------------------------------------------- a batch
@@ -214,41 +312,48 @@ def read_result(path: Path) -> dict[str, Any]:
 _W: dict[str, Worker] = {}
 
 
-def _init_worker(spec: RolloutSpec) -> None:
+def _init_worker(spec: RolloutSpec, envs_per_worker: int) -> None:
     import torch
 
-    torch.set_num_threads(1)  # one core per worker: tiny batch-1 forwards gain nothing from more
-    _W["worker"] = Worker(spec)
+    torch.set_num_threads(1)  # one core per worker process: the workers are the parallelism
+    _W["worker"] = Worker(spec, envs_per_worker)
 
 
-def _play(job: RolloutJob) -> tuple[int, dict[str, Any]]:
-    return job.index, _W["worker"].play(job)
+def _play(jobs: list[RolloutJob]) -> list[tuple[int, dict[str, Any]]]:
+    return list(_W["worker"].play(jobs))
 
 
-def _run(spec: RolloutSpec, todo: list[RolloutJob], workers: int) -> Iterator[tuple[int, dict[str, Any]]]:
+def _run(spec: RolloutSpec, todo: list[RolloutJob], workers: int,
+         envs_per_worker: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """In this process (one worker), or in `workers` spawned processes that each take batches of at most
+    `envs_per_worker` jobs as they free up; batches are sized evenly over the rounds needed, so no process
+    idles through a round while another plays a full batch."""
     if workers <= 1 or len(todo) <= 1:
-        worker = Worker(spec)
-        for job in todo:
-            yield job.index, worker.play(job)
+        yield from Worker(spec, envs_per_worker).play(todo)
         return
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(spec,)) as pool:
-        pending: set[Future[tuple[int, dict[str, Any]]]] = {pool.submit(_play, job) for job in todo}
+    rounds = math.ceil(len(todo) / (workers * envs_per_worker))
+    size = math.ceil(len(todo) / (workers * rounds))  # <= envs_per_worker
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+    with ProcessPoolExecutor(min(workers, len(batches)), mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(spec, envs_per_worker)) as pool:
+        pending: set[Future[list[tuple[int, dict[str, Any]]]]] = {pool.submit(_play, b) for b in batches}
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
-                    yield f.result()
+                    yield from f.result()
         except BaseException:  # Ctrl-C or a failed episode: queued episodes are dropped, finished ones are kept
             pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 
 def collect_rollouts(spec: RolloutSpec, jobs: list[RolloutJob], workers: int = 1,
+                     envs_per_worker: int = ENVS_PER_WORKER,
                      on_episode: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Play every job whose episode is not in the store yet; returns all jobs' results in job order."""
+    """Play every job whose episode is not in the store yet, `envs_per_worker` at once in each of `workers`
+    processes; returns all jobs' results in job order (the same for any `workers` and `envs_per_worker`)."""
     store = Path(spec.store)
     check_writable_dir(store)
     remove_stale_tmp(store)  # a killed writer's half episode
@@ -259,7 +364,7 @@ def collect_rollouts(spec: RolloutSpec, jobs: list[RolloutJob], workers: int = 1
             results[job.index] = read_result(store / job.name)
         else:
             todo.append(job)
-    for index, result in _run(spec, todo, workers):
+    for index, result in _run(spec, todo, workers, envs_per_worker):
         results[index] = result
         if on_episode is not None:
             on_episode(result)

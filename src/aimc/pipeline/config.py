@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
+# recipe -> its stages in order (every stage's runner lives in aimc.pipeline.run)
+RECIPES: dict[str, tuple[str, ...]] = {
+    "steve1": ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"),
+    "instruct": ("collect", "embedder", "goal", "bundle", "eval"),
+}
+
 
 @dataclass
 class PipelineConfig:
@@ -32,6 +38,10 @@ class PipelineConfig:
 
     out: str = "runs/crafter-small"
     """Run directory: data/, embedder/, pretrain/, goal/, prior/, bundle/, eval/, stages/, summary.json."""
+    recipe: str = "steve1"
+    """Which stages make the agent (`RECIPES`). "steve1": visual hindsight goals after unconditional pretraining,
+    text through the CVAE prior. "instruct": text goals read directly (the `instruct` training preset: the
+    demonstrator's recorded intentions, DART labels), trained from scratch; no embed, pretrain or prior stage."""
     seed: int = 0
     """Seed for every stage (each derives its own)."""
     workers: int = 2
@@ -54,6 +64,8 @@ class PipelineConfig:
     """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
     def __post_init__(self) -> None:
+        if self.recipe not in RECIPES:
+            raise UnknownNameError(f"unknown recipe {self.recipe!r}; recipes: {', '.join(RECIPES)}")
         if self.workers < 1:
             raise ConfigError(f"workers must be positive, got {self.workers}")
         if self.seed < 0:
@@ -127,7 +139,8 @@ def embedder_config(cfg: PipelineConfig, p: Paths) -> EmbedderTrainConfig:
 
 
 def train_config(cfg: PipelineConfig, p: Paths, stage: str) -> TrainConfig:
-    """The `pretrain` or `goal` section over the training preset of the same name."""
+    """The `pretrain` or `goal` section over the training preset of the same name (for the goal stage of the
+    "instruct" recipe: the `instruct` preset, from scratch, text goals from the pipeline's embedder)."""
     from aimc.train.config import PRESET_DIR as TRAIN_PRESETS
     from aimc.train.config import TrainConfig
 
@@ -136,12 +149,16 @@ def train_config(cfg: PipelineConfig, p: Paths, stage: str) -> TrainConfig:
         raise ConfigError(f"{stage}: expected a mapping of TrainConfig fields, got {section!r}")
     values: dict[str, Any] = {"seed": cfg.seed, "data": [{"path": str(p.data), "weight": 1.0}],
                               "out": str(p.pretrain if stage == "pretrain" else p.goal)}
-    if stage == "goal":
+    preset = stage
+    if stage == "goal" and cfg.recipe == "instruct":
+        preset = "instruct"
+        values["embedder"] = str(p.embedder)
+    elif stage == "goal":
         values.update(init_from=str(p.pretrain / "best"), embedder=str(p.embedder))
         values["segment"] = {"embed_name": cfg.embed_name}
     if cfg.device != "cpu":
         values["mixed_precision"] = "bf16"
-    merged = deep_merge(load_yaml(TRAIN_PRESETS / f"{stage}.yaml"), deep_merge(values, section))
+    merged = deep_merge(load_yaml(TRAIN_PRESETS / f"{preset}.yaml"), deep_merge(values, section))
     return _named(stage, lambda: from_dict(TrainConfig, merged, where=stage))
 
 
@@ -163,11 +180,13 @@ def eval_config(cfg: PipelineConfig, p: Paths) -> EvalConfig:
 
 
 def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
-    """Every stage's resolved config, keyed by stage (the embed and bundle stages have none)."""
+    """Every stage's resolved config, keyed by stage (the embed and bundle stages have none); only the
+    recipe's stages (a section of a stage the recipe skips is not read)."""
     p = Paths(cfg.out)
-    return {"collect": collect_config(cfg, p), "embedder": embedder_config(cfg, p),
-            "pretrain": train_config(cfg, p, "pretrain"), "goal": train_config(cfg, p, "goal"),
-            "prior": prior_config(cfg, p), "eval": eval_config(cfg, p)}
+    builders = {"collect": lambda: collect_config(cfg, p), "embedder": lambda: embedder_config(cfg, p),
+                "pretrain": lambda: train_config(cfg, p, "pretrain"), "goal": lambda: train_config(cfg, p, "goal"),
+                "prior": lambda: prior_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
+    return {stage: builders[stage]() for stage in RECIPES[cfg.recipe] if stage in builders}
 
 
 def preset_names() -> list[str]:

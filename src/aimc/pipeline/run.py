@@ -19,6 +19,7 @@ from aimc.core.config import to_dict
 from aimc.core.errors import AimcError
 from aimc.core.io import atomic_write_json, check_writable_dir
 from aimc.pipeline.config import (
+    RECIPES,
     Paths,
     PipelineConfig,
     collect_config,
@@ -28,12 +29,14 @@ from aimc.pipeline.config import (
     train_config,
 )
 
-STAGES = ["collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"]
-# Which earlier stages each stage reads (their fingerprints feed into its own).
+STAGES = list(RECIPES["steve1"])
+"""The default recipe's stages; `RECIPES[cfg.recipe]` are a run's."""
+# Which earlier stages each stage reads (their fingerprints feed into its own), per recipe.
 DEPENDS = {
     "collect": [], "embedder": ["collect"], "embed": ["collect", "embedder"], "pretrain": ["collect"],
     "goal": ["embed", "pretrain"], "prior": ["embedder", "collect"], "bundle": ["goal", "prior"], "eval": ["bundle"],
 }
+RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}}
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
            "prior": "prior", "bundle": None, "eval": "eval"}
 
@@ -43,8 +46,10 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
     payload = {
         "stage": stage, "seed": cfg.seed, "embed_name": cfg.embed_name,
         "section": getattr(cfg, section) if section else None,
-        "upstream": [prints[d] for d in DEPENDS[stage]],
+        "upstream": [prints[d] for d in RECIPE_DEPENDS[cfg.recipe][stage]],
     }
+    if cfg.recipe != "steve1":  # the default recipe's fingerprints stay what earlier runs wrote
+        payload["recipe"] = cfg.recipe
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -90,7 +95,7 @@ def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     """A self-contained agent bundle: the goal policy's best weights + embedder + prior."""
     from aimc.train.bundle import AgentBundle
 
-    AgentBundle.read(p.goal).copy_into(p.bundle, embedder=p.embedder, prior=p.prior)
+    AgentBundle.read(p.goal).copy_into(p.bundle, embedder=p.embedder, prior=p.prior if cfg.recipe == "steve1" else None)
     size = sum(f.stat().st_size for f in p.bundle.rglob("*") if f.is_file())
     return {"bundle": str(p.bundle), "megabytes": round(size / 2**20, 2)}
 
@@ -138,32 +143,35 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
     """Run every stage (or up to `until`), skipping stages whose marker matches; returns the summary."""
     if until is not None and until not in STAGES:
         raise AimcError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+    stages = RECIPES[cfg.recipe]
+    if until is not None and until not in stages:
+        raise AimcError(f"stage {until!r} is not part of the {cfg.recipe} recipe; its stages: {', '.join(stages)}")
     p = Paths(cfg.out)
     _check_run_dir(cfg, p)
     atomic_write_json(p.root / "pipeline_config.json", to_dict(cfg))
     prints: dict[str, str] = {}
-    summary: dict[str, Any] = {"out": str(p.root), "stages": {}}
-    for i, stage in enumerate(STAGES, 1):
+    summary: dict[str, Any] = {"out": str(p.root), "recipe": cfg.recipe, "stages": {}}
+    for i, stage in enumerate(stages, 1):
         fp = prints[stage] = _fingerprint(cfg, stage, prints)
         marker = p.stages / f"{stage}.json"
         done = json.loads(marker.read_text()) if marker.is_file() else None
         if done is not None and done.get("fingerprint") == fp:
-            log(f"[{i}/{len(STAGES)}] {stage}: done earlier ({done['seconds']:.0f} s), skipped")
+            log(f"[{i}/{len(stages)}] {stage}: done earlier ({done['seconds']:.0f} s), skipped")
             summary["stages"][stage] = done
         else:
             stale = done is not None  # finished earlier with other settings
             if stale:
                 moved = _set_aside(_outputs(p)[stage], done["fingerprint"])
-                log(f"[{i}/{len(STAGES)}] {stage}: settings changed" + (f"; old output kept at {moved}" if moved else ""))
+                log(f"[{i}/{len(stages)}] {stage}: settings changed" + (f"; old output kept at {moved}" if moved else ""))
                 marker.unlink()
-            log(f"[{i}/{len(STAGES)}] {stage} ...")
+            log(f"[{i}/{len(stages)}] {stage} ...")
             t0 = time.perf_counter()
             result = RUNNERS[stage](cfg, p, progress, stale=True) if stage == "embed" else RUNNERS[stage](cfg, p, progress)
             record = {"fingerprint": fp, "seconds": time.perf_counter() - t0, "result": result,
                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             atomic_write_json(marker, record)
             summary["stages"][stage] = record
-            log(f"[{i}/{len(STAGES)}] {stage}: finished in {record['seconds']:.0f} s")
+            log(f"[{i}/{len(stages)}] {stage}: finished in {record['seconds']:.0f} s")
         if stage == until:
             break
     summary["seconds"] = sum(s["seconds"] for s in summary["stages"].values())

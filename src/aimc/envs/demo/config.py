@@ -55,17 +55,37 @@ class DemonstratorConfig:
     explore_steps: int = 40
     """Length of an "explore" free-play sub-goal."""
     drink_below: int = 4
-    """Go drinking (until full) when drink falls below this and water is known."""
-    eat_below: int = 6
+    """Go drinking (until full) when drink falls below this, at any time but the night."""
+    eat_below: int = 7
     """Hunt a visible cow (or eat a ripe plant) when food falls below this."""
-    hunt_below: int = 3
-    """Roam the grassland looking for cows when food falls below this and none is in view."""
+    hunt_below: int = 6
+    """Search the grassland for cows when food falls below this and none is in view (cows are scarce and
+    far apart: searching from 5 left starvation the main cause of free-play deaths, measured)."""
+    task_hunt_below: int = 4
+    """`hunt_below` in task mode: a 500-step task starts fed, and every search step is taken from the task."""
+    calm_daylight: float = 0.85
+    """Daylight above which no zombies spawn (Crafter steps ~5-115 of every 300): free play restocks then."""
+    restock_below: int = 7
+    """In that calm (free play) and at dusk (both modes), drink up and search for cows already below this
+    level, so the trips to water and pasture fall in the safe hours rather than at night and dawn."""
     sleep_energy_below: int = 3
     """Sleep when energy falls below this, whatever the time of day."""
     sleep_at_night: bool = True
-    """Also sleep at night (daylight below `night_daylight`) when energy is not full and a shelter is at hand."""
+    """Spend the night (daylight below `night_daylight`) sealed in a 2x2 room, asleep whenever energy is not full."""
     night_daylight: float = 0.35
-    """Daylight level under which it counts as night."""
+    """Daylight level under which it counts as night (Crafter steps 160-260 of every 300)."""
+    morning_daylight: float = 0.85
+    """After a night sealed in, stay in the room until daylight reaches this (zombies gather round the room
+    at night and despawn only in full light; leaving at first light meets them all)."""
+    prepare_daylight: float = 0.75
+    """Under this daylight (dusk, from step ~125 of 300) get ready for the night: drink and eat up, craft a
+    sword at a table in reach, and hold a wood pickaxe and `shelter_stones` stones."""
+    shelter_stones: int = 6
+    """Stones carried at dusk for the room's walls (a room on open grass needs 8, against rock or trees fewer)."""
+    rest_health_below: int = 5
+    """With health below this, rest sealed in a room (asleep when energy allows; 0 = never) ..."""
+    rest_health_until: int = 6
+    """... until health is back at this level (or food or drink runs critically low)."""
     fight_radius: int = 2
     """Attack zombies within this Manhattan distance (skeletons when adjacent)."""
     flee_health_below: int = 3
@@ -95,6 +115,11 @@ class DemonstratorConfig:
             raise ConfigError("demonstrator noise_prob and explore_turn_prob must lie in [0, 1]")
         if self.max_goal_steps <= 0 or self.explore_steps <= 0:
             raise ConfigError("demonstrator max_goal_steps and explore_steps must be positive")
+        if not 0 <= self.rest_health_below <= self.rest_health_until <= 9:
+            raise ConfigError("demonstrator needs 0 <= rest_health_below <= rest_health_until <= 9, got "
+                              f"{self.rest_health_below} and {self.rest_health_until}")
+        if not 0 <= self.shelter_stones <= 9:
+            raise ConfigError(f"demonstrator shelter_stones must lie in [0, 9], got {self.shelter_stones}")
         if self.nav_radius < 4:
             raise ConfigError(f"demonstrator nav_radius must be >= 4 (the view), got {self.nav_radius}")
 

@@ -72,3 +72,44 @@ def first_move(
         frontier = grown & passable
         visited |= frontier
     return None
+
+
+UNREACHABLE = np.iinfo(np.int32).max
+
+
+def distance_map(passable: np.ndarray, start: tuple[int, int], max_iter: int = 64,
+                 stop: np.ndarray | None = None) -> np.ndarray:
+    """Steps from `start` to every `passable` cell (UNREACHABLE elsewhere), by a wavefront from the player.
+
+    Used to rank candidate shelter rooms by how far they are and to route over the remembered map; one
+    array op per ring, like `first_move`. With `stop`, the wave ends at the first ring that reaches it.
+    """
+    dist = np.full(passable.shape, UNREACHABLE, np.int32)
+    frontier = np.zeros(passable.shape, bool)
+    frontier[start] = True
+    dist[start] = 0
+    visited = frontier.copy()
+    for k in range(1, max_iter + 1):
+        frontier = dilate4(frontier) & ~visited & passable
+        if not frontier.any():
+            break
+        dist[frontier] = k
+        visited |= frontier
+        if stop is not None and (frontier & stop).any():
+            break
+    return dist
+
+
+def backtrack(dist: np.ndarray, goal: tuple[int, int]) -> list[tuple[int, int]]:
+    """The cells of a shortest path from the wave's start (excluded) to `goal` (included), read off `dist`."""
+    path = [goal]
+    x, y = goal
+    w, h = dist.shape
+    for k in range(int(dist[goal]) - 1, 0, -1):
+        for dx, dy in DIRS:
+            nx, ny = x + dx, y + dy
+            if 0 <= nx < w and 0 <= ny < h and dist[nx, ny] == k:
+                x, y = nx, ny
+                break
+        path.append((x, y))
+    return path[::-1]

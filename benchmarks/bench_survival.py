@@ -1,0 +1,140 @@
+"""Scripted demonstrator survival: free play alive at step 1000, task-mode deaths and success (Wilson 95 %).
+
+    python benchmarks/bench_survival.py                                  # 60 free-play + 22 tasks x 10 seeds
+    python benchmarks/bench_survival.py --free-episodes 30 --task-seeds 5 --tasks collect_iron,eat_cow
+    python benchmarks/bench_survival.py --impl demo_orig                 # another copy of the package
+
+World seeds default to 20000+ (free play) and 30000+ (tasks), which no test uses. Free play runs each
+episode to step 1000 or death and records cause-of-death proxies from the player's state (which stat was 0,
+what hit it last). Task mode runs 500 steps per episode whatever happens: success = the task's event fired,
+"died first" = the player died before that, "died by 500" = it died within the 500 steps at all (the
+demonstrator keeps pursuing the task after a success). One process: `--free-episodes 60 --task-seeds 5`
+took 11 minutes on a shared 2-core box.
+`--impl` imports `CrafterDemonstrator`/`DemonstratorConfig` from another module with the same interface,
+e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the same harness and seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import shlex
+import sys
+import time
+from collections import Counter
+
+from aimc.envs import make
+from aimc.envs.demo import TASKS
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95 % interval for k successes out of n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cause_of_death(prev: dict, player, world) -> str:
+    """Proxy for what killed the player, from the state just before the fatal step."""
+    starved = [k for k in ("food", "drink", "energy") if prev[k] == 0]
+    px, py = player.pos
+    near = Counter(type(o).__name__ for o in world.objects
+                   if abs(o.pos[0] - px) + abs(o.pos[1] - py) <= (1 if type(o).__name__ == "Zombie" else 5))
+    if prev["health"] - player.health >= 2 and near["Zombie"]:
+        return "zombie"
+    if prev["health"] - player.health >= 2 and (near["Skeleton"] or near["Arrow"]):
+        return "arrow"
+    if world[player.pos][0] == "lava":
+        return "lava"
+    if starved:
+        return "no " + "+".join(starved)
+    return "zombie" if near["Zombie"] else "other"
+
+
+def free_play(impl, seed: int, steps: int) -> tuple[bool, int, str]:
+    env = make("crafter")
+    env.reset(seed=seed)
+    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(), seed=seed)
+    demo.reset(env)
+    for t in range(steps):
+        prev = dict(env.player.inventory)
+        _, _, terminated, _, _ = env.step(demo.act(env))
+        if terminated:
+            return False, t + 1, cause_of_death(prev, env.player, env.world)
+    return True, steps, ""
+
+
+def task_episode(impl, task: str, seed: int, steps: int) -> tuple[bool, bool, bool]:
+    """(success, died before success, died within `steps`)."""
+    env = make("crafter")
+    env.reset(seed=seed)
+    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(mode="task", task=task), seed=seed)
+    demo.reset(env)
+    success = False
+    for _ in range(steps):
+        _, _, terminated, _, info = env.step(demo.act(env))
+        success = success or task in info["events"]
+        if terminated:
+            return success, not success, True
+    return success, False, False
+
+
+def fmt(k: int, n: int) -> str:
+    lo, hi = wilson(k, n)
+    return f"{k / max(n, 1):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--free-episodes", type=int, default=60)
+    parser.add_argument("--free-steps", type=int, default=1000)
+    parser.add_argument("--free-seed", type=int, default=20000, help="first free-play world seed")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, or empty to skip")
+    parser.add_argument("--task-seeds", type=int, default=10)
+    parser.add_argument("--task-steps", type=int, default=500)
+    parser.add_argument("--task-seed", type=int, default=30000, help="first task-mode world seed")
+    parser.add_argument("--impl", default="aimc.envs.demo", help="module providing the demonstrator")
+    args = parser.parse_args()
+    impl = importlib.import_module(args.impl)
+    print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
+
+    if args.free_episodes:
+        t0 = time.perf_counter()
+        runs = [free_play(impl, args.free_seed + k, args.free_steps) for k in range(args.free_episodes)]
+        alive = sum(r[0] for r in runs)
+        causes = Counter(r[2] for r in runs if not r[0])
+        lengths = [r[1] for r in runs]
+        print(f"\n### Free play: alive at step {args.free_steps}, {len(runs)} episodes "
+              f"(world seeds {args.free_seed}-{args.free_seed + len(runs) - 1})\n")
+        print(f"alive {alive}/{len(runs)} = {fmt(alive, len(runs))} (Wilson 95 %); mean length "
+              f"{sum(lengths) / len(lengths):.0f}; deaths by cause: "
+              + (", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none")
+              + f" ({time.perf_counter() - t0:.0f} s)")
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    if tasks:
+        t0 = time.perf_counter()
+        rows, totals = [], Counter()
+        for task in tasks:
+            res = [task_episode(impl, task, args.task_seed + k, args.task_steps) for k in range(args.task_seeds)]
+            row = Counter(success=sum(r[0] for r in res), first=sum(r[1] for r in res), died=sum(r[2] for r in res))
+            rows.append((task, row))
+            totals.update(row)
+        n, total = args.task_seeds, args.task_seeds * len(tasks)
+        print(f"\n### Task mode: {args.task_steps}-step episodes, {n} world seeds per task "
+              f"({args.task_seed}-{args.task_seed + n - 1})\n")
+        print("| task | success | died before success | died within 500 steps |")
+        print("|---|---|---|---|")
+        for task, row in rows:
+            print(f"| {task} | {fmt(row['success'], n)} | {row['first']} | {row['died']} |")
+        print(f"\nall tasks: success {fmt(totals['success'], total)}, died before success "
+              f"{fmt(totals['first'], total)}, died within {args.task_steps} steps {fmt(totals['died'], total)} "
+              f"({total} episodes, {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""The demonstrator's survival layer on constructed situations: rooms, sleep, fights, arrows, water, cows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crafter import objects
+
+from aimc.core.errors import ConfigError
+from aimc.envs import make
+from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
+from aimc.envs.demo.memory import MAT_ID, WorldMemory
+from aimc.envs.demo.shelter import enclosed, pocket_size, room_costs
+
+NOOP, LEFT, RIGHT, UP, DOWN, DO, SLEEP = 0, 1, 2, 3, 4, 5, 6
+NIGHT_STEP = 190  # Crafter's clock: daylight is ~0.06 at step 190 of every 300
+DAY_STEP = 60
+
+
+def _clearing(seed: int, half: int = 6) -> object:
+    """A Crafter world with an empty grass square round the player and no creatures in it."""
+    env = make("crafter")
+    env.reset(seed=seed)
+    x, y = (int(v) for v in env.player.pos)
+    for obj in list(env.world.objects):
+        if obj is not env.player and abs(obj.pos[0] - x) <= half + 3 and abs(obj.pos[1] - y) <= half + 3:
+            env.world.remove(obj)
+    for i in range(x - half, x + half + 1):
+        for j in range(y - half, y + half + 1):
+            env.world[(i, j)] = "grass"
+    return env
+
+
+def _set_clock(env, step: int) -> None:
+    """Jump Crafter's clock (daylight follows the step count) before the demonstrator first looks."""
+    env.raw._step = step
+    progress = (step / 300) % 1 + 0.3
+    env.world.daylight = 1 - np.abs(np.cos(np.pi * progress)) ** 3
+
+
+def _player_enclosed(env) -> bool:
+    world = env.world
+    walk = np.isin(world._mat_map, [world._mat_ids[m] for m in ("grass", "sand", "path") if m in world._mat_ids])
+    return enclosed(walk, tuple(int(v) for v in env.player.pos))
+
+
+def _walk(env, demo, actions) -> None:
+    """Execute `actions` (not the demonstrator's), letting it look at every step as it would when playing."""
+    for action in actions:
+        demo.act(env)
+        env.step(action)
+
+
+def _zombie(env, pos) -> objects.Zombie:
+    env.world[pos] = "grass"
+    zombie = objects.Zombie(env.world, pos, env.player)
+    env.world.add(zombie)
+    return zombie
+
+
+def test_tired_at_night_builds_a_room_on_open_grass_then_sleeps_in_it():
+    env = _clearing(seed=3)
+    _set_clock(env, NIGHT_STEP)
+    inv = env.player.inventory
+    inv.update(wood_pickaxe=1, stone=9, energy=2, wood_sword=1)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    goals = []
+    for _ in range(40):
+        action = demo.act(env)
+        goals.append(demo.current_goal)
+        if env.player.sleeping:
+            assert _player_enclosed(env)  # never asleep in the open
+        env.step(action)
+        if env.player.sleeping:
+            break
+    assert env.player.sleeping, goals
+    assert _player_enclosed(env)
+    assert goals[0] == "shelter" and "sleep" in goals
+    assert 1 <= 9 - env.player.inventory["stone"] <= 8  # walls placed (some may be trees at the clearing edge)
+
+
+def test_night_room_uses_the_rock_it_is_dug_into():
+    """Against rock the walls are mostly there: fewer stones go into the room than on open grass."""
+    env = _clearing(seed=3, half=2)
+    x, y = (int(v) for v in env.player.pos)
+    for i in range(x - 8, x + 9):
+        for j in range(y - 8, y + 9):
+            if max(abs(i - x), abs(j - y)) > 2:
+                env.world[(i, j)] = "stone"
+    _set_clock(env, NIGHT_STEP)
+    env.player.inventory.update(wood_pickaxe=1, stone=2, energy=2)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    for _ in range(60):
+        env.step(demo.act(env))
+        if env.player.sleeping:
+            break
+    assert env.player.sleeping and _player_enclosed(env)
+
+
+def test_stays_in_the_room_until_full_light_then_digs_out():
+    env = _clearing(seed=5)
+    _set_clock(env, NIGHT_STEP)
+    env.player.inventory.update(wood_pickaxe=1, stone=9, energy=8)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    for _ in range(40):
+        env.step(demo.act(env))
+        if _player_enclosed(env) and not env.player.sleeping:
+            break
+    assert _player_enclosed(env)
+    _set_clock(env, 280)  # dawn: daylight ~0.59, below morning_daylight
+    for _ in range(5):
+        action = demo.act(env)
+        assert demo.current_goal in ("shelter", "sleep") and action in (NOOP, SLEEP), demo.current_goal
+        env.step(action)
+    _set_clock(env, 330)  # full day
+    env.player.sleeping = False
+    for _ in range(30):
+        env.step(demo.act(env))
+    assert not _player_enclosed(env)
+
+
+def test_zombie_adjacent_is_fought_and_a_close_one_fled_when_weak():
+    env = _clearing(seed=1)
+    x, y = (int(v) for v in env.player.pos)
+    _zombie(env, (x + 1, y))
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert demo.act(env) in (RIGHT, DO)
+    assert demo.current_goal == "fight_zombie"
+
+    env = _clearing(seed=1)
+    _zombie(env, (x + 2, y))
+    env.player.inventory["health"] = 2
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    action = demo.act(env)
+    assert demo.current_goal == "flee" and action in (LEFT, UP, DOWN)
+
+
+def test_zombie_across_a_rock_corner_is_not_chased():
+    """Two cells away by Manhattan distance but five on foot: not worth leaving the way for (it dithered)."""
+    env = _clearing(seed=1)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x - 1, y)] = "stone"
+    env.world[(x, y + 1)] = "stone"
+    _zombie(env, (x - 1, y + 1))
+    _set_clock(env, DAY_STEP)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    assert demo.current_goal != "fight_zombie"
+    env.world[(x, y + 1)] = "grass"  # the corner opens: now it is two steps away and fought
+    demo.act(env)
+    assert demo.current_goal == "fight_zombie"
+
+
+def test_sealed_room_with_a_well_is_walled_up_when_a_skeleton_shows():
+    """Arrows fly over water: with a skeleton in view, the water wall of the room gets a stone."""
+    env = _clearing(seed=7)
+    x, y = (int(v) for v in env.player.pos)
+    room = [(x, y), (x + 1, y), (x, y + 1), (x + 1, y + 1)]
+    walls = [(x - 1, y), (x - 1, y + 1), (x + 2, y), (x + 2, y + 1), (x, y - 1), (x + 1, y - 1), (x, y + 2), (x + 1, y + 2)]
+    for cell in walls:
+        env.world[cell] = "stone"
+    env.world[(x - 1, y)] = "water"
+    env.world[(x - 2, y)] = "water"
+    env.world[(x - 3, y)] = "path"
+    _set_clock(env, NIGHT_STEP)
+    env.player.inventory.update(stone=3, wood_pickaxe=1, energy=9)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert demo.act(env) in (NOOP, SLEEP)  # sealed, no skeleton: the well stays open
+    env.world.add(objects.Skeleton(env.world, (x - 3, y), env.player))
+    for _ in range(6):
+        action = demo.act(env)
+        assert demo.current_goal == "shelter"
+        env.step(action)
+        if env.world[(x - 1, y)][0] == "stone":
+            break
+    assert env.world[(x - 1, y)][0] == "stone"
+    assert tuple(int(v) for v in env.player.pos) in room and _player_enclosed(env)
+
+
+def test_a_cow_in_view_comes_before_topping_up_drink():
+    env = _clearing(seed=8, half=8)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x - 3, y)] = "water"
+    env.world.add(objects.Cow(env.world, (x + 4, y)))
+    _set_clock(env, DAY_STEP)  # the calm of the day: drink 6 would be topped up
+    env.player.inventory.update(food=4, drink=6)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert demo.act(env) == RIGHT and demo.current_goal == "eat"
+    env.player.inventory["drink"] = 2  # really thirsty: water first
+    demo.act(env)
+    assert demo.current_goal == "drink"
+
+
+def test_steps_out_of_the_line_of_an_incoming_arrow():
+    env = _clearing(seed=2)
+    x, y = (int(v) for v in env.player.pos)
+    env.world.add(objects.Arrow(env.world, (x + 3, y), (-1, 0)))
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    action = demo.act(env)
+    assert demo.current_goal == "flee" and action in (UP, DOWN)
+    health = env.player.health
+    for _ in range(4):
+        env.step(action if _ == 0 else NOOP)
+    assert env.player.health == health  # the arrow flew past
+
+
+def test_thirsty_by_day_goes_to_remembered_water_beyond_the_view():
+    env = _clearing(seed=4, half=8)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 6, y)] = "water"
+    env.player.inventory["drink"] = 8
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    _set_clock(env, DAY_STEP)
+    demo.act(env)
+    assert not (demo.memory.known == MAT_ID["water"]).any()  # 6 cells away: outside the 9x7 view
+    _walk(env, demo, [RIGHT, RIGHT, LEFT, LEFT, LEFT, LEFT])  # it comes into view, then out of it again
+    assert (demo.memory.known == MAT_ID["water"]).any()
+    env.player.inventory["drink"] = 2
+    drank = False
+    for _ in range(20):
+        action = demo.act(env)
+        _, _, _, _, info = env.step(action)
+        if "collect_drink" in info["events"]:
+            assert demo.current_goal == "drink"
+            drank = True
+            break
+    assert drank
+
+
+def test_hungry_walks_back_to_a_cow_seen_earlier():
+    env = _clearing(seed=6, half=10)
+    x, y = (int(v) for v in env.player.pos)
+    cow = objects.Cow(env.world, (x + 3, y))
+    env.world.add(cow)
+    _set_clock(env, DAY_STEP)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    assert (x + 3, y) in demo.memory.cows or any(abs(c[0] - x - 3) + abs(c[1] - y) <= 1 for c in demo.memory.cows)
+    _walk(env, demo, [LEFT, LEFT, LEFT, LEFT])  # the cow is now out of view
+    env.world.move(cow, (x + 6, y + 1))  # and wanders a little, as cows do
+    env.player.inventory["food"] = 2
+    ate = False
+    for _ in range(40):
+        _, _, _, _, info = env.step(demo.act(env))
+        if "eat_cow" in info["events"]:
+            ate = True
+            break
+    assert ate
+
+
+def test_cow_sightings_are_kept_until_explained_or_checked():
+    mem = WorldMemory((64, 64))
+    mem.cows = {(40, 40), (12, 12), (30, 31)}
+    view = (26, 35, 27, 34)  # x0, x1, y0, y1 of a 9x7 view round (30, 30)
+    mem._track_cows([(31, 29)], (30, 30), view)
+    # (40, 40) is out of view: kept; (30, 31) is next to the player and explained by the cow at (31, 29).
+    assert mem.cows == {(40, 40), (12, 12), (31, 29)}
+    mem.cows = {(33, 32)}
+    mem._track_cows([], (30, 30), view)
+    assert mem.cows == {(33, 32)}  # in view, no cow, not checked up close: it may have walked just out
+    mem._track_cows([], (33, 31), view)
+    assert mem.cows == set()
+
+
+def test_room_costs_count_the_walls_to_seal():
+    grass, stone = MAT_ID["grass"], MAT_ID["stone"]
+    mat = np.full((12, 12), grass, np.uint8)
+    free = np.zeros_like(mat, bool)
+    dist = np.zeros(mat.shape, np.int32)
+    # On open grass a room needs 8 stones: 7 are not enough.
+    assert np.isfinite(room_costs(mat, free, free, dist, stones=8, can_dig=False)).any()
+    assert not np.isfinite(room_costs(mat, free, free, dist, stones=7, can_dig=False)).any()
+    # A 2x2 pocket cut into rock needs none, and with a pickaxe rock itself can be dug into a room.
+    rock = np.full((12, 12), stone, np.uint8)
+    rock[5:7, 5:7] = grass
+    costs = room_costs(rock, free, free, dist, stones=0, can_dig=False)
+    assert np.isfinite(costs[5, 5]) and np.isinf(np.delete(costs.ravel(), 5 * 11 + 5)).all()
+    assert np.isfinite(room_costs(np.full((12, 12), stone, np.uint8), free, free, dist, 0, True)).all()
+    # The world's edge walls a room like rock.
+    edge = room_costs(mat, free, free, dist, stones=6, can_dig=False, world_edge=(True, False, True, False))
+    assert np.isfinite(edge[0, 0]) and np.isinf(edge[5, 5])
+
+
+def test_pocket_size_and_enclosed():
+    walk = np.zeros((8, 8), bool)
+    walk[2:4, 2:4] = True
+    assert pocket_size(walk, (2, 2)) == 4 and enclosed(walk, (2, 2))
+    walk[4, 2] = True
+    assert not enclosed(walk, (2, 2))
+
+
+def test_survival_run_is_deterministic_through_dusk_and_night():
+    def run(seed: int) -> list[tuple[int, str]]:
+        env = make("crafter")
+        env.reset(seed=seed)
+        demo = CrafterDemonstrator(seed=seed)
+        demo.reset(env)
+        out = []
+        for _ in range(260):
+            action = demo.act(env)
+            out.append((action, demo.current_goal))
+            if env.step(action)[2]:
+                break
+        return out
+
+    first = run(11)
+    assert first == run(11)
+    assert {"shelter", "sleep"} & {goal for _, goal in first}
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"rest_health_below": 7, "rest_health_until": 5}, {"shelter_stones": 10}, {"rest_health_until": 10}]
+)
+def test_bad_survival_config_is_rejected(kwargs):
+    with pytest.raises(ConfigError):
+        DemonstratorConfig(**kwargs)

@@ -67,9 +67,9 @@ def test_micro_instruct_pipeline_end_to_end(tmp_path, capsys):
     assert train["init_from"] is None and train["segment"]["goal_source"] == "intention"
     assert train["segment"]["embed_name"] is None and train["segment"]["dart_labels"] is True
     bundle = json.loads((out / "bundle" / "bundle.json").read_text())
-    assert bundle["prior"] is None and bundle["embedder"] == "embedder"
+    assert bundle["prior"] is None and bundle["embedder"] == "embedder" and bundle["cond_scale"] == 0.0
     report = json.loads((out / "eval" / "report.json").read_text())
-    assert {"agent", "agent@0", "unconditional"} <= set(report["conditions"])
+    assert {"agent", "unconditional"} <= set(report["conditions"]) and report["conditions"]["agent"]["cond_scale"] == 0.0
     # a stage the recipe does not have is refused by --until, in one line
     assert main(["pipeline", "--preset", "micro-instruct", "--out", str(out), "--quiet", "--until", "prior"]) == 2
     assert "not part of the instruct recipe" in capsys.readouterr().err

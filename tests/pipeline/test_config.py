@@ -128,5 +128,6 @@ def test_recipe_selects_stages_and_goal_preset(tmp_path):
     assert set(c) == {"collect", "embedder", "goal", "eval"} and set(RECIPES["instruct"]) >= set(c)
     assert c["goal"].init_from is None and c["goal"].embedder == str(tmp_path / "embedder" / "model")
     assert c["goal"].segment.goal_source == "intention" and c["goal"].segment.embed_name is None
+    assert c["goal"].cond_scale == 0.0  # the bundle plays without guidance, the measured best for this recipe
     with pytest.raises(UnknownNameError, match="unknown recipe 'steve2'; recipes: steve1, instruct"):
         load_pipeline_config("micro", ["recipe=steve2"], out=str(tmp_path))

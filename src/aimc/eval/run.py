@@ -77,12 +77,18 @@ def _limit(h: str, task_max: int) -> int:
     return task_max if h == FULL else min(int(h), task_max)
 
 
+def _death_step(r: EpisodeResult, max_steps: int) -> int | None:
+    """The step at which the episode died, if it died within the horizon."""
+    if not r.died:
+        return None
+    death = min(r.occurrences.get("death", [r.steps]))
+    return death if death < max_steps else None
+
+
 def _died_first(r: EpisodeResult, success_step: int | None, max_steps: int) -> bool:
     """Whether the episode died within the horizon before its task succeeded (or without succeeding)."""
-    if not r.died:
-        return False
-    death = min(r.occurrences.get("death", [r.steps]))
-    return death < max_steps and (success_step is None or death < success_step)
+    death = _death_step(r, max_steps)
+    return death is not None and (success_step is None or death < success_step)
 
 
 def summarize_task(suite: Suite, task_name: str, results: list[EpisodeResult]) -> dict[str, Any]:
@@ -91,8 +97,7 @@ def summarize_task(suite: Suite, task_name: str, results: list[EpisodeResult]) -
     hits = [task.success.step(r.occurrences, task.max_steps) for r in results]
     out: dict[str, Any] = {"success": rate_summary([h is not None for h in hits])}
     out["median_steps_to_success"] = median_or_nan([h + 1 for h in hits if h is not None])
-    deaths = [r.died and min(r.occurrences.get("death", [r.steps])) < task.max_steps for r in results]
-    out["deaths"] = rate_summary(deaths)
+    out["deaths"] = rate_summary([_death_step(r, task.max_steps) is not None for r in results])
     out["deaths_before_success"] = rate_summary([_died_first(r, h, task.max_steps) for r, h in zip(results, hits, strict=True)])
     out["by_horizon"] = {h: rate_summary([task.success.step(r.occurrences, _limit(h, task.max_steps)) is not None
                                           for r in results])["rate"] for h in _horizons(suite)}

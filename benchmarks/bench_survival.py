@@ -3,13 +3,15 @@
     python benchmarks/bench_survival.py                                  # 60 free-play + 22 tasks x 10 seeds
     python benchmarks/bench_survival.py --free-episodes 30 --task-seeds 5 --tasks collect_iron,eat_cow
     python benchmarks/bench_survival.py --impl demo_orig                 # another copy of the package
+    python benchmarks/bench_survival.py --free-episodes 0 --tasks "" --chain-episodes 200   # chain mode only
 
-World seeds default to 20000+ (free play) and 30000+ (tasks), which no test uses. Free play runs each
-episode to step 1000 or death and records cause-of-death proxies from the player's state (which stat was 0,
-what hit it last). Task mode runs 500 steps per episode whatever happens: success = the task's event fired,
-"died first" = the player died before that, "died by 500" = it died within the 500 steps at all (the
-demonstrator keeps pursuing the task after a success). One process: `--free-episodes 60 --task-seeds 5`
-took 11 minutes on a shared 2-core box.
+World seeds default to 20000+ (free play), 30000+ (tasks) and 40000+ (chains), which no test uses. Free play
+runs each episode to step 1000 or death and records cause-of-death proxies from the player's state (which stat
+was 0, what hit it last). Task mode runs 500 steps per episode whatever happens: success = the task's event
+fired, "died first" = the player died before that, "died by 500" = it died within the 500 steps at all (the
+demonstrator keeps pursuing the task after a success). Chain mode (`--chain-episodes`, off by default) runs
+`--task-steps` steps of tasks drawn in turn and counts deaths, with their cause and the goal pursued then.
+One process: `--free-episodes 60 --task-seeds 5` took 11 minutes on a shared 2-core box.
 `--impl` imports `CrafterDemonstrator`/`DemonstratorConfig` from another module with the same interface,
 e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the same harness and seeds.
 """
@@ -68,6 +70,20 @@ def free_play(impl, seed: int, steps: int) -> tuple[bool, int, str]:
     return True, steps, ""
 
 
+def chain_episode(impl, seed: int, steps: int) -> tuple[bool, str, str]:
+    """(died within `steps`, cause, the demonstrator's goal at the fatal step) for one chain-mode episode."""
+    env = make("crafter")
+    env.reset(seed=seed)
+    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(mode="chain"), seed=seed)
+    demo.reset(env)
+    for _ in range(steps):
+        prev = dict(env.player.inventory)
+        _, _, terminated, _, _ = env.step(demo.act(env))
+        if terminated:
+            return True, cause_of_death(prev, env.player, env.world), demo.current_goal
+    return False, "", ""
+
+
 def task_episode(impl, task: str, seed: int, steps: int) -> tuple[bool, bool, bool]:
     """(success, died before success, died within `steps`)."""
     env = make("crafter")
@@ -97,6 +113,8 @@ def main() -> None:
     parser.add_argument("--task-seeds", type=int, default=10)
     parser.add_argument("--task-steps", type=int, default=500)
     parser.add_argument("--task-seed", type=int, default=30000, help="first task-mode world seed")
+    parser.add_argument("--chain-episodes", type=int, default=0, help="chain-mode episodes (tasks drawn in turn)")
+    parser.add_argument("--chain-seed", type=int, default=40000, help="first chain-mode world seed")
     parser.add_argument("--impl", default="aimc.envs.demo", help="module providing the demonstrator")
     args = parser.parse_args()
     impl = importlib.import_module(args.impl)
@@ -113,6 +131,19 @@ def main() -> None:
         print(f"alive {alive}/{len(runs)} = {fmt(alive, len(runs))} (Wilson 95 %); mean length "
               f"{sum(lengths) / len(lengths):.0f}; deaths by cause: "
               + (", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none")
+              + f" ({time.perf_counter() - t0:.0f} s)")
+
+    if args.chain_episodes:
+        t0 = time.perf_counter()
+        chains = [chain_episode(impl, args.chain_seed + k, args.task_steps) for k in range(args.chain_episodes)]
+        died = sum(r[0] for r in chains)
+        causes = Counter(r[1] for r in chains if r[0])
+        goals = Counter(r[2] for r in chains if r[0])
+        print(f"\n### Chain mode: {args.task_steps}-step episodes, world seeds {args.chain_seed}-"
+              f"{args.chain_seed + len(chains) - 1}\n")
+        print(f"died within {args.task_steps} steps {died}/{len(chains)} = {fmt(died, len(chains))}; by cause: "
+              + (", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none") + "; goal at death: "
+              + (", ".join(f"{g} {n}" for g, n in goals.most_common()) or "none")
               + f" ({time.perf_counter() - t0:.0f} s)")
 
     tasks = [t for t in args.tasks.split(",") if t]

@@ -25,3 +25,15 @@ def random_store(tmp_path_factory):
 
 def random_actions(n: int, seed: int = 0) -> list[int]:
     return [int(a) for a in np.random.default_rng(seed).integers(0, 17, n)]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test: tiny models gain nothing from more, and on a shared 2-core machine more
+    threads only oversubscribe (OpenMP stalls). Test modules and conftests opt in with an autouse wrapper."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -61,8 +61,9 @@ def test_video_renders_high_res_with_events(random_store, tmp_path, capsys):
     ep = sorted(random_store.iterdir())[1]
     out = tmp_path / "v.mp4"
     assert main(["video", str(ep), "--out", str(out), "--size", "256"]) == 0
-    assert "replay" in capsys.readouterr().out  # re-rendered from the deterministic world, not upscaled
-    assert count_frames(out) == Episode(ep).length
+    n = Episode(ep).length + 1  # every state before an action, and the one after the last
+    assert f"({n} frames, 256px, replay)" in capsys.readouterr().out  # re-rendered from the deterministic world
+    assert count_frames(out) == n
     from aimc.core.video import read_mp4
 
     frame = read_mp4(out, 0, 1)[0]

@@ -36,7 +36,7 @@ def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_threa
     out = capsys.readouterr().out
     assert out.startswith("collect wood: ")
     steps = int(out.split(": ", 1)[1].split(" steps")[0])
-    assert 1 <= steps <= 25 and count_frames(video) == steps
+    assert 1 <= steps <= 25 and count_frames(video) == steps + 1  # the state after the last action too
     assert main([*args, "--video", ""]) == 0  # same seed -> same rollout, same printout (no video)
     assert capsys.readouterr().out == out.replace(f"wrote {video}\n", "")
     assert out.endswith(f"wrote {video}\n")
@@ -49,6 +49,27 @@ def test_play_writes_video_and_prints_events(bundle, tmp_path, capsys, one_threa
 
     assert main(["play", "x", "--checkpoint", str(tmp_path), "--steps", "5"]) == 2
     assert "not an agent bundle" in capsys.readouterr().err
+
+
+def test_play_video_ends_with_the_final_state_and_its_event(bundle, tmp_path, capsys, one_thread, monkeypatch):  # noqa: F811
+    """Stop the episode on the step whose action causes an event: the last frame must show that event."""
+    import aimc.eval.play
+    from aimc.eval.play import play
+
+    first = play(bundle, "collect wood", steps=120, seed=1)["events"]
+    assert first, "the tiny agent caused no event in 120 steps"
+    step, event = first[0]  # (steps taken when it happened, event)
+    drawn: list[list[str]] = []
+    real = aimc.eval.play.annotate
+    monkeypatch.setattr(aimc.eval.play, "annotate", lambda frame, lines: drawn.append(lines) or real(frame, lines))
+    video = tmp_path / "end.mp4"
+    args = ["play", "collect wood", "--checkpoint", str(bundle), "--steps", str(step), "--seed", "1", "--size", "64"]
+    assert main([*args, "--video", str(video)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"collect wood: {step} steps;") and f"step {step}: {event}" in out
+    assert count_frames(video) == step + 1 == len(drawn)
+    assert drawn[-1][1:] == [f"step {step}", *[e for s, e in first if s == step]]  # the final state shows the event
+    assert event not in drawn[-2]  # ... which the state before the last action could not
 
 
 def test_text_agent_seeds_and_guidance(bundle, one_thread):  # noqa: F811

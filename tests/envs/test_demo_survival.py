@@ -13,6 +13,7 @@ from aimc.envs.demo.memory import MAT_ID, WorldMemory
 from aimc.envs.demo.shelter import enclosed, pocket_size, room_costs
 
 NOOP, LEFT, RIGHT, UP, DOWN, DO, SLEEP = 0, 1, 2, 3, 4, 5, 6
+MAKE_WOOD_PICKAXE, MAKE_WOOD_SWORD, MAKE_STONE_SWORD = 11, 14, 15
 NIGHT_STEP = 190  # Crafter's clock: daylight is ~0.06 at step 190 of every 300
 DAY_STEP = 60
 
@@ -28,6 +29,16 @@ def _clearing(seed: int, half: int = 6) -> object:
     for i in range(x - half, x + half + 1):
         for j in range(y - half, y + half + 1):
             env.world[(i, j)] = "grass"
+    return env
+
+def _in_rock(seed: int) -> object:
+    """A 5x5 grass pocket round the player inside solid rock (a cave, or a room dug into a hillside)."""
+    env = _clearing(seed=seed, half=2)
+    x, y = (int(v) for v in env.player.pos)
+    for i in range(x - 8, x + 9):
+        for j in range(y - 8, y + 9):
+            if max(abs(i - x), abs(j - y)) > 2:
+                env.world[(i, j)] = "stone"
     return env
 
 
@@ -82,12 +93,7 @@ def test_tired_at_night_builds_a_room_on_open_grass_then_sleeps_in_it():
 
 def test_night_room_uses_the_rock_it_is_dug_into():
     """Against rock the walls are mostly there: fewer stones go into the room than on open grass."""
-    env = _clearing(seed=3, half=2)
-    x, y = (int(v) for v in env.player.pos)
-    for i in range(x - 8, x + 9):
-        for j in range(y - 8, y + 9):
-            if max(abs(i - x), abs(j - y)) > 2:
-                env.world[(i, j)] = "stone"
+    env = _in_rock(seed=3)
     _set_clock(env, NIGHT_STEP)
     env.player.inventory.update(wood_pickaxe=1, stone=2, energy=2)
     demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
@@ -325,3 +331,90 @@ def test_survival_run_is_deterministic_through_dusk_and_night():
 def test_bad_survival_config_is_rejected(kwargs):
     with pytest.raises(ConfigError):
         DemonstratorConfig(**kwargs)
+
+
+def _sealed_room(env) -> list[tuple[int, int]]:
+    """Wall a 2x2 room with stone round the player (top-left cell); returns its cells."""
+    x, y = (int(v) for v in env.player.pos)
+    for dx, dy in ((-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2)):
+        env.world[(x + dx, y + dy)] = "stone"
+    return [(x, y), (x + 1, y), (x, y + 1), (x + 1, y + 1)]
+
+
+def _look(env, demo, steps) -> int:
+    """Let the demonstrator look at the clock steps in `steps` (so it sees the light grow or fade); the last action."""
+    action = NOOP
+    for step in steps:
+        _set_clock(env, step)
+        action = demo.act(env)
+    return action
+
+
+def _at_table(task: str, **cfg) -> tuple[object, CrafterDemonstrator]:
+    """Daytime, a table next to the player, one wood held, and a task-mode demonstrator for `task`."""
+    env = _clearing(seed=9)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 1, y)] = "table"
+    _set_clock(env, DAY_STEP)
+    env.player.inventory.update(wood=1)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0, mode="task", task=task, **cfg), seed=0)
+    demo.reset(env)
+    return env, demo
+
+
+def test_task_mode_crafts_a_sword_at_a_table_from_spare_wood_only():
+    env, demo = _at_table("collect_drink")
+    assert demo.act(env) == MAKE_WOOD_SWORD and demo.current_goal == "arm"
+    env.step(MAKE_WOOD_SWORD)
+    assert env.player.inventory["wood_sword"] == 1
+    env.player.inventory.update(wood=1, stone=1)
+    assert demo.act(env) == MAKE_STONE_SWORD and demo.current_goal == "arm"  # then the stone one
+    # The task's own wood is not spent: make_wood_pickaxe needs this one.
+    env, demo = _at_table("make_wood_pickaxe")
+    assert demo.act(env) == MAKE_WOOD_PICKAXE and demo.current_goal == "make_wood_pickaxe"
+    env, demo = _at_table("collect_drink", arm_in_task_mode=False)
+    demo.act(env)
+    assert demo.current_goal != "arm"
+
+
+def test_a_rest_sealed_in_by_day_ends_in_the_afternoon_not_the_next_morning():
+    env = _clearing(seed=5)
+    room = _sealed_room(env)
+    env.player.inventory.update(wood_pickaxe=1, energy=9, health=9)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    _look(env, demo, (120, 125))  # the light fades (~0.79 to 0.75): an afternoon, not a morning
+    assert demo.current_goal not in ("shelter", "sleep")
+    for _ in range(20):
+        env.step(demo.act(env))
+    assert tuple(int(v) for v in env.player.pos) not in room
+
+
+def test_stays_sealed_in_the_morning_while_a_zombie_waits_outside():
+    env = _clearing(seed=5)
+    room = _sealed_room(env)
+    x, y = room[0]
+    env.player.inventory.update(wood_pickaxe=1, energy=9)
+    zombie = _zombie(env, (x - 2, y))
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    assert _look(env, demo, (310, 315)) == NOOP and demo.current_goal == "shelter"  # full light, zombie by the wall
+    env.world.remove(zombie)
+    _look(env, demo, (316,))
+    assert demo.current_goal != "shelter"  # gone: out to the day's work
+
+
+def test_thirsty_in_a_closed_cave_tunnels_to_water_in_view():
+    env = _in_rock(seed=4)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 4, y)] = "water"  # two cells of rock away, in view
+    _set_clock(env, DAY_STEP)
+    env.player.inventory.update(wood_pickaxe=1, drink=2)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    for _ in range(10):
+        action = demo.act(env)
+        assert demo.current_goal == "drink"
+        if "collect_drink" in env.step(action)[4]["events"]:
+            break
+    assert env.player.inventory["drink"] == 3

@@ -219,7 +219,7 @@ def test_unknown_task_is_one_clear_error(crafter_env):
 @pytest.mark.parametrize(
     "kwargs",
     [{"mode": "play"}, {"catalogue": {"collect_wood": 1.0, "fly": 1.0}}, {"catalogue": {"collect_wood": 0.0}},
-     {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}],
+     {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}, {"morning_zombie_radius": -1}],
 )
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ConfigError):
@@ -234,3 +234,83 @@ def test_task_mode_without_task_is_an_error(crafter_env):
 
 def test_default_catalogue_covers_15_achievements():
     assert len(set(DemonstratorConfig().catalogue) & set(TASKS)) >= 15
+
+
+def test_chain_mode_pursues_drawn_tasks_in_turn_from_a_fresh_world():
+    # Chain mode draws tasks like free play but pursues each as task mode does: the first task starts from
+    # nothing, and the next is drawn as soon as the current one's achievement fires.
+    env = make("crafter")
+    env.reset(seed=3)
+    cfg = DemonstratorConfig(mode="chain", catalogue={"collect_wood": 1.0, "place_table": 1.0, "collect_sapling": 1.0})
+    demo = CrafterDemonstrator(cfg, seed=3)
+    demo.reset(env)
+    tasks: list[str] = []  # the chain task of each step (survival steps excluded)
+    switches = 0
+    for _ in range(300):
+        action = demo.act(env)
+        goal = demo.current_goal
+        if goal not in SURVIVAL_GOALS:
+            assert goal in cfg.catalogue, goal
+            if tasks and goal != tasks[-1]:
+                switches += 1
+            tasks.append(goal)
+        _, _, terminated, _, info = env.step(action)
+        if tasks and tasks[-1] in info["events"]:
+            achieved = tasks[-1]
+            nxt = demo.act(env)  # the achievement ends the task: a different one is drawn (never twice in a row)
+            assert demo.current_goal != achieved or demo.current_goal in SURVIVAL_GOALS
+            env.step(nxt)
+        if terminated:
+            break
+    assert switches >= 3, tasks[:50]
+    assert len(set(tasks)) == 3
+
+
+def test_chain_mode_survives_as_task_mode_does():
+    # No restocking in calm daylight (a free-play habit): a fed, watered player at the start goes for its task.
+    env = make("crafter")
+    env.reset(seed=0)
+    demo = CrafterDemonstrator(DemonstratorConfig(mode="chain", catalogue={"collect_wood": 1.0}), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    assert demo.current_goal == "collect_wood"
+
+
+def _explore_agreement(follow: bool) -> tuple[int, int]:
+    """Among exploring steps right after a random 'learner' move: how often the label continues that move."""
+    from aimc.envs.demo.state import MOVES
+
+    env = make("crafter")
+    env.reset(seed=5)
+    cfg = DemonstratorConfig(mode="chain", catalogue={"explore": 1.0}, explore_steps=1000, noise_prob=0.0,
+                             explore_turn_prob=0.0, survival_in_task_mode=False, explore_follow_facing=follow)
+    demo = CrafterDemonstrator(cfg, seed=5)
+    demo.reset(env)
+    agree = checked = 0
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        label = demo.act(env)
+        if demo.current_step == "explore" and label in MOVES:
+            move = MOVES[int(rng.integers(4))]  # the learner goes its own way instead of the label
+            _, _, terminated, _, _ = env.step(move)
+            next_label = demo.act(env)
+            if demo.current_step == "explore" and next_label in MOVES:
+                checked += 1
+                agree += next_label == move
+            env.step(next_label)
+        else:
+            _, _, terminated, _, _ = env.step(label)
+        if terminated:
+            break
+    return agree, checked
+
+
+def test_explore_follow_facing_continues_the_executed_motion():
+    # DAgger labels in a learner's states: with explore_follow_facing the exploring demonstrator keeps to the
+    # direction the player last moved (whoever moved it), which the learner can see in its frames; its own
+    # remembered heading (the default) ignores the learner's motion.
+    agree, checked = _explore_agreement(follow=True)
+    base_agree, base_checked = _explore_agreement(follow=False)
+    assert checked >= 10 and base_checked >= 10
+    assert agree / checked >= 0.6, (agree, checked)
+    assert base_agree / base_checked <= agree / checked - 0.2, (base_agree, base_checked, agree, checked)

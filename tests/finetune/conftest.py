@@ -13,11 +13,8 @@ from tests.train.fixtures import EMBED_DIM, demo_store, tiny_cfg  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,8 @@ from aimc.policy import VPTPolicy, get_config
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one thread avoids OpenMP oversubscription stalls on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny models: one torch thread (tests/conftest.py)."""
 
 
 def randomize_(policy: VPTPolicy, seed: int = 0) -> VPTPolicy:

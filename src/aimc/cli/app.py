@@ -16,6 +16,10 @@ INTERRUPTED = "interrupted; finished work is kept and the command can be resumed
 class AimcGroup(TyperGroup):
     """The root command group: expected errors become one line, Ctrl-C a resumable stop.
 
+    A failed write that reached here as a plain OSError (disk full, quota, read-only filesystem:
+    `WRITE_ERRNOS`) is one `error:` line too, with exit code 2; the library turns the writes it knows into a
+    `WriteError` naming the output, this catches the rest.
+
     Usage mistakes (unknown option or command, missing argument) are left to the framework's own standalone
     handling, which prints the usage hint and one `Error:` line with exit code 2. That works with whichever
     click typer brings (typer >= 0.22 vendors its own copy as `typer._click`, so catching `click.exceptions`
@@ -28,6 +32,13 @@ class AimcGroup(TyperGroup):
             return super().invoke(ctx)
         except AimcError as e:
             print(f"error: {e}", file=sys.stderr)
+            ctx.exit(2)
+        except OSError as e:
+            from aimc.core.io import WRITE_ERRNOS, write_error
+
+            if e.errno not in WRITE_ERRNOS:
+                raise
+            print(f"error: {write_error(e, e.filename)}", file=sys.stderr)
             ctx.exit(2)
         except KeyboardInterrupt:
             print(INTERRUPTED, file=sys.stderr)

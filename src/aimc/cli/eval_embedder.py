@@ -5,7 +5,8 @@ Examples:
     aimc eval embedder --embedder runs/embedder/model --data data/crafter --json report.json
 
 Metrics (defined in docs/embed.md): text discriminability, inter-/intra-task visual similarity,
-text->clip and clip->text top-1 retrieval over tasks, paraphrase robustness.
+text->clip and clip->text top-1 retrieval over tasks, paraphrase robustness. A damaged episode is skipped
+with one line (stderr) naming it and the reason, and counted in the report; `--strict` stops instead.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def eval_embedder_cmd(
     device: str | None = typer.Option(None, help="torch device (default: a GPU when present)."),
     seed: int = typer.Option(0, help="Seed for clip sampling."),
     options: list[str] = typer.Option([], "--set", help="Embedder option key=value (e.g. checkpoint=PATH)."),
+    strict: bool = typer.Option(False, help="Fail at a damaged episode instead of skipping it."),
 ) -> None:
     """Print the embedder-quality table (and write JSON)."""
     from rich.console import Console
@@ -44,17 +46,20 @@ def eval_embedder_cmd(
 
     from aimc.core.config import parse_overrides
     from aimc.core.io import atomic_write_json
+    from aimc.data.index import Skipped, skip_summary
     from aimc.embed.base import make_embedder
     from aimc.embed.run import evaluate_embedder
 
     model = make_embedder(embedder, device=device, **parse_overrides(options))
-    report = evaluate_embedder(model, data, max_clips_per_task, seed=seed)
+    report = evaluate_embedder(model, data, max_clips_per_task, seed=seed, skipped=Skipped(strict=strict))
     table = Table(title=f"embedder quality: {embedder} ({report['clips']} clips, {report['tasks']} tasks)")
     for col in ("metric", "value", "better"):
         table.add_column(col)
     for key, label, better in ROWS:
         table.add_row(label, f"{report[key]:.3f}", better)
     Console(width=110).print(table)
+    if report["skipped_episodes"]:
+        typer.echo(skip_summary(report["skipped_by_reason"]))
     if json_out is not None:
         atomic_write_json(json_out, {"embedder": embedder, "data": str(data), **report})
         typer.echo(f"wrote {json_out}")

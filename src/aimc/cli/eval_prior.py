@@ -6,7 +6,8 @@ Examples:
 
 Each --pair is EMBEDDER[:PRIOR] (embedder = registered name or saved directory; prior = saved directory or
 a released steve1_prior.pt). Every embedder also gets a text-only row (its text embedding used as the goal).
-Metric definitions: docs/evaluation.md.
+Metric definitions: docs/evaluation.md. A damaged episode is skipped with one line (stderr) naming it and the
+reason, and counted in the summary and in prior_report.json (`skipped_episodes`); `--strict` stops instead.
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ def eval_prior_cmd(
     out: Path = typer.Option(Path("runs/eval_prior"), help="Writes prior_report.json and prior_report.html here."),
     seed: int = typer.Option(0, help="Seed for clip sampling and prior sampling."),
     device: str | None = typer.Option(None, help="torch device for the embedders."),
+    strict: bool = typer.Option(False, help="Fail at a damaged episode instead of skipping it."),
 ) -> None:
     """Compare embedders and priors on the seeds' metrics."""
     from rich.console import Console
     from rich.table import Table
 
     from aimc.core.io import atomic_write_json, atomic_write_text, check_writable_dir
+    from aimc.data.index import Skipped
     from aimc.eval.prior_eval import COLUMNS, evaluate_priors
     from aimc.eval.report import prior_report_html
 
-    rows = evaluate_priors([_parse_pair(p) for p in pair], data, max_clips_per_task, seed=seed, device=device)
+    skipped = Skipped(strict=strict)
+    rows = evaluate_priors([_parse_pair(p) for p in pair], data, max_clips_per_task, seed=seed, device=device,
+                           skipped=skipped)
     table = Table(title=f"prior metrics ({rows[0]['clips']} clips, {rows[0]['tasks']} tasks)")
     for col in ("embedder", "goals", *[label for _, label, _ in COLUMNS]):
         table.add_column(col)
@@ -52,6 +57,8 @@ def eval_prior_cmd(
         table.add_row(r["embedder"], r["goal_source"], *[f"{r[k]:.3f}" for k, _, _ in COLUMNS])
     Console(width=200).print(table)
     check_writable_dir(out)
-    atomic_write_json(out / "prior_report.json", {"data": str(data), "seed": seed, "rows": rows})
+    atomic_write_json(out / "prior_report.json", {"data": str(data), "seed": seed, "rows": rows,
+                                                  "skipped_episodes": dict(skipped)})
     atomic_write_text(out / "prior_report.html", prior_report_html(rows, COLUMNS, "Prior metrics"))
-    typer.echo(f"wrote {out / 'prior_report.json'} and {out / 'prior_report.html'}")
+    dropped = skipped.summary()
+    typer.echo(f"{dropped + '; ' if dropped else ''}wrote {out / 'prior_report.json'} and {out / 'prior_report.html'}")

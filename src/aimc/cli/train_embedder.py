@@ -7,6 +7,8 @@ Examples:
 
 Writes runs/<out>/checkpoints/step_*/ (+ `last`), metrics.jsonl, train_config.json and the final
 model/ directory, which `aimc embed --embedder runs/<out>/model` and `aimc eval embedder` accept.
+A damaged or too-short episode is skipped with one line (stderr) naming it and the reason, and the summary
+counts them by reason; `--strict` stops instead.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ def train_embedder_cmd(
     config: Path | None = typer.Option(None, help="YAML with EmbedderTrainConfig fields (CLI flags win)."),
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set model.embed_dim=128"),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    strict: bool = typer.Option(False, help="Fail at a damaged or too-short episode instead of skipping it."),
 ) -> None:
     """Train (or resume) the video-text embedder with symmetric InfoNCE."""
     from aimc.core.config import build_config
+    from aimc.data.index import Skipped, skip_summary
     from aimc.embed.train import EmbedderTrainConfig, train_embedder
 
     flags = {"data": str(data), "out": str(out), "seed": seed, "device": device}
@@ -40,10 +44,11 @@ def train_embedder_cmd(
         {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr)) if v is not None}
     )
     cfg = build_config(EmbedderTrainConfig, config, flags, overrides=set_)
-    s = train_embedder(cfg, progress=not quiet)
+    s = train_embedder(cfg, progress=not quiet, skipped=Skipped(strict=strict))
     val = f", val clip->text top-1 {s['val/clip_to_text_top1']:.3f}" if "val/clip_to_text_top1" in s else ""
+    dropped = skip_summary(s["skipped_by_reason"])
     typer.echo(
         f"trained {s['steps']} steps (resumed from {s['resumed_from']}) on {s['train_clips']} clips of "
         f"{len(s['tasks'])} tasks; loss {s.get('first_loss', float('nan')):.3f} -> "
-        f"{s.get('last_loss', float('nan')):.3f}{val}; model in {s['model']}"
+        f"{s.get('last_loss', float('nan')):.3f}{val}; {dropped + '; ' if dropped else ''}model in {s['model']}"
     )

@@ -11,7 +11,8 @@ Examples:
 
 A run dir holds checkpoints/ (+ `last`), best/, latest/, metrics.jsonl, tensorboard/, train_config.json
 and bundle.json, so `aimc play --checkpoint <out>` and `aimc eval tasks --checkpoint <out>` accept it.
-Re-running the same command resumes from the last checkpoint.
+Re-running the same command resumes from the last checkpoint. A damaged or unusable episode is skipped with
+one line (stderr) naming it and the reason, and the summary counts them by reason; `--strict` stops instead.
 """
 
 from __future__ import annotations
@@ -47,17 +48,19 @@ def train_policy_cmd(
     seed: int | None = typer.Option(None, help="Seed for init, split, sample order and relabelling."),
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set lr=1e-4 --set segment.p_uncond=0.2"),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    strict: bool = typer.Option(False, help="Fail at a damaged or unusable episode instead of skipping it."),
 ) -> None:
     """Train (or resume) a policy by behaviour cloning with hindsight-relabelled goals."""
+    from aimc.data.index import Skipped, skip_summary
     from aimc.train.config import load_train_config
     from aimc.train.loop import run
 
     fields = {"out": str(out), "seed": seed, "data": parse_data(data) if data else None}
     cfg = load_train_config(preset, overrides=set_, **fields)
-    s = run(cfg, progress=not quiet)
+    s = run(cfg, progress=not quiet, skipped=Skipped(strict=strict))
     best = f", best val loss {s['best_val']:.4f}" if s["best_val"] is not None else ""
     typer.echo(
         f"{'stopped' if s['interrupted'] else 'trained'} {s['step']} steps ({s['frames']} frames, {s['processes']} "
-        f"process(es)) on {s['train_segments']} segments, {s['skipped_episodes']} episode(s) skipped, "
+        f"process(es)) on {s['train_segments']} segments, {skip_summary(s['skipped_by_reason']) or '0 episode(s) skipped'}, "
         f"{s['invalid_items']} unreadable item(s){best}; bundle in {s['out']}"
     )

@@ -7,7 +7,8 @@ Examples:
 
 Writes runs/prior/prior/ (config.json + model.safetensors, the best validation epoch), pairs.npz (rebuilt
 when a setting that shapes it changes), checkpoints/ (+ `last`), metrics.jsonl, train_config.json,
-summary.json. Put prior/ in an agent bundle to use it in `aimc play`.
+summary.json. Put prior/ in an agent bundle to use it in `aimc play`. A damaged episode is skipped with one
+line (stderr) naming it and the reason while the clips are cut, and counted in the summary; `--strict` stops instead.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def train_prior_cmd(
     epochs: int | None = typer.Option(None, min=1, help="Training epochs (default 50)."),
     seed: int | None = typer.Option(None, help="Seed for pair sampling, splits and training."),
     device: str | None = typer.Option(None, help="torch device."),
+    strict: bool = typer.Option(False, help="Fail at a damaged episode instead of skipping it."),
 ) -> None:
     """Train the prior and print the best validation loss."""
     from aimc.core.config import build_config
+    from aimc.data.index import Skipped, skip_summary
     from aimc.prior.train import PriorTrainConfig, train_prior
 
     saved = out / "train_config.json"
@@ -39,7 +42,8 @@ def train_prior_cmd(
     flags = {k: v for k, v in {"data": data, "embedder": embedder, "epochs": epochs, "seed": seed,
                                "device": device}.items() if v is not None}
     cfg = build_config(PriorTrainConfig, *layers, {**flags, "out": str(out)}, overrides=overrides or [])
-    summary = train_prior(cfg)
+    summary = train_prior(cfg, skipped=Skipped(strict=strict))
+    dropped = skip_summary(summary["skipped_by_reason"])
     typer.echo(f"prior: {summary['pairs']} pairs, train loss {summary['first_train_loss']:.4f} -> "
                f"{summary['last_train_loss']:.4f}, best val {summary['best_val_loss']:.4f} at epoch "
-               f"{summary['best_epoch']}; saved {summary['prior']}")
+               f"{summary['best_epoch']}; {dropped + '; ' if dropped else ''}saved {summary['prior']}")

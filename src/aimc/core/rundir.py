@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from aimc.core.config import load_config, save_config, to_dict
 from aimc.core.errors import AimcError, CheckpointError, ConfigError
-from aimc.core.io import TMP_PREFIX, atomic_dir, atomic_write_text, check_writable_dir
+from aimc.core.io import TMP_PREFIX, atomic_dir, atomic_write_text, check_writable_dir, writes_to
 
 C = TypeVar("C")
 
@@ -220,8 +220,8 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------ metrics
     def log(self, row: dict[str, Any]) -> None:
-        """Append one record (must hold "step") to metrics.jsonl."""
-        with open(self.metrics_path, "a") as f:
+        """Append one record (must hold "step") to metrics.jsonl (a failed write: one `WriteError` naming it)."""
+        with writes_to(self.metrics_path), open(self.metrics_path, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     def read_metrics(self) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from types import TracebackType
 import numpy as np
 
 from aimc.core.errors import AimcError
-from aimc.core.io import TMP_PREFIX
+from aimc.core.io import TMP_PREFIX, write_error, writes_to
 
 
 class VideoError(AimcError):
@@ -23,18 +23,27 @@ class VideoError(AimcError):
 
 
 class Mp4Writer:
-    """Append RGB frames, then `close()` atomically renames the finished file into place."""
+    """Append RGB frames, then `close()` atomically renames the finished file into place.
+
+    A failed write (full disk: the encoder's own file I/O raises an OSError) removes the temp file and raises
+    one `WriteError` naming `path`.
+    """
 
     def __init__(self, path: str | Path, fps: int = 20, lossless: bool = True, crf: int = 18) -> None:
         import av
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + self.path.stem + ".", suffix=".mp4", dir=self.path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)
-        self._tmp = Path(tmp)
-        self._container = av.open(str(self._tmp), "w", format="mp4")
+        with writes_to(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + self.path.stem + ".", suffix=".mp4", dir=self.path.parent)
+            os.close(fd)
+            self._tmp = Path(tmp)
+            try:
+                os.chmod(tmp, 0o644)
+                self._container = av.open(str(self._tmp), "w", format="mp4")
+            except BaseException:
+                self._tmp.unlink(missing_ok=True)
+                raise
         self._lossless = lossless
         self._fps = fps
         self._crf = crf
@@ -78,24 +87,32 @@ class Mp4Writer:
         else:
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             vf.pts = self.n_frames
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
+        except OSError as e:
+            raise write_error(e, self.path) from None
         self.n_frames += 1
 
     def close(self) -> Path:
         if self._stream is None:
             self.abort()
             raise VideoError(f"no frames were written to {self.path}")
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
-        os.replace(self._tmp, self.path)
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise write_error(e, self.path) from None
         return self.path
 
     def abort(self) -> None:
+        """Drop the temp file; never raises (it runs while another error is on its way out)."""
         with contextlib.suppress(Exception):
             self._container.close()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self._tmp.unlink()
 
     def __enter__(self) -> Mp4Writer:

@@ -7,7 +7,7 @@ from aimc.core.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(("FORMAT_VERSION", "Episode", "EpisodeWriter", "list_episodes"), "aimc.data.store"),
-    **dict.fromkeys(("DatasetIndex", "Mixture"), "aimc.data.index"),
+    **dict.fromkeys(("DatasetIndex", "Mixture", "Skipped"), "aimc.data.index"),
     "SegmentConfig": "aimc.data.config",
     "CollectConfig": "aimc.data.collect",
     **dict.fromkeys(("FrameCache", "SegmentDataset", "SegmentSampler", "build_segment_index", "collate_segments"),

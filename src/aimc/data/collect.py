@@ -181,14 +181,23 @@ def pending_indices(cfg: CollectConfig) -> list[int]:
 
 
 def iter_collect(cfg: CollectConfig) -> Iterator[dict[str, Any]]:
-    """Yield one result dict per finished episode (in completion order)."""
+    """Yield one result dict per finished episode (in completion order).
+
+    When anything fails (a full disk in one worker, Ctrl-C), the other workers are stopped and the episodes
+    they were writing, hidden temp dirs, are removed before the error goes on: finished episodes stay, and
+    nothing half-written is left for the next run to find.
+    """
     todo = pending_indices(cfg)
     if not todo:
         return
     if cfg.workers == 1 or len(todo) == 1:
         _worker_init(to_dict(cfg))
-        for i in todo:
-            yield _collect_one(i)
+        try:
+            for i in todo:
+                yield _collect_one(i)
+        except BaseException:
+            remove_stale_tmp(cfg.out)  # the writer aborted already; this is the backstop
+            raise
         return
     ctx = mp.get_context("fork")
     pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(to_dict(cfg),))
@@ -197,6 +206,8 @@ def iter_collect(cfg: CollectConfig) -> Iterator[dict[str, Any]]:
         pool.close()
     except BaseException:
         pool.terminate()
+        pool.join()
+        remove_stale_tmp(cfg.out)  # episodes the stopped workers were in the middle of
         raise
     finally:
         pool.join()

@@ -28,8 +28,9 @@ from aimc.core.errors import ConfigError, EpisodeError
 from aimc.core.io import atomic_save_npy
 from aimc.core.seeding import derive_seed
 from aimc.data.config import SegmentConfig
+from aimc.data.index import Skipped
 from aimc.data.relabel import EMBED_OFFSET, min_episode_length, relabelled_goals
-from aimc.data.store import Episode
+from aimc.data.store import BAD_EMBEDS, MISSING_EMBEDS, TOO_SHORT, Episode
 from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_targets
 
 # batch keys
@@ -57,40 +58,44 @@ class SegmentIndex:
         return int((self.rows[:, 2] - self.rows[:, 1]).sum()) if len(self.rows) else 0
 
 
-def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> tuple[str | None, int, int]:
+def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> tuple[EpisodeError | None, int, int]:
     """-> (why it is unusable or None, length, goal dim). `source` is the part's goal-source override: an
     "intention" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's task)."""
+    def bad(kind: str, detail: str) -> EpisodeError:
+        return EpisodeError(f"episode {path}: {detail}", kind, detail)
+
     try:
         ep = Episode(path, check_video=True)
     except EpisodeError as e:
-        return str(e), 0, 0
+        return e, 0, 0
     need = min_episode_length(cfg.min_btwn_goals, cfg.segment_len)
     if ep.length < need:
-        return f"length {ep.length} < {need} (segment_len + 15)", ep.length, 0
+        return bad(TOO_SHORT, f"length {ep.length} < {need} (segment_len + 15)"), ep.length, 0
     if cfg.embed_name is None:
         return None, ep.length, 0
     if not ep.has_embeds(cfg.embed_name):
         if source == "intention":
             return None, ep.length, 0
-        return f"no embeddings named {cfg.embed_name!r}", ep.length, 0
+        return bad(MISSING_EMBEDS, f"no embeddings named {cfg.embed_name!r}"), ep.length, 0
     try:
         emb, mask = ep.read_embeds(cfg.embed_name)
     except EpisodeError as e:
-        return str(e), ep.length, 0
+        return e, ep.length, 0
     if not mask[EMBED_OFFSET:].all():
-        return f"embeddings {cfg.embed_name!r} are invalid after frame {EMBED_OFFSET}", ep.length, 0
+        return bad(BAD_EMBEDS, f"embeddings {cfg.embed_name!r} are invalid after frame {EMBED_OFFSET}"), ep.length, 0
     return None, ep.length, int(emb.shape[1])
 
 
-def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig) -> SegmentIndex:
+def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, skipped: Skipped | None = None) -> SegmentIndex:
     """Chunk every usable episode of each (episodes, weight) or (episodes, weight, goal source) part; part
     weights are shares of the samples. A part's goal source (None = `cfg.goal_source`) overrides the
     configured one for its episodes: aggregated DAgger data reads its instructed task ("intention") while
-    the base data keeps the run's goals."""
+    the base data keeps the run's goals. Unusable episodes go to `skipped` (reported there; a quiet new one
+    when None), which becomes the index's `skipped`."""
     episodes: list[Path] = []
     rows: list[tuple[int, int, int]] = []
     weights: list[float] = []
-    skipped: dict[str, str] = {}
+    skipped = Skipped(echo=None) if skipped is None else skipped
     dims: set[int] = set()
     sources: dict[int, str] = {}
     t = cfg.segment_len
@@ -104,7 +109,7 @@ def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig) ->
         for path in paths:
             why, n, dim = _episode_problem(Path(path), cfg, source)
             if why is not None:
-                skipped[str(path)] = why
+                skipped.add_error(path, why)
                 continue
             if dim:
                 dims.add(dim)
@@ -289,8 +294,9 @@ class SegmentSampler(Sampler[tuple[int, int]]):
         self.world = world
         self.global_batch = batch_size * world
         if self.n < self.global_batch:
+            dropped = f" ({len(index.skipped)} episode(s) were skipped as damaged or unusable, see above)" if index.skipped else ""
             raise ConfigError(
-                f"{self.n} training segment(s) cannot fill one batch of {self.global_batch}; "
+                f"{self.n} training segment(s){dropped} cannot fill one batch of {self.global_batch}; "
                 "collect more data or lower batch_size / segment_len"
             )
         self.batches_per_epoch = self.n // self.global_batch

@@ -1,19 +1,84 @@
-"""Dataset index over episode stores: seeded train/val splits by episode, and weighted mixtures.
+"""Dataset index over episode stores: seeded train/val splits by episode, weighted mixtures, and `Skipped`.
 
 Fine-tune recipes (seed 004) mix task data with original data, e.g. 70 % / 30 %: `Mixture` draws the
 source dataset by weight first, then an episode within it, so the mix holds whatever the dataset sizes.
+
+`Skipped` is the one policy for damaged data shared by every command that reads a store (train policy,
+embed, train embedder, train prior, eval prior, eval embedder): a bad episode is left out with one line
+naming it and the reason, the run goes on with the rest, its summary counts the skipped episodes by reason,
+and `strict=True` (the commands' `--strict`) makes the first bad episode an error instead.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aimc.core.errors import AimcError, ConfigError, EpisodeError
 from aimc.core.io import atomic_write_text
-from aimc.data.store import Episode, list_episodes
+from aimc.data.store import TOO_SHORT, Episode, list_episodes
+
+
+def to_stderr(line: str) -> None:
+    """Default reporter of skipped episodes: stderr, so stdout keeps only the command's summary."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def skip_summary(counts: dict[str, int]) -> str:
+    """'3 episode(s) skipped (2 unreadable video, 1 missing files)' from reason -> count ('' when none)."""
+    n = sum(counts.values())
+    if not n:
+        return ""
+    reasons = ", ".join(f"{c} {kind}" for kind, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{n} episode(s) skipped ({reasons})"
+
+
+class Skipped(dict[str, str]):
+    """Episodes a run leaves out: episode path (as given) -> reason, plus each one's kind of damage.
+
+    `add` reports one line per episode through `echo` (None = quiet) and, with `strict`, raises the
+    episode's `EpisodeError` instead of skipping. A dict, so `"ep" in index.skipped` keeps working.
+    """
+
+    def __init__(self, strict: bool = False, echo: Callable[[str], None] | None = to_stderr) -> None:
+        super().__init__()
+        self.strict = strict
+        self.echo = echo
+        self.kinds: dict[str, str] = {}
+
+    def add(self, episode: str | Path, reason: str, kind: str) -> None:
+        """Leave `episode` out because of `reason` (grouped under `kind`, e.g. "unreadable video")."""
+        key = str(episode)
+        if self.strict:
+            raise EpisodeError(f"episode {key}: {reason} (--strict stops at a damaged or unusable episode; "
+                               "without it such episodes are skipped)", kind, reason)
+        if key in self:
+            return
+        self[key] = reason
+        self.kinds[key] = kind
+        if self.echo is not None:
+            self.echo(f"skipped episode {key}: {reason}")
+
+    def add_error(self, episode: str | Path, error: EpisodeError) -> None:
+        self.add(episode, error.detail, error.kind)
+
+    def counts(self) -> dict[str, int]:
+        """Kind of damage -> how many episodes were skipped for it."""
+        out: dict[str, int] = {}
+        for kind in self.kinds.values():
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        return skip_summary(self.counts())
+
+    def __getstate__(self) -> dict[str, Any]:  # the reporter stays behind (it may be a lambda)
+        return {"strict": self.strict, "kinds": self.kinds, "echo": None}
 
 
 @dataclass
@@ -25,21 +90,28 @@ class DatasetIndex:
     skipped: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def scan(cls, root: str | Path, min_length: int = 1, check_video: bool = True) -> DatasetIndex:
-        """Validate every episode under `root`; invalid or too-short ones are skipped and recorded."""
-        eps, lens, skipped = [], [], {}
+    def scan(cls, root: str | Path, min_length: int = 1, check_video: bool = True,
+             skipped: Skipped | None = None) -> DatasetIndex:
+        """Validate every episode under `root`; invalid or too-short ones are skipped and recorded.
+
+        `skipped` (a command's `Skipped`) also receives each one, with its reason; the index's own
+        `skipped` maps episode names to reasons either way.
+        """
+        eps, lens, own = [], [], Skipped(echo=None)
         for path in list_episodes(root):
             try:
                 ep = Episode(path, check_video=check_video)
+                if ep.length < min_length:
+                    raise EpisodeError(f"episode {path}: length {ep.length} < {min_length}", TOO_SHORT,
+                                       f"length {ep.length} < {min_length}")
             except EpisodeError as e:
-                skipped[path.name] = str(e)
-                continue
-            if ep.length < min_length:
-                skipped[path.name] = f"length {ep.length} < {min_length}"
+                if skipped is not None:
+                    skipped.add_error(path, e)
+                own.add_error(path.name, e)
                 continue
             eps.append(path)
             lens.append(ep.length)
-        return cls(eps, lens, skipped)
+        return cls(eps, lens, own)
 
     @classmethod
     def from_file(cls, path: str | Path, check_video: bool = False) -> DatasetIndex:

@@ -1,8 +1,10 @@
 """Watchable episode videos: high-resolution frames with the step's events written on them.
 
 Episodes of a world that declares `supports_replay` (Crafter) are re-rendered at any size by replaying the
-stored actions from the stored world seed (so the video is crisp, not an upscaled 64x64 frame); other worlds,
-and episodes that no longer replay identically, fall back to nearest-neighbour upscaling.
+stored actions from the stored world seed (so the video is crisp, not an upscaled 64x64 frame), and end with
+the state after the last action (N + 1 frames: what the last action caused is shown); other worlds, and
+episodes that no longer replay identically, fall back to nearest-neighbour upscaling of the N stored frames
+(the store keeps the frame before each action only).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def _replayed_frames(ep: Episode, size: int) -> Iterator[np.ndarray] | None:
         for a in ep.actions:
             yield env.render_frame(size)
             env.step(int(a))
+        yield env.render_frame(size)  # the final state
 
     return gen()
 
@@ -53,7 +56,8 @@ def _upscaled_frames(ep: Episode, size: int) -> Iterator[np.ndarray]:
 
 def render_episode_video(episode: str | Path, out: str | Path, size: int = 512, fps: int | None = None,
                          hold: int = 10, title: str | None = None) -> dict[str, object]:
-    """Write an mp4 of `episode` with events shown for `hold` frames after they happen."""
+    """Write an mp4 of `episode` with events shown for `hold` frames after they happen; returns the path,
+    the number of frames written, the source ("replay" or "upscaled") and the size."""
     ep = Episode(episode)
     fps = fps or int(ep.metadata.get("fps", 20))
     frames = _replayed_frames(ep, size)
@@ -61,16 +65,18 @@ def render_episode_video(episode: str | Path, out: str | Path, size: int = 512, 
     if frames is None:
         frames, source = _upscaled_frames(ep, size), "upscaled"
     recent: list[tuple[int, str]] = []
+    n = 0
     with Mp4Writer(out, fps=fps, lossless=False) as w:
         for t, frame in enumerate(frames):
             # events[t] are caused by action t, visible from frame t+1 on
             if t > 0:
                 recent += [(t, e) for e in ep.events[t - 1]]
             recent = [(s, e) for s, e in recent if t - s < hold]
-            goal = ep.infos[t].get("goal")
+            goal = ep.infos[min(t, ep.length - 1)].get("goal")  # the final state shows the last goal
             lines = [title or ep.name, f"step {t}" + (f"  goal: {goal}" if goal else "")]
             lines += [e for _, e in recent]
             if frame.shape[0] % 2 or frame.shape[1] % 2:
                 frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
             w.add(annotate(frame, lines))
-    return {"out": str(out), "frames": ep.length, "source": source, "size": size}
+            n += 1
+    return {"out": str(out), "frames": n, "source": source, "size": size}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aimc.core.errors import AimcError
+from aimc.core.errors import AimcError, EpisodeError
+from aimc.data.index import Skipped
 from aimc.data.store import Episode
 from aimc.embed.base import WINDOW
 from aimc.embed.captions import NOTHING, caption_event
@@ -63,15 +64,27 @@ def load_clips(
     nothing_per_episode: int = 4,
     seed: int = 0,
     max_per_task_per_episode: int | None = None,
+    skipped: Skipped | None = None,
 ) -> ClipSet:
-    """Decode each episode once and cut its captioned clips."""
+    """Decode each episode once and cut its captioned clips.
+
+    A damaged episode raises its `EpisodeError`, or with `skipped` is left out there (reported, counted) and
+    the rest are cut as if it were not there (episode i's clip draws depend only on (seed, i)).
+    """
     frames: list[np.ndarray] = []
     labels: list[str] = []
     sources: list[tuple[str, int]] = []
     for i, path in enumerate(episodes):
-        ep = Episode(path, check_video=False)
+        try:
+            ep = Episode(path)  # the header check finds a truncated video before any decoding
+            ep_events = ep.events
+        except EpisodeError as e:
+            if skipped is None:
+                raise
+            skipped.add_error(path, e)
+            continue
         rng = np.random.default_rng([seed, i])
-        ends = clip_ends(ep.events, ep.length, nothing_per_episode, rng)
+        ends = clip_ends(ep_events, ep.length, nothing_per_episode, rng)
         if max_per_task_per_episode is not None:
             kept: dict[str, int] = {}
             limited = []
@@ -82,13 +95,20 @@ def load_clips(
             ends = limited
         if not ends:
             continue
-        video = ep.frames()
+        try:
+            video = ep.frames()
+        except EpisodeError as e:
+            if skipped is None:
+                raise
+            skipped.add_error(path, e)
+            continue
         for end, label in ends:
             frames.append(video[end - WINDOW + 1 : end + 1])
             labels.append(label)
             sources.append((ep.name, end))
     if not frames:
+        dropped = f" ({skipped.summary()})" if skipped else ""
         raise AimcError(
-            "no captioned clips found: episodes need >= 16 frames and at least one event or quiet window"
+            f"no captioned clips found{dropped}: episodes need >= 16 frames and at least one event or quiet window"
         )
     return ClipSet(np.stack(frames), labels, sources)

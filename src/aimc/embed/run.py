@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from aimc.core.errors import EpisodeError
+from aimc.data.index import Skipped
 from aimc.data.store import Episode, list_episodes
 from aimc.embed.base import Embedder
 from aimc.embed.captions import CAPTIONS, instruction, paraphrases
@@ -16,22 +18,36 @@ from aimc.embed.metrics import embedder_report, text_discriminability
 
 
 def embed_dataset(
-    embedder: Embedder, data: str | Path, name: str, overwrite: bool = False, progress: bool = True
-) -> dict[str, int]:
-    """Write `embeds_<name>.npy` (float16 (T, D)) + mask into each episode; episodes already done are skipped."""
+    embedder: Embedder, data: str | Path, name: str, overwrite: bool = False, progress: bool = True,
+    skipped: Skipped | None = None,
+) -> dict[str, Any]:
+    """Write `embeds_<name>.npy` (float16 (T, D)) + mask into each episode; episodes already done are skipped.
+
+    A damaged episode goes to `skipped` (default: reported on stderr, the rest are embedded; a strict one
+    raises) and is never written to. Temp files of a killed earlier run are removed from the episodes it
+    embeds. Returns counts plus `skipped` (how many damaged) and `skipped_by_reason`.
+    """
     from tqdm.auto import tqdm
 
+    skipped = Skipped() if skipped is None else skipped
     paths = list_episodes(data)
-    done = skipped = 0
+    done = existing = 0
     for path in tqdm(paths, desc=f"embed {name}", unit="episode", disable=not progress):
-        ep = Episode(path, check_video=False)
-        if ep.has_embeds(name) and not overwrite:
-            skipped += 1
+        try:
+            ep = Episode(path)
+            ep.remove_stale_embeds_tmp(name)
+            if ep.has_embeds(name) and not overwrite:
+                existing += 1
+                continue
+            frames = ep.frames()
+        except EpisodeError as e:
+            skipped.add_error(path, e)
             continue
-        emb, mask = embedder.window_embeddings(ep.frames())
+        emb, mask = embedder.window_embeddings(frames)
         ep.write_embeds(name, emb.numpy(), mask.numpy())
         done += 1
-    return {"episodes": len(paths), "embedded": done, "skipped_existing": skipped}
+    return {"episodes": len(paths), "embedded": done, "skipped_existing": existing, "skipped": len(skipped),
+            "skipped_by_reason": skipped.counts()}
 
 
 def evaluate_embedder(
@@ -41,13 +57,17 @@ def evaluate_embedder(
     nothing_per_episode: int = 2,
     seed: int = 0,
     episodes: list[Path] | None = None,
+    skipped: Skipped | None = None,
 ) -> dict[str, Any]:
     """Cut captioned clips from `data` (or `episodes`), embed clips and instructions, compute every metric.
 
     Tasks are the events present in the clips; `text` uses each task's canonical instruction and
-    `paraphrase_robustness` all of its paraphrases.
+    `paraphrase_robustness` all of its paraphrases. Damaged episodes go to `skipped` (default: reported on
+    stderr and left out); the report counts them (`skipped_episodes`, `skipped_by_reason`).
     """
-    clips = load_clips(episodes if episodes is not None else list_episodes(data), nothing_per_episode, seed)
+    skipped = Skipped() if skipped is None else skipped
+    clips = load_clips(episodes if episodes is not None else list_episodes(data), nothing_per_episode, seed,
+                       skipped=skipped)
     rng = np.random.default_rng(seed)
     keep = np.concatenate([rng.permutation(idx)[:max_clips_per_task] for idx in clips.by_task().values()])
     keep.sort()
@@ -71,4 +91,6 @@ def evaluate_embedder(
     report["clips"] = len(labels)
     report["tasks"] = len(tasks)
     report["clips_per_task"] = {t: labels.count(t) for t in tasks}
+    report["skipped_episodes"] = len(skipped)
+    report["skipped_by_reason"] = skipped.counts()
     return report

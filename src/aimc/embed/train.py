@@ -21,7 +21,7 @@ from aimc.core.errors import AimcError
 from aimc.core.io import atomic_dir
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import seed_everything
-from aimc.data.index import DatasetIndex
+from aimc.data.index import DatasetIndex, Skipped
 from aimc.embed.base import WINDOW
 from aimc.embed.captions import instruction, paraphrases
 from aimc.embed.clips import ClipSet, load_clips
@@ -101,24 +101,30 @@ def _resume(run: RunDir, model: VideoTextModel, opt: torch.optim.Optimizer) -> i
     return int(state["step"])
 
 
-def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) and write `out/model` (a `make_embedder`-loadable directory); returns a summary."""
+def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True, skipped: Skipped | None = None) -> dict[str, Any]:
+    """Train (or resume) and write `out/model` (a `make_embedder`-loadable directory); returns a summary.
+
+    Damaged or too-short episodes go to `skipped` (default: reported on stderr and left out; a strict one
+    raises); the summary counts them (`skipped_episodes`, `skipped_by_reason`).
+    """
     seed_everything(cfg.seed)
     rundir = _run_dir(cfg)
     cfg = rundir.start(cfg)  # a run dir resumes only with the same config (steps may grow)
     run = rundir.path
-    index = DatasetIndex.scan(cfg.data, min_length=WINDOW, check_video=False)
+    skipped = Skipped() if skipped is None else skipped
+    index = DatasetIndex.scan(cfg.data, min_length=WINDOW, check_video=False, skipped=skipped)
     if len(index) < 2:
+        dropped = f" ({skipped.summary()})" if skipped else ""
         raise AimcError(
-            f"{cfg.data} has {len(index)} usable episodes; training needs at least 2 (collect more)"
+            f"{cfg.data} has {len(index)} usable episodes{dropped}; training needs at least 2 (collect more)"
         )
     train_idx, val_idx = index.split(cfg.val_fraction, cfg.seed) if cfg.val_fraction > 0 else (index, None)
     train = load_clips(
-        train_idx.episodes, cfg.nothing_per_episode, cfg.seed, cfg.max_clips_per_task_per_episode
+        train_idx.episodes, cfg.nothing_per_episode, cfg.seed, cfg.max_clips_per_task_per_episode, skipped
     )
     val = (
         load_clips(
-            val_idx.episodes, cfg.nothing_per_episode, cfg.seed + 1, cfg.max_clips_per_task_per_episode
+            val_idx.episodes, cfg.nothing_per_episode, cfg.seed + 1, cfg.max_clips_per_task_per_episode, skipped
         )
         if val_idx and len(val_idx)
         else None
@@ -179,6 +185,8 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True) -> dict[str,
         "tasks": train.tasks(),
         "val_clips": len(val) if val is not None else 0,
         "model": str(run / "model"),
+        "skipped_episodes": len(skipped),
+        "skipped_by_reason": skipped.counts(),
     }
     if losses:
         summary["first_loss"], summary["last_loss"] = losses[0], float(np.mean(losses[-10:]))

@@ -10,7 +10,7 @@ import numpy as np
 
 from aimc.core.errors import AimcError
 from aimc.core.video import Mp4Writer, annotate, read_mp4
-from aimc.envs import EpisodeHook, Step, run_episode, video_frame
+from aimc.envs import EpisodeHook, EpisodeRecord, Step, run_episode, video_frame
 from aimc.eval.agent import TextAgent
 from aimc.eval.baselines import TextActor
 
@@ -85,18 +85,26 @@ def play(
 
 
 class _OverlayHook(EpisodeHook):
-    """Writes each pre-action frame with the instruction, the step and the events of the last `hold` steps.
-
-    (The frame after the last action is not written; `on_end` is where it would go.)
-    """
+    """Writes each state with the instruction, the step and the events of the last `hold` steps: the state
+    before every action, and at the end the state after the last one, so an episode of N steps is N + 1
+    frames and what the last action caused (a death, the asked-for event) is on screen."""
 
     def __init__(self, writer: Mp4Writer, label: str, size: int, hold: int) -> None:
         self.writer, self.label, self.size, self.hold = writer, label, size, hold
         self.happened: list[tuple[int, str]] = []  # (step after which it is visible, event)
+        self._last_obs: dict[str, Any] | None = None
 
-    def before_action(self, env: Any, t: int, obs: dict[str, Any]) -> None:
+    def _write(self, env: Any, t: int, obs: dict[str, Any]) -> None:
         recent = [e for s, e in self.happened if t - s <= self.hold]
         self.writer.add(annotate(video_frame(env, obs, self.size), [self.label, f"step {t}", *recent]))
 
+    def before_action(self, env: Any, t: int, obs: dict[str, Any]) -> None:
+        self._write(env, t, obs)
+
     def on_step(self, env: Any, step: Step) -> None:
         self.happened += [(step.t + 1, e) for e in step.events]
+        self._last_obs = step.next_obs
+
+    def on_end(self, env: Any, record: EpisodeRecord) -> None:
+        if self._last_obs is not None:
+            self._write(env, record.steps, self._last_obs)

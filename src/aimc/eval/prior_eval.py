@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aimc.data.index import Skipped
 from aimc.embed.captions import instruction, paraphrases
 from aimc.embed.clips import ClipSet
 from aimc.embed.metrics import inter_task_similarity, paraphrase_robustness, text_discriminability
@@ -62,15 +63,18 @@ def evaluate_pair(
 
 def evaluate_priors(
     pairs: list[tuple[str, str | None]], data: str | Path, max_clips_per_task: int = 50,
-    nothing_per_episode: int = 2, seed: int = 0, device: str | None = None,
+    nothing_per_episode: int = 2, seed: int = 0, device: str | None = None, skipped: Skipped | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (embedder, goal source): every embedder gets a text-only row, plus one per prior."""
+    """One row per (embedder, goal source): every embedder gets a text-only row, plus one per prior.
+
+    Damaged episodes go to `skipped` (default: reported on stderr and left out; a strict one raises); pass
+    your own to read what was left out."""
     from aimc.data.store import list_episodes
     from aimc.embed.base import make_embedder
     from aimc.embed.clips import load_clips
     from aimc.prior.cvae import load_prior
 
-    clips = load_clips(list_episodes(data), nothing_per_episode, seed)
+    clips = load_clips(list_episodes(data), nothing_per_episode, seed, skipped=Skipped() if skipped is None else skipped)
     keep, labels = sample_clips(clips, max_clips_per_task, seed)
     rows: list[dict[str, Any]] = []
     done_text: set[str] = set()

@@ -24,6 +24,7 @@ from aimc.core.errors import AimcError, ConfigError
 from aimc.core.io import TMP_PREFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
 from aimc.core.rundir import RunDir, read_jsonl
 from aimc.core.seeding import seed_everything
+from aimc.data.index import Skipped
 from aimc.prior.config import PriorTrainConfig
 from aimc.prior.cvae import CVAEPrior, PriorConfig
 
@@ -38,13 +39,16 @@ RESUMABLE_CHANGES = ("out", "epochs", "val_pairs", "nothing_per_episode", "max_c
 
 
 def build_pairs(
-    embedder: Any, episodes: list[Path], nothing_per_episode: int, max_clips_per_task: int, seed: int
+    embedder: Any, episodes: list[Path], nothing_per_episode: int, max_clips_per_task: int, seed: int,
+    skipped: Skipped | None = None,
 ) -> dict[str, np.ndarray]:
-    """Embed captioned clips and all paraphrases of their captions -> {"text", "visual", "label"} arrays."""
+    """Embed captioned clips and all paraphrases of their captions -> {"text", "visual", "label"} arrays.
+
+    A damaged episode raises, or with `skipped` is left out there (reported, counted)."""
     from aimc.embed.captions import paraphrases
     from aimc.embed.clips import load_clips
 
-    clips = load_clips(episodes, nothing_per_episode=nothing_per_episode, seed=seed)
+    clips = load_clips(episodes, nothing_per_episode=nothing_per_episode, seed=seed, skipped=skipped)
     rng = np.random.default_rng(seed)
     keep = np.sort(np.concatenate([rng.permutation(i)[:max_clips_per_task] for i in clips.by_task().values()]))
     labels = [clips.labels[i] for i in keep]
@@ -135,10 +139,13 @@ def _evaluate(model: CVAEPrior, text: torch.Tensor, visual: torch.Tensor, beta: 
     return {"loss": float(beta * out["kl"] + out["mse"]), "kl": float(out["kl"]), "mse": float(out["mse"])}
 
 
-def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = None, progress: bool = True) -> dict[str, Any]:
+def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = None, progress: bool = True,
+                skipped: Skipped | None = None) -> dict[str, Any]:
     """Train (or resume) a prior; `pairs` bypasses clip cutting (tests, precomputed pairs).
 
-    Returns the summary written to `summary.json`: first/last train loss, best validation loss and epoch.
+    Returns the summary written to `summary.json`: first/last train loss, best validation loss and epoch, and
+    the episodes left out while cutting clips this time (`skipped_episodes`, `skipped_by_reason`; damaged
+    ones go to `skipped`, default: reported on stderr; cached pairs read no episodes).
     """
     from tqdm.auto import tqdm
 
@@ -148,8 +155,9 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
     _migrate_legacy(rundir)
     seed_everything(cfg.seed)
 
+    skipped = Skipped() if skipped is None else skipped
     if pairs is None:
-        pairs = _pairs_for(cfg, out)
+        pairs = _pairs_for(cfg, out, skipped)
     n = len(pairs["text"])
     n_val = min(cfg.val_pairs, n // 5)
     if n - n_val < 2:
@@ -205,12 +213,13 @@ def train_prior(cfg: PriorTrainConfig, pairs: dict[str, np.ndarray] | None = Non
 
     summary = {"pairs": n, "val_pairs": n_val, "epochs": state["epoch"], "first_train_loss": state["first_loss"],
                "last_train_loss": last_loss, "best_val_loss": state["best_val"], "best_epoch": state["best_epoch"],
-               "parameters": model.num_parameters(), "prior": str(out / "prior")}
+               "parameters": model.num_parameters(), "prior": str(out / "prior"),
+               "skipped_episodes": len(skipped), "skipped_by_reason": skipped.counts()}
     atomic_write_json(out / "summary.json", summary)
     return summary
 
 
-def _pairs_for(cfg: PriorTrainConfig, out: Path) -> dict[str, np.ndarray]:
+def _pairs_for(cfg: PriorTrainConfig, out: Path, skipped: Skipped) -> dict[str, np.ndarray]:
     """This run's cached pairs when they were built with the same `pairs_key`, else cut and embed them now.
 
     Without --data/--embedder a pairs.npz placed in the run dir is used as is (precomputed pairs); a key-less
@@ -233,7 +242,7 @@ def _pairs_for(cfg: PriorTrainConfig, out: Path) -> dict[str, np.ndarray]:
     if not episodes:
         raise AimcError(f"no episodes under {cfg.data}; run `aimc collect` first")
     embedder = make_embedder(cfg.embedder, device=cfg.device)
-    pairs = build_pairs(embedder, episodes, cfg.nothing_per_episode, cfg.max_clips_per_task, cfg.seed)
+    pairs = build_pairs(embedder, episodes, cfg.nothing_per_episode, cfg.max_clips_per_task, cfg.seed, skipped)
     save_pairs(cache, pairs, key)
     return pairs
 

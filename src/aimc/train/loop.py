@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aimc.core.errors import AimcError, ConfigError
-from aimc.core.io import atomic_dir
+from aimc.core.io import atomic_dir, remove_stale_tmp
 from aimc.core.rundir import RunDir
 from aimc.data.dataset import (
     ACTION,
@@ -37,7 +37,7 @@ from aimc.data.dataset import (
     collate_segments,
     val_keys,
 )
-from aimc.data.index import DatasetIndex
+from aimc.data.index import DatasetIndex, Skipped
 from aimc.policy import VPTPolicy, get_config, save_pretrained
 from aimc.train.bundle import AgentBundle, training_world
 from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -86,30 +86,42 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     return _run_dir(cfg).resolve(cfg)
 
 
-def build_data(cfg: TrainConfig) -> tuple[SegmentIndex, SegmentIndex, np.ndarray | None]:
-    """(train segments, val segments, fixed goal or None) from the configured stores."""
+def build_data(cfg: TrainConfig, skipped: Skipped | None = None) -> tuple[SegmentIndex, SegmentIndex, np.ndarray | None]:
+    """(train segments, val segments, fixed goal or None) from the configured stores.
+
+    Every episode left out (damaged, too short, no embeddings), whether by the store scan or by the segment
+    index, goes to `skipped` (None: a new one reporting to stderr), which is also both indexes' `skipped`.
+    """
     if not cfg.data:
         raise ConfigError("no training data: pass --data DIR (or data=[{path: ..., weight: ...}] in a preset)")
+    skipped = Skipped() if skipped is None else skipped
     train_parts, val_parts = [], []
     for i, part in enumerate(cfg.data):
-        idx = DatasetIndex.scan(part.path, check_video=False)
+        idx = DatasetIndex.scan(part.path, check_video=False, skipped=skipped)
         if len(idx) == 0:
-            raise AimcError(f"{part.path} holds no valid episodes; run `aimc collect --out {part.path}` first")
+            why = f" ({skip_note(idx.skipped)})" if idx.skipped else ""
+            raise AimcError(f"{part.path} holds no valid episodes{why}; run `aimc collect --out {part.path}` first")
         tr, va = idx.split(cfg.val_fraction, seed=cfg.seed + i) if cfg.val_fraction > 0 else (idx, DatasetIndex([], []))
         train_parts.append((tr.episodes, part.weight, part.goal_source))
         val_parts.append((va.episodes, 1.0, part.goal_source))
-    train = build_segment_index(train_parts, cfg.segment)
-    val = build_segment_index([p for p in val_parts if p[0]], cfg.segment) if any(p[0] for p in val_parts) else None
+    train = build_segment_index(train_parts, cfg.segment, skipped)
+    val = build_segment_index([p for p in val_parts if p[0]], cfg.segment, skipped) if any(p[0] for p in val_parts) else None
     if len(train) == 0:
-        why = "; ".join(f"{Path(k).name}: {v}" for k, v in list(train.skipped.items())[:3])
-        raise AimcError(f"no usable training episodes ({len(train.skipped)} skipped, e.g. {why})")
+        raise AimcError(f"no usable training episodes ({skip_note(skipped)})")
     fixed = None
     if cfg.fixed_prompt is not None:
         from aimc.embed.base import make_embedder
 
         fixed = make_embedder(cfg.embedder, device="cpu").encode_text([cfg.fixed_prompt])[0].float().numpy()
-    empty = SegmentIndex([], np.zeros((0, 3), np.int64), np.zeros(0), {}, train.goal_dim)
+    empty = SegmentIndex([], np.zeros((0, 3), np.int64), np.zeros(0), skipped, train.goal_dim)
     return train, val if val is not None else empty, fixed
+
+
+def skip_note(skipped: dict[str, str]) -> str:
+    """'N episode(s) skipped (counts by reason), e.g. <episode>: <reason>' for an error message."""
+    first = next(iter(skipped.items()), None)
+    summary = skipped.summary() if isinstance(skipped, Skipped) else f"{len(skipped)} episode(s) skipped"
+    return summary + (f", e.g. {Path(first[0]).name}: {first[1]}" if first else "")
 
 
 def build_policy(cfg: TrainConfig, goal_dim: int) -> tuple[VPTPolicy, list[str]]:
@@ -170,9 +182,12 @@ def write_bundle(cfg: TrainConfig, run_dir: Path, policy_subdir: str, world: str
 
 
 # -------------------------------------------------------------------------------------------------- loop
-def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = True) -> dict[str, Any]:
+def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = True,
+        skipped: Skipped | None = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.out``; returns a summary. ``stop_after_steps`` ends the call at the
-    first checkpointable point after that many optimiser steps (a clean interruption, for tests)."""
+    first checkpointable point after that many optimiser steps (a clean interruption, for tests).
+    ``skipped`` decides what happens to damaged episodes (default: reported on stderr and left out;
+    ``Skipped(strict=True)`` fails instead); only the main process reports them."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -182,7 +197,14 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     out = rundir.path
     world, rank = acc.num_processes, acc.process_index
 
-    train_idx, val_idx, fixed_goal = build_data(cfg)
+    skipped = Skipped() if skipped is None else skipped
+    if not acc.is_main_process:
+        skipped.echo = None  # every process scans the same stores: one report is enough
+    cache = cfg.resolved_frame_cache()
+    if acc.is_main_process and cache is not None and Path(cache).parent == out:
+        remove_stale_tmp(cache)  # decoded-frame files a killed run was writing (the cache is this run's own)
+    acc.wait_for_everyone()
+    train_idx, val_idx, fixed_goal = build_data(cfg, skipped)
     goal_dim = 0 if cfg.segment.embed_name is None else (len(fixed_goal) if fixed_goal is not None else train_idx.goal_dim)
     text_goals = None
     if cfg.goal_sources() != {"visual"} and fixed_goal is None:
@@ -207,7 +229,6 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
         rundir.trim_metrics(loop["step"])
 
     img_shape = model.config.img_shape
-    cache = cfg.resolved_frame_cache()
     train_ds = SegmentDataset(train_idx, cfg.segment, img_shape, cache, fixed_goal, text_goals)
     val_ds = SegmentDataset(val_idx, cfg.segment, img_shape, cache, fixed_goal, text_goals)
     sampler = SegmentSampler(train_idx, cfg.batch_size, cfg.seed, start_batch=loop["batches"], rank=rank, world=world)
@@ -294,7 +315,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     acc.wait_for_everyone()
     return {
         **loop, "out": str(out), "interrupted": interrupted, "train_segments": len(train_idx), "val_segments": len(vkeys),
-        "skipped_episodes": len(train_idx.skipped) + len(val_idx.skipped), "fresh_keys": fresh_keys,
+        "skipped_episodes": len(skipped), "skipped_by_reason": skipped.counts(), "fresh_keys": fresh_keys,
         "num_parameters": model.num_parameters(), "processes": world,
     }
 

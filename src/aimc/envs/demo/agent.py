@@ -50,7 +50,7 @@ _BOXED = 24  # a walkable region this small (seen so far) counts as boxed in: ex
 
 
 class CrafterDemonstrator(SurvivalMixin):
-    """Scripted player: `act(env)` (free play) or `act(env, task)` (pursue one achievement) -> action index.
+    """Scripted player: `act(env)` (free play or a chain of tasks) or `act(env, task)` (pursue one achievement).
 
     `act` is a function of the env state and the demonstrator's memory only, so it can label any state
     (DAgger). `current_goal` names what the last action served: a task, "explore", or a survival
@@ -114,6 +114,8 @@ class CrafterDemonstrator(SurvivalMixin):
             check_task(task)
         self._sync(env)
         s = self._observe(env)
+        if task is None and cfg.mode == "chain":
+            task = self._free_goal(s)  # drawn as in free play, then pursued (survival included) as in task mode
         action = self._decide(s, task)
         # DART: the action the expert would take here, whatever noise executes instead (the training label)
         self.expert_action = int(self._safe(s, action))
@@ -382,7 +384,10 @@ class CrafterDemonstrator(SurvivalMixin):
             ni, nj = i + DIRS[d][0], j + DIRS[d][1]
             return s.inside(ni, nj) and bool(s.walk[ni, nj] or (dig and s.mat[ni, nj] == MAT_ID["stone"]))
 
-        heading = self._heading
+        # Following the facing makes the heading a function of what the player just did, which a policy can
+        # read from its recent frames; the remembered heading is the demonstrator's own hidden choice, so in
+        # a learner's states (DAgger labels) it points anywhere and the labels contradict the learner's motion.
+        heading = s.facing if self.config.explore_follow_facing else self._heading
         if heading is None or not open_dir(heading) or self.rng.random() < self.config.explore_turn_prob:
             options = [d for d in range(4) if open_dir(d)]
             if not options:

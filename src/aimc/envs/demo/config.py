@@ -44,14 +44,18 @@ DEFAULT_CATALOGUE: dict[str, float] = {
 class DemonstratorConfig:
     """How the scripted demonstrator plays; see docs/demonstrator.md for the behaviours."""
 
-    mode: Literal["free", "task"] = "free"
-    """"free": random sub-goals from `catalogue` (data collection); "task": pursue `task` (eval, DAgger)."""
+    mode: Literal["free", "task", "chain"] = "free"
+    """"free": random sub-goals from `catalogue` (data collection); "task": pursue `task` (eval, DAgger);
+    "chain": a chain of tasks drawn from `catalogue` (the next one on success or after `max_goal_steps`), each
+    pursued exactly as in task mode. Chains are instruction data shaped like evaluation episodes: a fresh world,
+    one instruction followed from scratch, survival only as much as a task needs (free play spends most of
+    its frames restocking and sheltering, measured in docs/results.md)."""
     task: str | None = None
     """Achievement pursued in task mode when `act()` is called without one."""
     catalogue: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATALOGUE))
-    """Free-play sub-goals (achievement names or "explore") and their sampling weights."""
+    """Free-play sub-goals and chain tasks (achievement names or "explore") and their sampling weights."""
     max_goal_steps: int = 300
-    """Steps a free-play sub-goal is pursued before giving up and drawing another."""
+    """Steps a free-play sub-goal (or chain task) is pursued before giving up and drawing another."""
     explore_steps: int = 40
     """Length of an "explore" free-play sub-goal."""
     drink_below: int = 4
@@ -77,11 +81,16 @@ class DemonstratorConfig:
     morning_daylight: float = 0.85
     """After a night sealed in, stay in the room until daylight reaches this (zombies gather round the room
     at night and despawn only in full light; leaving at first light meets them all)."""
+    morning_zombie_radius: int = 4
+    """After that, stay sealed in while a zombie is within this many cells and the light still grows (0 = off;
+    task mode: only when unarmed or hurt): daylight thins them out, and the fight after digging out was the
+    main morning death (measured)."""
     prepare_daylight: float = 0.75
     """Under this daylight (dusk, from step ~125 of 300) get ready for the night: drink and eat up, craft a
     sword at a table in reach, and hold a wood pickaxe and `shelter_stones` stones."""
-    shelter_stones: int = 6
-    """Stones carried at dusk for the room's walls (a room on open grass needs 8, against rock or trees fewer)."""
+    shelter_stones: int = 8
+    """Stones carried at dusk for the room's walls (a room on open grass needs 8, against rock or trees fewer;
+    with 6, rooms on grass ran short and the player dug its half-built room open again for another, measured)."""
     rest_health_below: int = 5
     """With health below this, rest sealed in a room (asleep when energy allows; 0 = never) ..."""
     rest_health_until: int = 6
@@ -92,18 +101,26 @@ class DemonstratorConfig:
     """With health below this, walk away from close (not yet adjacent) zombies instead of fighting them."""
     arm_near_table: bool = True
     """Free play: craft a wood/stone sword when a table is within reach and the materials are held."""
+    arm_in_task_mode: bool = True
+    """Task mode: craft one too, all day, from wood (and stone) the task itself does not need (otherwise only
+    at dusk); a wood sword cuts a zombie from 5 hits to 3, a stone one to 2 (zombie fights were the main
+    cause of task-mode deaths, measured)."""
     survival_in_task_mode: bool = True
     """Apply the survival behaviours in task mode too (off gives pure task labels for DAgger)."""
     noise_prob: float = 0.05
     """Probability of executing a random safe action (noop, move, do) instead; the recording keeps it."""
     explore_turn_prob: float = 0.05
     """Per-step probability of picking a new exploration heading even when not blocked."""
+    explore_follow_facing: bool = False
+    """Explore along the direction the player faces (its last move or turn, whoever chose it) instead of the
+    demonstrator's remembered heading. For labelling a learner's states (DAgger): the label then continues
+    the learner's motion rather than a heading the demonstrator drew in states it never chose."""
     nav_radius: int = 12
     """Path search covers the seen map within this many cells of the player (bounds act() cost)."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("free", "task"):
-            raise ConfigError(f"demonstrator mode must be 'free' or 'task', got {self.mode!r}")
+        if self.mode not in ("free", "task", "chain"):
+            raise ConfigError(f"demonstrator mode must be 'free', 'task' or 'chain', got {self.mode!r}")
         if self.task is not None:
             check_task(self.task)
         unknown = sorted(set(self.catalogue) - set(TASKS) - {EXPLORE})
@@ -120,6 +137,8 @@ class DemonstratorConfig:
                               f"{self.rest_health_below} and {self.rest_health_until}")
         if not 0 <= self.shelter_stones <= 9:
             raise ConfigError(f"demonstrator shelter_stones must lie in [0, 9], got {self.shelter_stones}")
+        if self.morning_zombie_radius < 0:
+            raise ConfigError(f"demonstrator morning_zombie_radius must be >= 0 (0 = off), got {self.morning_zombie_radius}")
         if self.nav_radius < 4:
             raise ConfigError(f"demonstrator nav_radius must be >= 4 (the view), got {self.nav_radius}")
 

@@ -95,3 +95,26 @@ def test_ctrl_c_keeps_finished_episodes_and_resumes(tmp_path):
     assert main(["collect", "--agent", "random", "--episodes", "40", "--max-steps", "150", "--out", str(out), "--quiet"]) == 0
     assert len(DatasetIndex.scan(out)) == 40
     assert not [p for p in os.listdir(out) if p.startswith(".tmp-")]
+
+
+def test_collect_task_demonstrations_end_at_success(tmp_path, capsys):
+    """`--task T`: the demonstrator pursues T from a fresh world and each episode ends at the step T fires."""
+    out = tmp_path / "wood"
+    assert main(["collect", "--out", str(out), "--task", "collect_wood", "--episodes", "3", "--max-steps", "150",
+                 "--seed", "4", "--quiet"]) == 0
+    capsys.readouterr()
+    eps = [Episode(p) for p in sorted(out.glob("ep*"))]
+    assert len(eps) == 3
+    for ep in eps:
+        assert ep.metadata["task"] == "collect_wood" and ep.metadata["demonstrator"]["mode"] == "task"
+        assert "collect_wood" in ep.events[-1]  # the success is the last step ...
+        assert not any("collect_wood" in ev for ev in ep.events[:-1])  # ... and the first
+        assert ep.length < 150
+    # a task the demonstrator cannot pursue, or a task for an agent that cannot demonstrate: one line, nothing written
+    for args, words in ((["--task", "fly"], "unknown demonstrator task 'fly'"),
+                        (["--task", "collect_wood", "--agent", "random"], "--task needs the demonstrator")):
+        bad = tmp_path / "bad"
+        assert main(["collect", "--out", str(bad), "--episodes", "1", "--quiet", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
+        assert not bad.exists()

@@ -3,6 +3,7 @@
 Examples:
     aimc collect --world crafter --episodes 100 --workers 2 --out data/crafter --seed 0
     aimc collect --episodes 200 --out data/crafter          # resumes: only missing episodes are played
+    aimc collect --task make_wood_pickaxe --episodes 50 --max-steps 300 --out data/pickaxe   # task demonstrations
     aimc video data/crafter/ep000000_s0 --out ep0.mp4 --size 512
 """
 
@@ -26,6 +27,8 @@ def collect_cmd(
     seed: int = typer.Option(0, help="Collection seed (episode i plays world seed derived from (seed, i))."),
     agent: str = typer.Option("demonstrator", help="'demonstrator' (scripted free play) or 'random'."),
     max_steps: int = typer.Option(1000, help="Step cap per episode."),
+    task: str | None = typer.Option(None, help="Task demonstrations: the demonstrator pursues this achievement "
+                                    "(e.g. collect_wood) and each episode ends at its success."),
     size: int = typer.Option(64, help="Observation size in pixels."),
     config: Path | None = typer.Option(None, help="YAML with CollectConfig fields (CLI flags win)."),
     set_: list[str] = typer.Option([], "--set", help="Extra overrides, e.g. --set agent_config.noise=0.1"),
@@ -36,6 +39,8 @@ def collect_cmd(
 
     flags = {"out": str(out), "world": world, "episodes": episodes, "workers": workers, "seed": seed,
              "agent": agent, "max_steps": max_steps, "world_config": {"size": size}}
+    if task is not None:
+        flags["task"] = task
     cfg = build_config(CollectConfig, config, flags, overrides=set_)
     s = collect(cfg, progress=not quiet)
     top = ", ".join(f"{k} {v}" for k, v in sorted(s["events"].items(), key=lambda kv: -kv[1])[:6])

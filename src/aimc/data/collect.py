@@ -23,7 +23,16 @@ from aimc.core.io import TMP_PREFIX, atomic_write_json, check_writable_dir, remo
 from aimc.core.registry import Registry
 from aimc.core.seeding import derive_seed
 from aimc.data.store import EpisodeWriter, is_episode_dir
-from aimc.envs import DEFAULT_WORLD, Actor, DemonstratorActor, EpisodeHook, RandomActor, Step, run_episode
+from aimc.envs import (
+    DEFAULT_WORLD,
+    Actor,
+    DemonstratorActor,
+    EpisodeHook,
+    RandomActor,
+    Step,
+    StopAtEvent,
+    run_episode,
+)
 
 # name -> factory(**agent_config) -> Actor; each episode gets a fresh actor, reset with its own seed.
 AGENTS: Registry[Callable[..., Actor]] = Registry("collection agent")
@@ -54,6 +63,9 @@ class CollectConfig:
     """Collection seed; episode i uses world seed derive_seed(seed, i)."""
     fps: int = 20
     """Frame rate written into frames.mp4."""
+    task: str | None = None
+    """Task demonstrations: the demonstrator in task mode pursues this achievement from a fresh world, and each
+    episode ends at the step its event fires (or at `max_steps`, or death). None: the agent as configured."""
 
     def __post_init__(self) -> None:
         for name in ("episodes", "max_steps", "workers", "fps"):
@@ -62,11 +74,19 @@ class CollectConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'episodes' else 'positive'}, got {v}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+        if self.task is not None and self.agent != "demonstrator":
+            raise ConfigError(f"--task needs the demonstrator (it demonstrates the task), not agent {self.agent!r}")
+
+    def agent_options(self) -> dict[str, Any]:
+        """The agent's options: `agent_config`, in task mode on `task` when one is given."""
+        if self.task is None:
+            return dict(self.agent_config)
+        return {**self.agent_config, "mode": "task", "task": self.task}
 
     def identity(self) -> dict[str, Any]:
         """The settings that determine episode contents (episodes/workers may change on resume)."""
         d = to_dict(self)
-        return {k: d[k] for k in ("world", "world_config", "agent", "agent_config", "max_steps", "seed", "fps")}
+        return {k: d[k] for k in ("world", "world_config", "agent", "agent_config", "max_steps", "seed", "fps", "task")}
 
 
 @AGENTS.register("random")
@@ -109,14 +129,15 @@ def _worker_init(cfg_dict: dict[str, Any]) -> None:
 
     cfg = from_dict(CollectConfig, cfg_dict)
     _W["cfg"] = cfg
-    _W["env"] = make(cfg.world, **cfg.world_config)
+    env = make(cfg.world, **cfg.world_config)
+    _W["env"] = env if cfg.task is None else StopAtEvent(env, cfg.task)  # a demonstration ends at its success
 
 
 def _collect_one(index: int) -> dict[str, Any]:
     cfg: CollectConfig = _W["cfg"]
     env = _W["env"]
     world_seed = derive_seed(cfg.seed, index)
-    agent = AGENTS.get(cfg.agent)(**cfg.agent_config)
+    agent = AGENTS.get(cfg.agent)(**cfg.agent_options())
     agent_config = getattr(agent, "config", {})
     name = episode_name(cfg.seed, index)
     meta = {
@@ -129,6 +150,7 @@ def _collect_one(index: int) -> dict[str, Any]:
         "demonstrator": to_dict(agent_config) if hasattr(agent_config, "__dataclass_fields__") else agent_config,
         "action_names": list(getattr(env, "action_names", [])),
         "fps": cfg.fps,
+        "task": cfg.task,
         "dart_labels": hasattr(agent, "label_action"),  # infos may carry "label" (the dataset reads them then)
         "created_by": f"aimc {__version__}",
     }
@@ -219,7 +241,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:
 
     if cfg.world not in available_worlds():  # validate before touching the output directory
         raise AimcError(f"unknown world {cfg.world!r}; available: {', '.join(available_worlds())}")
-    AGENTS.get(cfg.agent)
+    AGENTS.get(cfg.agent)(**cfg.agent_options())  # a bad agent option or task fails here, before any write
     _prepare_out(cfg)
     todo = pending_indices(cfg)
     summary: dict[str, Any] = {"requested": cfg.episodes, "skipped_existing": cfg.episodes - len(todo), "collected": 0, "frames": 0}

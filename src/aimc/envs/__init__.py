@@ -20,11 +20,20 @@ from aimc.envs.base import (
     world_info,
 )
 from aimc.envs.check import WorldCheckError, check_world
-from aimc.envs.episode import BatchActor, EpisodeHook, EpisodeRecord, Lockstep, SlotOutcome, Step, run_episode
+from aimc.envs.episode import (
+    BatchActor,
+    EpisodeHook,
+    EpisodeRecord,
+    Lockstep,
+    SlotOutcome,
+    Step,
+    StopAtEvent,
+    run_episode,
+)
 
 __all__ = [
     "DEFAULT_WORLD", "ENVS", "Actor", "BatchActor", "CrafterDemonstrator", "DemonstratorActor", "DemonstratorConfig",
-    "EpisodeHook", "EpisodeRecord", "Lockstep", "RandomActor", "SlotOutcome", "Step", "World", "WorldCheckError",
+    "EpisodeHook", "EpisodeRecord", "Lockstep", "RandomActor", "SlotOutcome", "Step", "StopAtEvent", "World", "WorldCheckError",
     "WorldInfo", "available_worlds", "check_world", "make", "register_env", "run_episode", "video_frame", "world_info",
 ]
 

@@ -343,3 +343,23 @@ class Lockstep:
             h.on_end(env, p.record)
         self._playing[slot] = None
         return SlotOutcome(slot, p.tag, p.record)
+
+
+class StopAtEvent:
+    """The world, except that the step whose events include `event` ends the episode (truncated): a rollout
+    (DAgger) or a collected task demonstration (`aimc collect --task`) stops at its task's success. `event` is set per episode (a slot's world serves many tasks); None never
+    stops. Every other attribute is the wrapped world's (the demonstrator reads them)."""
+
+    def __init__(self, env: Any, event: str | None = None) -> None:
+        self.env = env
+        self.event = event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        return self.env.reset(seed=seed)
+
+    def step(self, action: int) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated or self.event in info.get(keys.EVENTS, []), info

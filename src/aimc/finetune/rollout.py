@@ -41,6 +41,7 @@ from aimc.envs import (
     Lockstep,
     SlotOutcome,
     Step,
+    StopAtEvent,
     make,
     world_info,
 )
@@ -177,26 +178,6 @@ class LabelHook(EpisodeHook):
         self.writer.add(step.obs[keys.POV], s.label, step.events, info)
         self.agree += int(s.learner_action == s.label)
         self.expert_steps += int(s.expert_executed)
-
-
-class StopAtEvent:
-    """The world, except that the step whose events include `event` ends the episode (truncated): a rollout
-    stops at its task's success. `event` is set per episode (a slot's world serves many tasks); None never
-    stops. Every other attribute is the wrapped world's (the demonstrator reads them)."""
-
-    def __init__(self, env: Any, event: str | None = None) -> None:
-        self.env = env
-        self.event = event
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
-        return self.env.reset(seed=seed)
-
-    def step(self, action: int) -> Any:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated or self.event in info.get(keys.EVENTS, []), info
 
 
 @dataclass

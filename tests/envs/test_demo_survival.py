@@ -41,6 +41,14 @@ def _in_rock(seed: int) -> object:
                 env.world[(i, j)] = "stone"
     return env
 
+def _play_until(env, demo: CrafterDemonstrator, done, steps: int) -> bool:
+    """Let the demonstrator act for up to `steps` steps, stopping once `done()` holds; whether it did."""
+    for _ in range(steps):
+        env.step(demo.act(env))
+        if done():
+            return True
+    return False
+
 
 def _set_clock(env, step: int) -> None:
     """Jump Crafter's clock (daylight follows the step count) before the demonstrator first looks."""
@@ -98,11 +106,7 @@ def test_night_room_uses_the_rock_it_is_dug_into():
     env.player.inventory.update(wood_pickaxe=1, stone=2, energy=2)
     demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
     demo.reset(env)
-    for _ in range(60):
-        env.step(demo.act(env))
-        if env.player.sleeping:
-            break
-    assert env.player.sleeping and _player_enclosed(env)
+    assert _play_until(env, demo, lambda: env.player.sleeping, 60) and _player_enclosed(env)
 
 
 def test_stays_in_the_room_until_full_light_then_digs_out():
@@ -111,10 +115,7 @@ def test_stays_in_the_room_until_full_light_then_digs_out():
     env.player.inventory.update(wood_pickaxe=1, stone=9, energy=8)
     demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
     demo.reset(env)
-    for _ in range(40):
-        env.step(demo.act(env))
-        if _player_enclosed(env) and not env.player.sleeping:
-            break
+    _play_until(env, demo, lambda: _player_enclosed(env) and not env.player.sleeping, 40)
     assert _player_enclosed(env)
     _set_clock(env, 280)  # dawn: daylight ~0.59, below morning_daylight
     for _ in range(5):

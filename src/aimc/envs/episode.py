@@ -347,8 +347,9 @@ class Lockstep:
 
 class StopAtEvent:
     """The world, except that the step whose events include `event` ends the episode (truncated): a rollout
-    (DAgger) or a collected task demonstration (`aimc collect --task`) stops at its task's success. `event` is set per episode (a slot's world serves many tasks); None never
-    stops. Every other attribute is the wrapped world's (the demonstrator reads them)."""
+    (DAgger) or a collected task demonstration (`aimc collect --task`) stops at its task's success. `event` is
+    set per episode (a slot's world serves many tasks); None never stops. Every other attribute is the wrapped
+    world's (the demonstrator reads them)."""
 
     def __init__(self, env: Any, event: str | None = None) -> None:
         self.env = env

@@ -60,8 +60,9 @@ def _frames(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
 
 
-def test_agent_batched_equals_single_deterministic() -> None:
-    p = make_tiny(goal_dim=8)
+@pytest.mark.parametrize("core", ["transformer", "lstm"])
+def test_agent_batched_equals_single_deterministic(core: str) -> None:
+    p = make_tiny(goal_dim=8, recurrence_type=core)
     goals = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
     batched = Agent(p, n_envs=3, deterministic=True, cond_scale=5.0)
     singles = [Agent(p, n_envs=1, deterministic=True, cond_scale=5.0) for _ in range(3)]
@@ -77,8 +78,9 @@ def test_agent_batched_equals_single_deterministic() -> None:
         assert a["buttons"].shape == (3,) and a["buttons"].dtype == np.int64
 
 
-def test_agent_reset_equals_fresh_agent() -> None:
-    p = make_tiny()
+@pytest.mark.parametrize("core", ["transformer", "lstm"])
+def test_agent_reset_equals_fresh_agent(core: str) -> None:
+    p = make_tiny(recurrence_type=core)
     agent, fresh = Agent(p, n_envs=2, deterministic=True), Agent(p, n_envs=2, deterministic=True)
     for s in range(4):
         agent.act(_frames(2, 100 + s))

@@ -267,3 +267,74 @@ def test_goal_norm_unit_variance_is_scale_free_and_keeps_zero_goal():
     assert torch.allclose(zero, p.net.mineclip_embed_linear.bias.expand_as(zero))
     assert get_config("steve1").goal_norm == "none"  # official layouts keep STEVE-1's raw goal
     assert get_config("crafter-small").goal_norm == "unit_variance"
+
+
+# ------------------------------------------------------------------------------------------- LSTM core
+def make_lstm(seed: int = 0, **overrides) -> VPTPolicy:
+    return make_tiny(seed, recurrence_type="lstm", **overrides)
+
+
+@torch.no_grad()
+def test_lstm_chunked_equals_stepwise_with_mid_chunk_episode_starts() -> None:
+    p = make_lstm()
+    b, t = 3, 17
+    pov = rand_pov(b, t, seed=4)
+    first = torch.zeros(b, t, dtype=torch.bool)
+    first[:, 0] = True
+    first[1, 9] = True
+    first[2, 5] = True
+    step_logp, step_v, step_state = run_chunks(p, pov, first, [1] * t)
+    for sizes in ([t], [4, 4, 9], [5, 12]):
+        logp, v, state = run_chunks(p, pov, first, sizes)
+        for k in logp:
+            torch.testing.assert_close(logp[k], step_logp[k], atol=ATOL, rtol=0)
+        torch.testing.assert_close(v, step_v, atol=ATOL, rtol=0)
+        for ka, kb in zip(state.keys + state.values, step_state.keys + step_state.values, strict=True):
+            torch.testing.assert_close(ka, kb, atol=ATOL, rtol=0)
+    # row 1 from its mid-chunk episode start on equals a fresh run of those frames
+    fresh, _, _ = run_chunks(p, pov[1:2, 9:], first[1:2, 9:], [t - 9])
+    torch.testing.assert_close(step_logp["buttons"][1:2, 9:], fresh["buttons"], atol=ATOL, rtol=0)
+
+
+@torch.no_grad()
+def test_lstm_memory_outlasts_the_attention_window_and_resets() -> None:
+    """The transformer forgets frame 0 after `memory` (6) frames; the LSTM still carries it at frame 16, and
+    `first` or `state.reset` forget it."""
+    b, t = 2, 17
+    pov = rand_pov(b, t, seed=5)
+    other = pov.clone()
+    other[:, 0] = rand_pov(b, 1, seed=6)[:, 0]  # only frame 0 differs
+    first = torch.zeros(b, t, dtype=torch.bool)
+    first[:, 0] = True
+    for policy, remembers in ((make_tiny(), False), (make_lstm(), True)):
+        a, _ = policy(pov, None, first, None)
+        c, _ = policy(other, None, first, None)
+        gap = (a.logp["buttons"][:, -1] - c.logp["buttons"][:, -1]).abs().max()
+        assert (gap > 1e-5) == remembers
+    p = make_lstm()
+    _, state = p(pov[:, :8], None, first[:, :8], None)
+    again = first[:, 8:].clone()
+    again[:, 0] = True
+    x, _ = p(pov[:, 8:], None, again, state)
+    y, _ = p(pov[:, 8:], None, None, state.reset(torch.ones(b, dtype=torch.bool)))
+    z, _ = p(pov[:, 8:], None, None, p.initial_state(b))
+    torch.testing.assert_close(x.logp["buttons"], z.logp["buttons"], atol=ATOL, rtol=0)
+    torch.testing.assert_close(y.logp["buttons"], z.logp["buttons"], atol=ATOL, rtol=0)
+
+
+def test_lstm_config_trains_and_has_no_official_form() -> None:
+    from aimc.core.errors import ConfigError
+
+    cfg = get_config("crafter-lstm")
+    assert cfg.recurrence_type == "lstm" and cfg.img_shape == (64, 64)
+    with pytest.raises(ConfigError, match="transformer only"):
+        cfg.official_kwargs()
+    with pytest.raises(ConfigError, match="recurrence_type"):
+        get_config("test-tiny", recurrence_type="gru")
+    p = make_lstm(goal_dim=4).train()
+    pov, first = rand_pov(2, 8, seed=7), torch.zeros(2, 8, dtype=torch.bool)
+    out, state = p(pov, torch.randn(2, 8, 4), first, None)
+    out.logp["buttons"].mean().backward()
+    lstm_grad = p.net.recurrent_layer.blocks[0].r.lstm.weight_hh_l0.grad
+    assert lstm_grad is not None and lstm_grad.abs().sum() > 0
+    assert state.keys[0].shape == (2, 1, 32) and bool(state.valid.all())

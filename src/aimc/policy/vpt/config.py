@@ -46,6 +46,12 @@ class VPTConfig:
     n_actions: int = 17
     temperature: float = 2.0
     first_mode: Literal["per_step", "chunk_start"] = "per_step"
+    recurrence_type: Literal["transformer", "lstm"] = "transformer"
+    """The recurrent core of each block. "transformer" = VPT's released models (memory = ``memory`` frames).
+    "lstm" replaces the attention by a one-layer LSTM of width ``hidsize`` with the block input added back
+    (VPT's code adds ``x`` for its LSTM recurrence types too): its memory is the whole episode, not a window,
+    which a policy needs when the expert it imitates walks back to things it saw hundreds of steps ago. No
+    released model uses it, so it has no official ``.model`` export; ``heads`` and ``memory`` are unused."""
 
     def __post_init__(self) -> None:
         if self.hidsize % self.heads:
@@ -58,6 +64,8 @@ class VPTConfig:
             raise ConfigError("temperature must be > 0")
         if self.goal_dim < 0:
             raise ConfigError("goal_dim must be >= 0 (0 = no goal input)")
+        if self.recurrence_type not in ("transformer", "lstm"):
+            raise ConfigError(f"unknown recurrence_type {self.recurrence_type!r}; valid: transformer, lstm")
         if self.action_head == "categorical" and self.n_actions < 2:
             raise ConfigError("categorical head needs n_actions >= 2")
 
@@ -98,6 +106,8 @@ class VPTConfig:
 
     def official_kwargs(self) -> dict[str, Any]:
         """The ``.model`` ``net.args`` that build this architecture with OpenAI's code."""
+        if self.recurrence_type != "transformer":
+            raise ConfigError(f"recurrence_type {self.recurrence_type!r} has no official .model form (transformer only)")
         return {
             "attention_heads": self.heads,
             "attention_mask_style": "clipped_causal",
@@ -144,6 +154,25 @@ PRESETS: dict[str, VPTConfig] = {
         n_actions=17,
         temperature=1.0,
         goal_norm="unit_variance",
+    ),
+    # Crafter with an LSTM core: the same image and goal input, one residual LSTM block whose memory is the whole
+    # episode (the transformer's is 64 frames). Train it on long segments (train preset `instruct-lstm`).
+    "crafter-lstm": VPTConfig(
+        img_shape=(64, 64),
+        impala_width=1,
+        impala_chans=(16, 32, 32),
+        impala_nblock=2,
+        cnn_outsize=256,
+        hidsize=256,
+        heads=4,
+        n_layers=1,
+        memory=1,
+        goal_dim=512,
+        action_head="categorical",
+        n_actions=17,
+        temperature=1.0,
+        goal_norm="unit_variance",
+        recurrence_type="lstm",
     ),
     # Unit tests: a few thousand parameters, but every code path of the big models.
     "test-tiny": VPTConfig(

@@ -302,6 +302,28 @@ class MaskedAttention(nn.Module):
         self.orc_block = SelfAttentionLayer(hidsize, heads, memory, init_scale)
 
 
+class MaskedLSTM(nn.Module):
+    """Holder named ``r`` for ``recurrence_type="lstm"``: one LSTM layer whose state is zeroed where an episode
+    starts. A chunk is cut only where some row starts an episode, so training chunks (episode starts at t=0
+    only) run as one cuDNN/oneDNN call and single-step acting stays one call too."""
+
+    def __init__(self, hidsize: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(hidsize, hidsize, batch_first=True)
+
+    def forward(self, y: Tensor, h: Tensor, c: Tensor, first: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """y: (B, t, h); h, c: (B, h); first: (B, t) bool. Returns (outputs (B, t, h), h, c)."""
+        t = y.shape[1]
+        starts = (torch.nonzero(first[:, 1:].any(0)).flatten() + 1).tolist() if t > 1 else []
+        outs = []
+        for a, b in zip([0, *starts], [*starts, t], strict=True):
+            keep = (~first[:, a]).to(h.dtype)[:, None]
+            o, (hn, cn) = self.lstm(y[:, a:b], ((h * keep)[None].contiguous(), (c * keep)[None].contiguous()))
+            h, c = hn[0], cn[0]
+            outs.append(o)
+        return torch.cat(outs, 1) if len(outs) > 1 else outs[0], h, c
+
+
 class ResidualRecurrentBlock(nn.Module):
     def __init__(self, cfg: VPTConfig) -> None:
         super().__init__()
@@ -310,12 +332,21 @@ class ResidualRecurrentBlock(nn.Module):
         self.mlp0 = FanInLayer(h, h * cfg.pointwise_ratio, kind="linear", norm="layer")
         self.mlp1 = FanInLayer(h * cfg.pointwise_ratio, h, kind="linear", act=False, init_scale=s)
         self.pre_r_ln = nn.LayerNorm(h)
-        self.r = MaskedAttention(h, cfg.heads, cfg.memory, init_scale=s)
+        self.lstm = cfg.recurrence_type == "lstm"
+        self.r: nn.Module = MaskedLSTM(h) if self.lstm else MaskedAttention(h, cfg.heads, cfg.memory, init_scale=s)
 
     def forward(
-        self, x: Tensor, k_cache: Tensor, v_cache: Tensor, ctx: AttnContext
+        self, x: Tensor, k_cache: Tensor, v_cache: Tensor, ctx: AttnContext | Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Transformer: caches are the K/V FIFOs and ``ctx`` the attention context. LSTM: caches are h and c
+        (B, 1, h) and ``ctx`` is ``first`` (B, t)."""
         y = self.pre_r_ln(x)
+        if self.lstm:
+            assert isinstance(ctx, Tensor)
+            a, h, c = self.r(y, k_cache[:, 0], v_cache[:, 0], ctx)
+            y = x + a  # LSTM blocks keep the input (the residual VPT's code adds for its LSTM types)
+            return y + self.mlp1(self.mlp0(y)), h[:, None], c[:, None]
+        assert isinstance(ctx, AttnContext)
         a, k_new, v_new = self.r.orc_block(y, k_cache, v_cache, ctx)
         y = y + a  # the attention residual wraps the LayerNorm'ed value; x itself is not added back
         return y + self.mlp1(self.mlp0(y)), k_new, v_new
@@ -331,6 +362,8 @@ class ResidualRecurrentBlocks(nn.Module):
 @dataclass
 class VPTState:
     """Recurrent state: per block the last ``memory`` projected keys/values (B, M, h), and which are valid.
+    For ``recurrence_type="lstm"`` the same container holds per block h in ``keys`` and c in ``values``
+    (B, 1, h), and ``valid`` (B, 1) says whether they belong to the current episode.
 
     The official layout per block is ``(mask (B, 1, M) bool | None, (K, V))``; see ``to_official`` /
     ``from_official``. Row b of every tensor belongs to batch element b, so states can be indexed,
@@ -495,12 +528,13 @@ class VPTPolicy(Policy):
         cfg = self.config
         if device is None:
             device = self.net.final_ln.weight.device
-        shape = (batch_size, cfg.memory, cfg.hidsize)
+        m = 1 if cfg.recurrence_type == "lstm" else cfg.memory
+        shape = (batch_size, m, cfg.hidsize)
         dtype = self.net.final_ln.weight.dtype
         return VPTState(
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)],
             [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)],
-            torch.zeros(batch_size, cfg.memory, dtype=torch.bool, device=device),
+            torch.zeros(batch_size, m, dtype=torch.bool, device=device),
         )
 
     # -------------------------------------------------------------------------------------- forward
@@ -561,7 +595,18 @@ class VPTPolicy(Policy):
             raise ValueError(f"state has batch size {state.batch_size}, input has {b}")
         if cfg.pre_lstm_ln:
             x = self.net.pre_lstm_ln(x)
-        ctx = make_attn_context(first.to(x.device), state.valid, cfg.memory, cfg.first_mode)
+        first = first.to(x.device).bool()
+        ctx: AttnContext | Tensor
+        if cfg.recurrence_type == "lstm":
+            # Stale rows (invalid state) restart like an episode start; "chunk_start" reads only first[:, 0].
+            ctx = first.clone()
+            if cfg.first_mode == "chunk_start":
+                ctx[:, 1:] = False
+            ctx[:, 0] |= ~state.valid[:, 0]
+            new_valid = torch.ones_like(state.valid)
+        else:
+            ctx = make_attn_context(first, state.valid, cfg.memory, cfg.first_mode)
+            new_valid = ctx.new_valid
         keys, values = [], []
         for blk, kc, vc in zip(self.net.recurrent_layer.blocks, state.keys, state.values, strict=True):
             x, k, v = blk(x, kc, vc, ctx)
@@ -572,7 +617,7 @@ class VPTPolicy(Policy):
         x = self.net.final_ln(x)
         logp = {name: head(x) for name, head in self.pi_head.items()}
         out = PolicyOutput(logp=logp, vpred=self.value_head(x), latent=x)
-        return out, VPTState(keys, values, ctx.new_valid)
+        return out, VPTState(keys, values, new_valid)
 
     def value(self, outputs: PolicyOutput) -> Tensor:
         """Denormalised value (B, T)."""
@@ -585,7 +630,8 @@ class VPTPolicy(Policy):
         if impl not in ("fused", "exact"):
             raise ConfigError(f"unknown attention impl {impl!r}; valid: fused, exact")
         for blk in self.net.recurrent_layer.blocks:
-            blk.r.orc_block.impl = impl
+            if not blk.lstm:
+                blk.r.orc_block.impl = impl
         return self
 
     def set_conv_impl(self, impl: str) -> VPTPolicy:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 PACKAGES = ["aimc.data", "aimc.embed", "aimc.policy", "aimc.policy.vpt", "aimc.train", "aimc.prior", "aimc.eval",
-            "aimc.pipeline"]
+            "aimc.pipeline", "aimc.serve"]
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -83,6 +83,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.train_policy",
     "aimc.cli.train_dagger",
     "aimc.cli.play",
+    "aimc.cli.serve",
     "aimc.cli.train_prior",
     "aimc.cli.eval_tasks",
     "aimc.cli.eval_prior",

@@ -70,7 +70,7 @@ def play(
     writer = Mp4Writer(video, fps=10, lossless=False) if video is not None else None
     try:
         record = run_episode(env, actor, seed, steps, actor_seed=seed,
-                             hooks=[_OverlayHook(writer, label, size, hold)] if writer is not None else [])
+                             hooks=[OverlayHook(writer, label, size, hold)] if writer is not None else [])
         if writer is not None:
             writer.close()
     except BaseException:
@@ -84,7 +84,7 @@ def play(
     }
 
 
-class _OverlayHook(EpisodeHook):
+class OverlayHook(EpisodeHook):
     """Writes each state with the instruction, the step and the events of the last `hold` steps: the state
     before every action, and at the end the state after the last one, so an episode of N steps is N + 1
     frames and what the last action caused (a death, the asked-for event) is on screen."""

@@ -92,11 +92,16 @@ def test_embed_unknown_embedder_is_one_line_error(synthetic_store, capsys):
     assert capsys.readouterr().err.strip().startswith("error: unknown embedder 'nope'")
 
 
-def test_convert_mineclip_rejects_other_architectures(tmp_path, capsys):
+def test_convert_mineclip_rejects_inconsistent_checkpoints(tmp_path, capsys):
+    # Other sizes convert now (the architecture is read from the shapes, tests/embed/test_mineclip_any_checkpoint.py);
+    # a key set the inferred architecture cannot hold is still refused, naming the keys.
     cfg = tiny_mineclip_config()
+    state = {"model." + k: v for k, v in MineCLIP(cfg).state_dict().items()}
+    del state["model.reward_head.video_residual_weight"]
+    state["model.reward_head.video_adapter.0.weight"] = torch.zeros(5, 5)
     ckpt = tmp_path / "attn.pth"
-    torch.save({"state_dict": {"model." + k: v for k, v in MineCLIP(cfg).state_dict().items()}}, ckpt)
-    assert main(["convert", "mineclip", str(ckpt), "--out", str(tmp_path / "out")]) == 2
+    torch.save({"state_dict": state}, ckpt)
+    assert main(["convert", "mineclip", str(ckpt), "--out", str(tmp_path / "out"), "--set", "resolution=[32,48]"]) == 2
     err = capsys.readouterr().err
     assert "not a MineCLIP attn checkpoint" in err and "missing" in err and "mis-shaped" in err
     assert not (tmp_path / "out").exists()

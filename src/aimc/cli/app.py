@@ -56,7 +56,7 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train a model (embedder, policy, prior).", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate embedders, priors and policies.", no_args_is_help=True)
-convert_app = typer.Typer(help="Convert official checkpoints to aimc's safetensors format.", no_args_is_help=True)
+convert_app = typer.Typer(help="Convert official checkpoints and recordings to aimc's formats.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(convert_app, name="convert")
@@ -76,6 +76,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.pipeline",
     "aimc.cli.embed",
     "aimc.cli.convert_mineclip",
+    "aimc.cli.convert_contractor",
     "aimc.cli.train_embedder",
     "aimc.cli.eval_embedder",
     "aimc.cli.convert_vpt",

@@ -2,9 +2,16 @@
 
 The first paraphrase of each event is its canonical instruction (what an eval suite would say);
 the others make the text side robust to wording. `NOTHING` labels clips in which no event happens.
+
+Other worlds keep their catalogues with their events (Minecraft: `aimc.envs.minecraft.captions`), selected by
+world name through `catalogue(world)` and the optional `world` argument of the functions below; without it
+they read this module's Crafter tables, so every existing caller is unchanged.
 """
 
 from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
 
 from aimc.core.errors import UnknownNameError
 
@@ -73,23 +80,46 @@ INTENTIONS: dict[str, tuple[str, ...]] = {
 PRIORITY: tuple[str, ...] = tuple(k for k in CAPTIONS if k != NOTHING)
 
 
-def instruction(event: str) -> str:
+# World name -> module holding that world's `CAPTIONS` and `PRIORITY` (the default world's are the ones above).
+WORLD_CATALOGUES: dict[str, str] = {"minecraft": "aimc.envs.minecraft.captions"}
+
+
+def _tables(world: str | None) -> tuple[Mapping[str, tuple[str, ...]], tuple[str, ...]]:
+    if world is None:
+        return CAPTIONS, PRIORITY
+    if world in WORLD_CATALOGUES:
+        module = importlib.import_module(WORLD_CATALOGUES[world])
+        return module.CAPTIONS, module.PRIORITY
+    from aimc.envs.base import DEFAULT_WORLD
+
+    if world == DEFAULT_WORLD:
+        return CAPTIONS, PRIORITY
+    raise UnknownNameError(f"no caption catalogue for world {world!r}; catalogues: {', '.join(sorted({DEFAULT_WORLD, *WORLD_CATALOGUES}))}")
+
+
+def catalogue(world: str | None = None) -> Mapping[str, tuple[str, ...]]:
+    """Event -> paraphrases (`NOTHING` included) of `world`'s catalogue; None = Crafter's `CAPTIONS`."""
+    return _tables(world)[0]
+
+
+def instruction(event: str, world: str | None = None) -> str:
     """The canonical instruction for `event`."""
-    return paraphrases(event)[0]
+    return paraphrases(event, world)[0]
 
 
-def paraphrases(event: str) -> tuple[str, ...]:
-    if event not in CAPTIONS:
-        raise UnknownNameError(f"no captions for event {event!r}; known: {', '.join(CAPTIONS)}")
-    return CAPTIONS[event]
+def paraphrases(event: str, world: str | None = None) -> tuple[str, ...]:
+    table = catalogue(world)
+    if event not in table:
+        raise UnknownNameError(f"no captions for event {event!r}; known: {', '.join(table)}")
+    return table[event]
 
 
-def caption_event(events: list[str]) -> str | None:
+def caption_event(events: list[str], world: str | None = None) -> str | None:
     """The event a clip ending at a step with `events` is captioned by (None when none is captionable)."""
     present = set(events)
-    return next((e for e in PRIORITY if e in present), None)
+    return next((e for e in _tables(world)[1] if e in present), None)
 
 
-def all_captions() -> list[tuple[str, str]]:
+def all_captions(world: str | None = None) -> list[tuple[str, str]]:
     """Every (event, paraphrase) pair, in catalogue order."""
-    return [(event, text) for event, texts in CAPTIONS.items() for text in texts]
+    return [(event, text) for event, texts in catalogue(world).items() for text in texts]

@@ -1,8 +1,10 @@
 """MineCLIP as an aimc `Embedder`, plus loading/conversion of the released `attn.pth` / `avg.pth`.
 
 The released files are `{"state_dict": {"model.<key>": tensor, ...}, ...}` with every CLIP weight
-listed under three aliases (788 keys for attn, 761 for avg). Conversion checks that exact key set and
-shapes, loads strictly, and writes aimc's format (one copy of each weight, safetensors).
+listed under three aliases (788 keys for attn, 761 for avg). Conversion reads the architecture from the tensor
+shapes (`infer_config`: any size a user fine-tuned in the released layout, not only the released one), checks the
+exact key set and shapes against it, loads strictly, and writes aimc's format (one copy of each weight,
+safetensors).
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from aimc.core.checkpoint import key_diff, load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, CheckpointError
-from aimc.embed.base import Embedder, check_frames, frames_to_tensor, register_embedder, resolve_device
-from aimc.embed.mineclip_model import ALIAS_PREFIXES, MineCLIP, MineCLIPConfig, canonical_state_dict
+from aimc.embed.base import Embedder, check_frames, register_embedder, resolve_device
+from aimc.embed.mineclip_model import (
+    ALIAS_PREFIXES,
+    MineCLIP,
+    MineCLIPConfig,
+    canonical_state_dict,
+    infer_config,
+    prepare_frames,
+)
 from aimc.embed.tokenizer import clip_tokenizer
 
 OFFICIAL_MD5 = {"attn": "b5ece9198337cfd117a3bfbd921e56da", "avg": "d97a07f2830095a2016a8da22abcff52"}
@@ -57,6 +65,8 @@ class MineCLIPEmbedder(Embedder):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> MineCLIPEmbedder:
         config, tensors = read_model_dir(path, cls.name)
+        if "temporal_dim_head" not in config:  # saved before the field existed: heads were embed_dim / heads wide
+            config = {**config, "temporal_dim_head": int(config.get("embed_dim", 512)) // int(config.get("temporal_heads", 8))}
         cfg = from_dict(MineCLIPConfig, config, where=f"{path}/config.json")
         model = MineCLIP(cfg)
         load_strict(model, tensors, str(path), keys=set(canonical_state_dict(model)))
@@ -72,12 +82,11 @@ class MineCLIPEmbedder(Embedder):
 
     @torch.no_grad()
     def encode_frames(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (T, H, W, 3) -> (T, 512) ViT features; other sizes are bilinearly resized to 160x256."""
+        """uint8 (T, H, W, 3) -> (T, 512) ViT features; other sizes are resized to the model's resolution as
+        STEVE-1 prepares frames (`prepare_frames`: OpenCV-style bilinear, rounded to whole levels)."""
         check_frames(frames, 4, "MineCLIP encode_frames")
-        x = frames_to_tensor(frames, self.device) * 255.0  # (T, 3, H, W), 0..255 as upstream expects
-        if tuple(x.shape[-2:]) != tuple(self.cfg.resolution):
-            x = F.interpolate(x, size=tuple(self.cfg.resolution), mode="bilinear", align_corners=False)
-        return self.model.forward_image_features(x).float().cpu()
+        x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames).to(self.device)
+        return self.model.forward_image_features(prepare_frames(x, self.cfg.resolution)).float().cpu()
 
     @torch.no_grad()
     def pool(self, features: torch.Tensor) -> torch.Tensor:
@@ -118,14 +127,19 @@ def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_official_checkpoint(path: str | Path, cfg: MineCLIPConfig | None = None) -> MineCLIP:
-    """Build MineCLIP and load a released checkpoint strictly (all 788 / 761 keys, aliases included).
+def load_official_checkpoint(path: str | Path, cfg: MineCLIPConfig | None = None, **given: Any) -> MineCLIP:
+    """Build MineCLIP and load a checkpoint in the released layout strictly (all keys, aliases included).
 
-    The variant is read from the keys when `cfg` is None: temporal-encoder keys mean `attn`.
+    Without `cfg` the architecture is read from the tensor shapes (`infer_config`, with `given` for what the
+    weights cannot tell); with `cfg` only the variant is, from the keys (temporal-encoder keys mean `attn`).
     """
     state = read_official_state(path)
     variant = "attn" if any(k.startswith("temporal_encoder.") for k in state) else "avg"
-    cfg = cfg or MineCLIPConfig(variant=variant)
+    if cfg is None:
+        try:
+            cfg = infer_config(state, **given)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
     if cfg.variant != variant:
         cfg = dataclasses.replace(cfg, variant=variant)
     model = MineCLIP(cfg)
@@ -149,10 +163,13 @@ def load_official_checkpoint(path: str | Path, cfg: MineCLIPConfig | None = None
     return model
 
 
-def convert_mineclip(path: str | Path, out: str | Path, cfg: MineCLIPConfig | None = None) -> dict[str, Any]:
-    """`aimc convert mineclip`: released .pth -> aimc model dir; returns a summary (variant, keys, md5 match)."""
+def convert_mineclip(path: str | Path, out: str | Path, cfg: MineCLIPConfig | None = None, **given: Any) -> dict[str, Any]:
+    """`aimc convert mineclip`: a checkpoint in the released layout -> aimc model dir; returns a summary
+    (variant, keys, parameters, md5 match, the architecture and which of its fields were assumed)."""
+    from aimc.embed.mineclip_model import CONVENTIONS
+
     path = Path(path)
-    model = load_official_checkpoint(path, cfg)
+    model = load_official_checkpoint(path, cfg, **given)
     MineCLIPEmbedder(model, device="cpu").save_pretrained(out)
     md5 = _file_md5(path)
     return {
@@ -162,5 +179,7 @@ def convert_mineclip(path: str | Path, out: str | Path, cfg: MineCLIPConfig | No
         "parameters": sum(p.numel() for p in model.parameters()),
         "md5": md5,
         "official_md5": md5 == OFFICIAL_MD5[model.cfg.variant],
+        "config": to_dict(model.cfg),
+        "assumed": [] if cfg is not None else [k for k in CONVENTIONS if k not in given],
         "out": str(out),
     }

@@ -5,17 +5,28 @@ a temporal encoder (`avg`: mean; `attn`: 2-layer pre-LN transformer with SwiGLU,
 text transformer over 77 CLIP BPE tokens, and a reward head (residual video adapter, logit scale).
 The CLIP module is registered under three names (`clip_model`, `image_encoder` = its vision tower,
 `reward_head.clip_model`) exactly as upstream, so `state_dict()` lists the 788 / 761 released keys.
+
+Any checkpoint in the released layout loads, not only the released sizes: `infer_config` reads the architecture
+from the tensor shapes (what the weights cannot say, head counts, follows the released code's conventions and can
+be given), and the temporal attention's head size is a config field (`temporal_dim_head`, 64 as in
+x_transformers, whose `Attention` projects `dim -> heads * dim_head`). `forward(video, text)` and
+`preprocess` / `prepare_frames` are the released model's call and preprocessing.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aimc.core.errors import AimcError, CheckpointError
 
 MC_IMAGE_MEAN = (0.3331, 0.3245, 0.3051)  # MineCLIP's own constants, not OpenAI CLIP's
 MC_IMAGE_STD = (0.2439, 0.2493, 0.2873)
@@ -44,6 +55,9 @@ class MineCLIPConfig:
     temporal_layers: int = 2
     """attention+feed-forward pairs in the `attn` temporal encoder"""
     temporal_heads: int = 8
+    temporal_dim_head: int = 64
+    """width of one temporal attention head; q/k/v project embed_dim -> temporal_heads * temporal_dim_head. The
+    released code builds x_transformers' `Encoder` without `attn_dim_head`, so every checkpoint it trains has 64"""
     temporal_max_len: int = 32
     """rows of the learned temporal position table (16 used)"""
 
@@ -145,22 +159,23 @@ class CLIP(nn.Module):
 
 
 class _TemporalAttention(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, dim_head: int) -> None:
         super().__init__()
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(dim, dim, bias=False)
-        self.to_v = nn.Linear(dim, dim, bias=False)
-        self.to_out = nn.Linear(dim, dim, bias=False)
+        self.heads, self.dim_head = heads, dim_head
+        inner = heads * dim_head
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
+        b, n, _ = x.shape
         q, k, v = (
-            f(x).view(b, n, self.heads, d // self.heads).transpose(1, 2)
+            f(x).view(b, n, self.heads, self.dim_head).transpose(1, 2)  # (B, h, n, dim_head)
             for f in (self.to_q, self.to_k, self.to_v)
         )
-        attn = (q @ k.transpose(-1, -2) * (d // self.heads) ** -0.5).softmax(dim=-1)  # (B, h, n, n)
-        return self.to_out((attn @ v).transpose(1, 2).reshape(b, n, d))
+        attn = (q @ k.transpose(-1, -2) * self.dim_head**-0.5).softmax(dim=-1)  # (B, h, n, n)
+        return self.to_out((attn @ v).transpose(1, 2).reshape(b, n, self.heads * self.dim_head))
 
 
 class _GLUProj(nn.Module):
@@ -196,11 +211,11 @@ class _PosEmb(nn.Module):
 
 
 class _AttnLayers(nn.Module):
-    def __init__(self, dim: int, depth: int, heads: int) -> None:
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int) -> None:
         super().__init__()
         layers = []
         for _ in range(depth):
-            layers.append(nn.ModuleList([nn.ModuleList([nn.LayerNorm(dim)]), _TemporalAttention(dim, heads)]))
+            layers.append(nn.ModuleList([nn.ModuleList([nn.LayerNorm(dim)]), _TemporalAttention(dim, heads, dim_head)]))
             layers.append(nn.ModuleList([nn.ModuleList([nn.LayerNorm(dim)]), _FeedForward(dim)]))
         self.layers = nn.ModuleList(layers)
 
@@ -216,7 +231,7 @@ class _TemporalTransformer(nn.Module):
     def __init__(self, cfg: MineCLIPConfig) -> None:
         super().__init__()
         self.pos_emb = _PosEmb(cfg.embed_dim, cfg.temporal_max_len)
-        self.attn_layers = _AttnLayers(cfg.embed_dim, cfg.temporal_layers, cfg.temporal_heads)
+        self.attn_layers = _AttnLayers(cfg.embed_dim, cfg.temporal_layers, cfg.temporal_heads, cfg.temporal_dim_head)
         self.norm = nn.LayerNorm(cfg.embed_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,14 +293,33 @@ class MineCLIP(nn.Module):
         self.image_encoder = self.clip_model.vision_model  # alias, as upstream
         self.temporal_encoder = TemporalEncoder(cfg)
         self.reward_head = RewardHead(cfg, self.clip_model)
-        self.register_buffer("mean", torch.tensor(MC_IMAGE_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(MC_IMAGE_STD).view(3, 1, 1), persistent=False)
+
+    def forward(self, video: torch.Tensor, text: torch.Tensor | Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The released `MineCLIP.forward`: `(logits_per_video (B, N), logits_per_text (N, B))`, scaled cosines of
+        the adapted video features and the text features.
+
+        `video`: raw clips (B, L, 3, H, W) with values 0..255, or video features (B, D) (the released
+        `is_video_features=True`, told apart here by the shape). `text`: CLIP token ids (N, 77) long, text
+        features (N, D) float, or strings (tokenised with the offline CLIP BPE, as the released `encode_text`
+        tokenises them with the hub's)."""
+        if video.ndim == 5:
+            video = self.encode_video(video)
+        elif video.ndim != 2:
+            raise AimcError(f"MineCLIP video must be clips (B, L, 3, H, W) or features (B, D), got shape {tuple(video.shape)}")
+        if isinstance(text, str):
+            text = [text]
+        if not isinstance(text, torch.Tensor):
+            from aimc.embed.tokenizer import clip_tokenizer
+
+            text = clip_tokenizer()(list(text), context_length=self.cfg.context_length).to(video.device)
+        if not text.is_floating_point():
+            text = self.encode_text(text)
+        return self.forward_reward_head(video, text)
 
     def forward_image_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """(..., 3, H, W) floats in 0..255 -> (..., D); each frame independently."""
+        """(..., 3, H, W) values 0..255 at the model's resolution -> (..., D); each frame independently."""
         lead = frames.shape[:-3]
-        x = (frames.reshape(-1, *frames.shape[-3:]) / 255.0 - self.mean) / self.std
-        return self.image_encoder(x).reshape(*lead, -1)
+        return self.image_encoder(preprocess(frames.reshape(-1, *frames.shape[-3:]))).reshape(*lead, -1)
 
     def forward_video_features(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.temporal_encoder(image_features)
@@ -302,6 +336,102 @@ class MineCLIP(nn.Module):
         self, video_features: torch.Tensor, text_features: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.reward_head(video_features, text_features)
+
+
+def preprocess(frames: torch.Tensor) -> torch.Tensor:
+    """The released preprocessing (`basic_image_tensor_preprocess` with MineCLIP's constants): frames
+    (..., 3, H, W) with values 0..255, any dtype -> float32 `(x / 255 - MC_IMAGE_MEAN) / MC_IMAGE_STD` per RGB
+    channel. It does not resize (neither does the released model): see `prepare_frames`."""
+    mean = torch.tensor(MC_IMAGE_MEAN, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    std = torch.tensor(MC_IMAGE_STD, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    return (frames.float() / 255.0 - mean) / std
+
+
+def prepare_frames(frames: Any, resolution: Sequence[int] = (160, 256)) -> torch.Tensor:
+    """STEVE-1's frame preparation for MineCLIP: uint8 RGB (..., H, W, 3) -> float32 (..., 3, h, w) in 0..255.
+
+    Frames not at `resolution` (h, w) are resized as STEVE-1 does with `cv2.resize(INTER_LINEAR)`: bit for bit
+    for numpy arrays and CPU tensors (`aimc.envs.minecraft.frames.resize`); frames already on an accelerator
+    are resized there with the same half-pixel bilinear taps in floating point, rounded to whole levels (one
+    level away from OpenCV's fixed-point result on some pixels)."""
+    size = (int(resolution[0]), int(resolution[1]))
+    on_cpu = isinstance(frames, np.ndarray) or frames.device.type == "cpu"
+    if on_cpu and tuple(frames.shape[-3:-1]) != size:
+        from aimc.envs.minecraft.frames import resize
+
+        frames = resize(np.asarray(frames), size)
+    x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
+    lead, (h, w) = x.shape[:-3], x.shape[-3:-1]
+    x = x.reshape(-1, h, w, x.shape[-1]).movedim(-1, 1).float()  # (N, 3, H, W)
+    if (h, w) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
+        x = torch.floor(x + 0.5).clamp_(0.0, 255.0)
+    return x.reshape(*lead, 3, *size)
+
+
+#: Architecture fields the weights cannot tell, and what `infer_config` assumes for them (the released code's
+#: conventions); pass them to `infer_config` (`aimc convert mineclip --set key=value`) when a checkpoint differs.
+CONVENTIONS: dict[str, str] = {
+    "vision_heads": "vision_width // 64 (CLIP's rule; released: 768 -> 12)",
+    "text_heads": "text_width // 64 (CLIP's rule; released: 512 -> 8)",
+    "temporal_dim_head": "64 (x_transformers' default, which the released code cannot change)",
+    "resolution": "(160, 256) when the patch count fits it",
+}
+
+
+def infer_config(shapes: Mapping[str, Any], **given: Any) -> MineCLIPConfig:
+    """The architecture of a MineCLIP state dict (released keys with `model.` stripped, or aimc's) from its tensor
+    shapes, as `aimc convert vpt` reads VPT's: widths, depths, patch, vocabulary, context, temporal table and the
+    temporal attention's inner width (`heads * dim_head`, split by `temporal_dim_head`). `given` sets what the
+    weights cannot tell (`CONVENTIONS`) or overrides an inferred field; unknown names are a ConfigError."""
+    from aimc.core.config import from_dict
+
+    dims = {k: tuple(getattr(v, "shape", v)) for k, v in shapes.items()}
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in dims:
+            raise CheckpointError(f"not a MineCLIP checkpoint: it has no {key!r}")
+        return dims[key]
+
+    def depth(prefix: str) -> int:
+        found = {int(m.group(1)) for k in dims if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+        return max(found) + 1 if found else 0
+
+    vis, txt, tmp = "clip_model.vision_model.", "clip_model.text_model.", "temporal_encoder.attn.model."
+    width, _, patch, _ = shape(vis + "conv1.weight")
+    vocab, text_width = shape(txt + "token_embedding.weight")
+    cfg: dict[str, Any] = {
+        "variant": "attn" if any(k.startswith("temporal_encoder.") for k in dims) else "avg",
+        "patch_size": patch, "vision_width": width, "vision_layers": depth(vis + "blocks."),
+        "vision_heads": max(1, width // 64), "embed_dim": shape(vis + "projection")[1], "text_width": text_width,
+        "text_layers": depth(txt + "blocks."), "text_heads": max(1, text_width // 64),
+        "context_length": shape(txt + "pos_embed")[0], "vocab_size": vocab,
+    }
+    if cfg["variant"] == "attn":
+        inner = shape(tmp + "attn_layers.layers.0.1.to_q.weight")[0]
+        if "temporal_heads" in given and "temporal_dim_head" not in given:
+            heads = int(given["temporal_heads"])
+            dim_head = inner // heads
+        else:
+            dim_head = int(given.get("temporal_dim_head", 64))
+            heads = inner // dim_head
+        if heads * dim_head != inner:
+            raise CheckpointError(f"the temporal attention projects to {inner} channels, which is not heads x "
+                                  f"{dim_head}; give temporal_heads / temporal_dim_head")
+        cfg.update(temporal_layers=depth(tmp + "attn_layers.layers.") // 2, temporal_heads=heads,
+                   temporal_dim_head=dim_head, temporal_max_len=shape(tmp + "pos_emb.emb.weight")[0])
+    patches = shape(vis + "pos_embed")[0] - 1
+    if (160 // patch) * (256 // patch) == patches:
+        cfg["resolution"] = (160, 256)
+    elif "resolution" not in given:
+        raise CheckpointError(f"the checkpoint's {patches} patches of {patch}x{patch} pixels do not make 160x256 "
+                              "frames; give its frame size (resolution=[H,W])")
+    cfg.update(given)
+    out = from_dict(MineCLIPConfig, cfg, where="MineCLIP architecture")
+    h, w = out.resolution
+    if (h // patch) * (w // patch) != patches:
+        raise CheckpointError(f"resolution {h}x{w} gives {(h // patch) * (w // patch)} patches, the checkpoint has {patches}")
+    return out
 
 
 def unique_parameter_count(model: nn.Module) -> int:

@@ -66,6 +66,9 @@ def test_micro_instruct_pipeline_end_to_end(tmp_path, capsys):
     train = json.loads((out / "goal" / "train_config.json").read_text())
     assert train["init_from"] is None and train["segment"]["goal_source"] == "intention"
     assert train["segment"]["embed_name"] is None and train["segment"]["dart_labels"] is True
+    # goal_preset instruct-lstm: the LSTM core, trained with its state carried across the segment's chunks
+    assert json.loads((out / "bundle" / "policy" / "config.json").read_text())["config"]["recurrence_type"] == "lstm"
+    assert train["segment"]["segment_len"] == 2 * train["trunc_t"]
     bundle = json.loads((out / "bundle" / "bundle.json").read_text())
     assert bundle["prior"] is None and bundle["embedder"] == "embedder" and bundle["cond_scale"] == 0.0
     report = json.loads((out / "eval" / "report.json").read_text())

@@ -60,7 +60,7 @@ def test_cli_fails_before_the_first_stage(tmp_path, capsys):
     ("eval.episodes=0", "eval: episodes must be >= 1"),
     ("eval.baselines=[randm]", "eval: unknown baseline(s) ['randm']"),
     ("pretrain.trunc_t=7", "pretrain: segment.segment_len (32) must be a multiple of trunc_t (7)"),
-    ("goal.policy=tiny", "goal: policy: unknown preset 'tiny'; available: crafter-small,"),
+    ("goal.policy=tiny", "goal: policy: unknown preset 'tiny'; available: crafter-lstm, crafter-small,"),
     ("prior.epochs=0", "prior: prior training needs epochs >= 1"),
     ("eval.tasks=chop_tree", "eval.tasks: expected a list, got 'chop_tree'"),
 ])
@@ -131,3 +131,13 @@ def test_recipe_selects_stages_and_goal_preset(tmp_path):
     assert c["goal"].cond_scale == 0.0  # the bundle plays without guidance, the measured best for this recipe
     with pytest.raises(UnknownNameError, match="unknown recipe 'steve2'; recipes: steve1, instruct"):
         load_pipeline_config("micro", ["recipe=steve2"], out=str(tmp_path))
+
+
+def test_goal_preset_picks_the_training_preset_of_the_goal_stage(tmp_path):
+    c = stage_configs(load_pipeline_config(None, ["goal_preset=instruct-lstm", "recipe=instruct"], out=str(tmp_path)))
+    assert c["goal"].policy == "crafter-lstm" and c["goal"].segment.segment_len == 256 and c["goal"].trunc_t == 64
+    assert c["goal"].segment.goal_source == "intention" and c["goal"].init_from is None
+    c = stage_configs(load_pipeline_config("micro", out=str(tmp_path)))  # steve1 recipe: the `goal` preset
+    assert c["goal"].init_from == str(tmp_path / "pretrain" / "best")
+    with pytest.raises(UnknownNameError, match="unknown goal_preset 'nope'; training presets: .*instruct-lstm"):
+        load_pipeline_config("micro", ["goal_preset=nope"], out=str(tmp_path))

@@ -57,7 +57,10 @@ class PipelineConfig:
     pretrain: dict[str, Any] = field(default_factory=dict)
     """aimc.train.TrainConfig fields over the `pretrain` preset (unconditional BC)."""
     goal: dict[str, Any] = field(default_factory=dict)
-    """aimc.train.TrainConfig fields over the `goal` preset (initialised from pretrain)."""
+    """aimc.train.TrainConfig fields over the goal stage's training preset (`goal_preset`)."""
+    goal_preset: str | None = None
+    """Training preset the goal stage starts from (aimc.train presets): None = `goal` for the steve1 recipe
+    (initialised from pretrain), `instruct` for the instruct recipe; e.g. `instruct-lstm` for the LSTM policy."""
     prior: dict[str, Any] = field(default_factory=lambda: {"epochs": 50})
     """aimc.prior.config.PriorTrainConfig fields (`data`, `embedder` and `out` are the pipeline's)."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
@@ -70,6 +73,11 @@ class PipelineConfig:
             raise ConfigError(f"workers must be positive, got {self.workers}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.goal_preset is not None:
+            from aimc.train.config import preset_names as train_presets
+
+            if self.goal_preset not in train_presets():
+                raise UnknownNameError(f"unknown goal_preset {self.goal_preset!r}; training presets: {', '.join(train_presets())}")
         stage_configs(self)  # a typo in any section fails now, not after the stages before it ran
 
 
@@ -149,9 +157,8 @@ def train_config(cfg: PipelineConfig, p: Paths, stage: str) -> TrainConfig:
         raise ConfigError(f"{stage}: expected a mapping of TrainConfig fields, got {section!r}")
     values: dict[str, Any] = {"seed": cfg.seed, "data": [{"path": str(p.data), "weight": 1.0}],
                               "out": str(p.pretrain if stage == "pretrain" else p.goal)}
-    preset = stage
+    preset = stage if stage == "pretrain" else cfg.goal_preset or ("instruct" if cfg.recipe == "instruct" else "goal")
     if stage == "goal" and cfg.recipe == "instruct":
-        preset = "instruct"
         values["embedder"] = str(p.embedder)
     elif stage == "goal":
         values.update(init_from=str(p.pretrain / "best"), embedder=str(p.embedder))

@@ -132,6 +132,22 @@ class VPTConfig:
 
 
 _VPT = VPTConfig()
+_CRAFTER = VPTConfig(
+    img_shape=(64, 64),
+    impala_width=1,
+    impala_chans=(16, 32, 32),
+    impala_nblock=2,
+    cnn_outsize=256,
+    hidsize=256,
+    heads=4,
+    n_layers=2,
+    memory=64,
+    goal_dim=512,
+    action_head="categorical",
+    n_actions=17,
+    temperature=1.0,
+    goal_norm="unit_variance",
+)
 PRESETS: dict[str, VPTConfig] = {
     "vpt-1x": _VPT,
     "vpt-2x": _VPT.replace(impala_width=8, hidsize=2048, heads=16),
@@ -139,41 +155,10 @@ PRESETS: dict[str, VPTConfig] = {
     # STEVE-1 = VPT 2x + Linear(512 -> 2048) goal input.
     "steve1": _VPT.replace(impala_width=8, hidsize=2048, heads=16, goal_dim=512),
     # Crafter: 64x64 frames, Impala 16/32/32, ~1.9 M parameters, trains at a few hundred frames/s on 2 cores.
-    "crafter-small": VPTConfig(
-        img_shape=(64, 64),
-        impala_width=1,
-        impala_chans=(16, 32, 32),
-        impala_nblock=2,
-        cnn_outsize=256,
-        hidsize=256,
-        heads=4,
-        n_layers=2,
-        memory=64,
-        goal_dim=512,
-        action_head="categorical",
-        n_actions=17,
-        temperature=1.0,
-        goal_norm="unit_variance",
-    ),
+    "crafter-small": _CRAFTER,
     # Crafter with an LSTM core: the same image and goal input, one residual LSTM block whose memory is the whole
     # episode (the transformer's is 64 frames). Train it on long segments (train preset `instruct-lstm`).
-    "crafter-lstm": VPTConfig(
-        img_shape=(64, 64),
-        impala_width=1,
-        impala_chans=(16, 32, 32),
-        impala_nblock=2,
-        cnn_outsize=256,
-        hidsize=256,
-        heads=4,
-        n_layers=1,
-        memory=1,
-        goal_dim=512,
-        action_head="categorical",
-        n_actions=17,
-        temperature=1.0,
-        goal_norm="unit_variance",
-        recurrence_type="lstm",
-    ),
+    "crafter-lstm": _CRAFTER.replace(n_layers=1, memory=1, recurrence_type="lstm"),
     # Unit tests: a few thousand parameters, but every code path of the big models.
     "test-tiny": VPTConfig(
         img_shape=(16, 16),

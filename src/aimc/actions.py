@@ -1,4 +1,4 @@
-"""Short import path for the action maps: ``import aimc.actions`` == ``aimc.policy.actions``."""
+"""Short import path for the action maps: ``import aimc.actions`` == ``aimc.envs.actions`` (== ``aimc.policy.actions``)."""
 
-from aimc.policy.actions import *  # noqa: F403
-from aimc.policy.actions import __all__  # noqa: F401
+from aimc.envs.actions import *  # noqa: F403
+from aimc.envs.actions import __all__  # noqa: F401

@@ -155,3 +155,13 @@ def test_mixture_follows_weights(tmp_path):
     assert abs(frac_a - 0.7) < 0.03
     with pytest.raises(AimcError, match="positive"):
         Mixture([(DatasetIndex.scan(a), 0.0)])
+
+
+def test_collect_records_generated_action_names_by_size():
+    """Minecraft's joint action space is generated on demand (over a million names): an episode's metadata
+    records its size, while a world with a plain name list keeps the names."""
+    from aimc.data.collect import _recorded_action_names
+    from aimc.envs.actions import JOINT_ACTION_NAMES, N_JOINT_CODES
+
+    assert _recorded_action_names(("noop", "move_left")) == ["noop", "move_left"]
+    assert _recorded_action_names(JOINT_ACTION_NAMES) == {"generated": N_JOINT_CODES}

@@ -26,12 +26,11 @@ from aimc.cli.app import convert_app
 
 def vpt_joint_code(action: Mapping[str, Any]) -> int:
     """MineRL env action -> the VPT joint index `buttons * 121 + camera`: the policy's two head targets in one int
-    (`divmod(code, 121)` gives them back). Lives here because only the CLI may join the data stage (the
-    converter) and the policy stage (the action maps)."""
-    from aimc.actions import N_CAMERA_COMBOS, env_to_joint
+    (`divmod(code, 121)` gives them back), the Minecraft world's action. The converter takes the encoder as an
+    argument, so a store can hold another action code; this is the one the CLI passes."""
+    from aimc.envs.actions import env_to_joint_code
 
-    joint = env_to_joint(action)
-    return int(joint["buttons"][0]) * N_CAMERA_COMBOS + int(joint["camera"][0])
+    return int(env_to_joint_code(action)[0])
 
 
 def parse_size(text: str) -> tuple[int, int] | None:

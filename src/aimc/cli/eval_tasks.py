@@ -6,6 +6,7 @@ Examples:
     aimc eval tasks --checkpoint runs/agent --cfg-scales 0,2,4,6,8 --tasks chop_tree,place_table
     aimc eval tasks --baselines-only --baselines demonstrator,random --episodes 10
     aimc eval tasks --suite my_suite.yaml --checkpoint runs/agent --backend ray
+    aimc eval tasks --suite minecraft-early --checkpoint steve1/ --workers 1 --envs-per-worker 4 --device cuda
 
 Per task: success rate with a 95 % Wilson interval, median steps to success, deaths, rates at the
 suite's short horizons; per prompted condition a specificity matrix (docs/evaluation.md).
@@ -41,7 +42,8 @@ def eval_tasks_cmd(
     checkpoint: str | None = typer.Option(
         None, help="Agent bundle directory (bundle.json + policy/ ...); default: the shipped agent."),
     baselines_only: bool = typer.Option(False, "--baselines-only", help="Evaluate only the baselines, no agent."),
-    suite: Path | None = typer.Option(None, help="Task-suite YAML (default: the bundled Crafter suite)."),
+    suite: Path | None = typer.Option(None, help="Task-suite YAML or a bundled suite's name, e.g. minecraft-early "
+                                      "(default: the bundled Crafter suite)."),
     tasks: str = typer.Option("", help="Comma-separated task names to run (default: all)."),
     episodes: int | None = typer.Option(None, min=1, help="Episodes per task and condition (default: the suite's)."),
     workers: int = typer.Option(D.workers, min=0, help="Parallel env worker processes (0 = in this process)."),

@@ -133,6 +133,13 @@ def _worker_init(cfg_dict: dict[str, Any]) -> None:
     _W["env"] = env if cfg.task is None else StopAtEvent(env, cfg.task)  # a demonstration ends at its success
 
 
+def _recorded_action_names(names: Any) -> list[str] | dict[str, int]:
+    """The world's action names for an episode's metadata; a generated sequence too large to spell out (the
+    VPT joint action, over a million codes) is stored as ``{"generated": size}`` instead of a million strings."""
+    if isinstance(names, list | tuple):
+        return list(names)
+    return {"generated": len(names)}
+
 def _collect_one(index: int) -> dict[str, Any]:
     cfg: CollectConfig = _W["cfg"]
     env = _W["env"]
@@ -148,7 +155,8 @@ def _collect_one(index: int) -> dict[str, Any]:
         "world_seed": world_seed,
         "agent": cfg.agent,
         "demonstrator": to_dict(agent_config) if hasattr(agent_config, "__dataclass_fields__") else agent_config,
-        "action_names": list(getattr(env, "action_names", [])),
+        # a generated name space (Minecraft's million VPT joint codes) is recorded by size, not spelt out
+        "action_names": _recorded_action_names(getattr(env, "action_names", [])),
         "fps": cfg.fps,
         "task": cfg.task,
         "dart_labels": hasattr(agent, "label_action"),  # infos may carry "label" (the dataset reads them then)

@@ -6,7 +6,8 @@ Contract (docs/architecture.md), so a real-Minecraft or toy backend can implemen
   * `info["events"]`: list[str] of normalized events caused by this step (e.g. "collect_wood"), each one of the
     class's `event_names`; empty after `reset`. Success predicates of task suites only look at these names.
   * `reset(seed=s)` followed by the same actions gives the same observations and events (collection resumes,
-    evaluation pairs conditions on the same worlds, and `aimc video` replays episodes on this promise).
+    evaluation pairs conditions on the same worlds, and `aimc video` replays episodes on this promise); a
+    world that cannot promise it (a real game) says so with `deterministic = False`.
   * Every info value is JSON-serialisable (collection writes infos.jsonl).
 `check_world(name)` (aimc.envs.check) tests all of this on a live instance.
 """
@@ -41,6 +42,11 @@ class World(Protocol):
         `render_frame` draws any size without changing the dynamics, so `aimc video` re-renders episodes
         crisply instead of upscaling the stored frames (default False).
       * `has_demonstrator: bool` — the scripted demonstrator (`aimc.envs.demo`) can play it (default False).
+      * `deterministic: bool` — same seed + same actions give the same episode (default True). Minecraft's
+        seed fixes the generated world, not the game's ticks, so it is False there and `check_world` checks
+        such a world's contract without comparing two runs.
+    `action_names` is a list or tuple, or, for a space too large to hold as strings (the VPT joint action:
+    a million codes), another `Sequence` of distinct names generated on demand.
     Optional method: `render_frame(size) -> uint8 (size, size, 3)`, a video frame of any size that never
     changes the world (without it, videos upscale `obs["pov"]`, see `video_frame`).
     """
@@ -62,17 +68,19 @@ class WorldInfo:
     """What a registered world declares about itself, read from its class without building it."""
 
     name: str
-    action_names: tuple[str, ...]
+    action_names: Sequence[str]
+    """A tuple, or the world's own generated sequence when it declares one (see `World`)."""
     event_names: tuple[str, ...]
     default_config: dict[str, Any] = field(default_factory=dict)
     has_demonstrator: bool = False
     supports_replay: bool = False
+    deterministic: bool = True
 
 
 ENVS: Registry[Any] = Registry("world")
 
 # Backends are imported lazily so optional ones (real Minecraft) never slow down or break `import aimc`.
-_LAZY = {"crafter": "aimc.envs.crafter"}
+_LAZY = {"crafter": "aimc.envs.crafter", "minecraft": "aimc.envs.minecraft.world"}
 
 
 def register_env(name: str) -> Callable[[type], type]:
@@ -82,6 +90,8 @@ def register_env(name: str) -> Callable[[type], type]:
     def deco(cls: type) -> type:
         for attr in ("action_names", "event_names"):
             names = getattr(cls, attr, None)
+            if attr == "action_names" and _generated(names):
+                names = [names[0], names[-1]]  # too many to list: distinct by construction, spot-checked
             if (not isinstance(names, list | tuple) or not names or len(set(names)) != len(names)
                     or not all(isinstance(n, str) and n for n in names)):
                 raise TypeError(f"world {name!r} ({cls.__name__}) must declare the class attribute {attr!r}: "
@@ -89,6 +99,11 @@ def register_env(name: str) -> Callable[[type], type]:
         return ENVS.register(name)(cls)
 
     return deco
+
+
+def _generated(names: Any) -> bool:
+    """A non-empty name sequence that is neither a list nor a tuple (generated on demand, e.g. the joint action)."""
+    return (isinstance(names, Sequence) and not isinstance(names, list | tuple | str) and len(names) > 0)
 
 
 def world_class(name: str) -> type:
@@ -110,11 +125,12 @@ def world_info(name: str) -> WorldInfo:
     cls = world_class(name)
     return WorldInfo(
         name=name,
-        action_names=tuple(cls.action_names),
+        action_names=cls.action_names if _generated(cls.action_names) else tuple(cls.action_names),
         event_names=tuple(cls.event_names),
         default_config=copy.deepcopy(dict(getattr(cls, "default_config", {}))),
         has_demonstrator=bool(getattr(cls, "has_demonstrator", False)),
         supports_replay=bool(getattr(cls, "supports_replay", False)),
+        deterministic=bool(getattr(cls, "deterministic", True)),
     )
 
 

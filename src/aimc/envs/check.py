@@ -3,12 +3,14 @@
 It builds the world, resets it, plays seeded random actions twice from the same seed and raises
 `WorldCheckError` with one line naming the first thing that is wrong: spaces, observation dtype/shape,
 events the class does not declare, info that collection could not write, or episodes that differ for the
-same seed and actions. Tests run it over every registered world (tests/envs/test_worlds.py).
+same seed and actions. A world declaring `deterministic = False` (a real game) is checked on one run with
+frames rendered, without comparing runs. Tests run it over every registered world (tests/envs/test_worlds.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,12 @@ def check_world(name: str, steps: int = 50, seed: int = 0, **cfg: Any) -> None:
     env = make(name, **cfg)
     _check_spaces(env, info.action_names, fail)
     actions = [int(a) for a in np.random.default_rng(seed).integers(0, env.action_space.n, steps)]
+    if not info.deterministic:
+        try:
+            _trace(env, seed, actions, set(info.event_names), fail, render=hasattr(env, "render_frame"))
+        finally:
+            env.close()  # a game world stops its process
+        return
     first = _trace(env, seed, actions, set(info.event_names), fail, render=False)
     again = _trace(env, seed, actions, set(info.event_names), fail, render=hasattr(env, "render_frame"))
     fresh = _trace(make(name, **cfg), seed, actions, set(info.event_names), fail, render=False)
@@ -48,7 +56,7 @@ def check_world(name: str, steps: int = 50, seed: int = 0, **cfg: Any) -> None:
                            f"on {label}{hint}")
 
 
-def _check_spaces(env: Any, action_names: tuple[str, ...], fail: Any) -> None:
+def _check_spaces(env: Any, action_names: Sequence[str], fail: Any) -> None:
     import gymnasium as gym
 
     space = env.observation_space

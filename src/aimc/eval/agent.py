@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aimc.core.errors import AimcError, CheckpointError
+from aimc.envs.actions import joint_code
 from aimc.policy import Agent, VPTPolicy, load_policy
 from aimc.train.bundle import AgentBundle
 
@@ -140,7 +141,8 @@ class TextAgent:
     def act(self, pov: np.ndarray, first: np.ndarray, deterministic: bool = False,
             env_ids: list[int] | None = None) -> np.ndarray:
         """uint8 (B, H, W, 3) observations and (B,) episode-start flags -> (B,) int actions, for all N envs
-        (B = N) or only `env_ids` (the others' memory is left as it is)."""
+        (B = N) or only `env_ids` (the others' memory is left as it is). A VPT-headed policy's two heads come
+        as one joint code `buttons * 121 + camera` (`aimc.envs.actions.joint_code`), the Minecraft action."""
         if self._agent is None or self._goals is None:
             raise AimcError("call start(goals) before act()")
         ids = None if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(-1)
@@ -150,6 +152,8 @@ class TextAgent:
         self._agent.deterministic = deterministic
         goals = None if not self.goal_dim else self._goals if ids is None else self._goals[ids]
         out = self._agent.act(pov, goals, env_ids=ids)
+        if set(out) == {"buttons", "camera"}:  # VPT / STEVE-1 heads: the Minecraft world's joint action code
+            return joint_code(out["buttons"], out["camera"])
         if len(out) != 1:
             raise AimcError(f"TextAgent.act returns one discrete action per env; this policy has heads {sorted(out)}")
         return next(iter(out.values())).astype(np.int64)

@@ -46,9 +46,14 @@ def play(
     size: int = 384,
     deterministic: bool = False,
     hold: int = 12,
+    world: str | None = None,
+    world_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run up to `steps` steps (stopping at death) and return the events, optionally writing an mp4
-    whose frames show the instruction, the step and the events of the last `hold` steps."""
+    whose frames show the instruction, the step and the events of the last `hold` steps.
+
+    The world is the bundle's; `world` (the CLI's `--world`) only confirms it, so a Crafter agent is never
+    dropped into Minecraft, and `world_config` overrides the bundle's world options (e.g. `backend`)."""
     if steps < 1:
         raise AimcError(f"--steps must be >= 1, got {steps}")
     if visual_goal is None and not instruction.strip():
@@ -56,6 +61,9 @@ def play(
     from aimc.envs import make
 
     agent = TextAgent.from_bundle(bundle, seed=seed)
+    if world is not None and world != agent.meta["world"]:
+        raise AimcError(f"--world {world}: the agent in {bundle} plays {agent.meta['world']!r}; pass a "
+                        f"{world} agent with --checkpoint (docs/minecraft.md makes one for minecraft)")
     if visual_goal is not None:
         goal = agent.goal_from_video(clip_goal_frames(visual_goal))[None]
         label = f"video goal: {Path(visual_goal).name}"
@@ -66,7 +74,7 @@ def play(
         goal = np.zeros((1, 0), np.float32)
         label = f"{instruction} (unconditional policy)"
     actor = TextActor(agent, cond_scale, goal=goal, deterministic=deterministic)
-    env = make(agent.meta["world"], **agent.meta["world_config"])
+    env = make(agent.meta["world"], **{**agent.meta["world_config"], **(world_config or {})})
     writer = Mp4Writer(video, fps=10, lossless=False) if video is not None else None
     try:
         record = run_episode(env, actor, seed, steps, actor_seed=seed,
@@ -77,6 +85,8 @@ def play(
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        env.close()  # a game world (Minecraft) stops its process here
     happened = [(t + 1, e) for t, events in enumerate(record.events) for e in events]
     return {
         "instruction": label, "steps": record.steps, "events": happened,

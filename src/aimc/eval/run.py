@@ -19,6 +19,7 @@ import numpy as np
 from aimc.core.config import save_config
 from aimc.core.errors import AimcError
 from aimc.core.seeding import derive_seed
+from aimc.envs import world_info
 from aimc.eval.config import BASELINES, EvalConfig
 from aimc.eval.metrics import median_or_nan, rate_summary, specificity
 from aimc.eval.rollout import (
@@ -262,6 +263,8 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
     baselines = list(cfg.baselines)
     if cfg.checkpoint is None:  # the zero-goal baseline needs a policy; baselines-only runs keep the rest
         baselines = [b for b in baselines if b != "unconditional"] or ["demonstrator"]
+    if not world_info(suite.world).has_demonstrator:  # e.g. Minecraft: no scripted player to compare with
+        baselines = [b for b in baselines if b != "demonstrator"]
     conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device)
     report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
                                       cfg.episode_timeout, progress=progress, env_config=env_cfg,

@@ -290,11 +290,18 @@ def check_events(suite: Suite, known: list[str]) -> None:
             raise SuiteError(f"{suite.path}: task {t.name!r}: unknown event(s) {bad}; the world fires: {', '.join(known)}")
 
 
+def bundled_suites() -> list[str]:
+    """Names of the suites installed with aimc (`aimc eval tasks --suite NAME`)."""
+    return sorted(p.stem for p in DEFAULT_SUITE.parent.glob("*.yaml"))
+
+
 def load_suite(path: str | Path | None = None) -> Suite:
-    """Read a suite file (default: the bundled Crafter suite)."""
+    """Read a suite file, or a bundled suite by name (`minecraft-early`); default: the bundled Crafter suite."""
     path = Path(path) if path is not None else DEFAULT_SUITE
+    if not path.is_file() and path.parent == Path(".") and path.stem in bundled_suites() and path.suffix in ("", ".yaml"):
+        path = DEFAULT_SUITE.parent / f"{path.stem}.yaml"
     if not path.is_file():
-        raise SuiteError(f"suite file {path} does not exist")
+        raise SuiteError(f"suite file {path} does not exist (bundled suites: {', '.join(bundled_suites())})")
     return parse_suite(path.read_text(), str(path))
 
 

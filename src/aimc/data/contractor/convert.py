@@ -5,8 +5,8 @@ A trajectory is `<name>.mp4` + `<name>.jsonl` anywhere under the source director
 (`8.0/cheeky-...` -> `8_0-cheeky-...`). Per kept line t (null lines dropped, see `loader`):
 
 * frame t: video frame of the line, cursor drawn when a GUI is open, resized to `size` (VPT's resize);
-* action t: `action_code(env_action)`, an int chosen by the caller: the data stage cannot import the policy's
-  action maps, so `aimc convert contractor` passes the VPT joint index (`buttons * 121 + camera`);
+* action t: `action_code(env_action)`, an int chosen by the caller: `aimc convert contractor` passes the VPT
+  joint index (`buttons * 121 + camera`, `aimc.envs.actions.env_to_joint_code`, the Minecraft world's action);
 * events t (`aimc.envs.minecraft` names): the state changes recorded after line t up to the next kept line (what
   action t and the dropped idle lines after it led to), so nothing recorded is lost with a null line; changes
   before the first kept line belong to no action and are only counted (`events_before_first_step`);

@@ -146,19 +146,28 @@ def inventory_counts(report: Any) -> dict[str, int]:
 
 def stat_counters(report: Any) -> dict[str, int]:
     """`{"kind:item": counter}` for the kinds in `STAT_KINDS`, from a flat mapping keyed
-    `minecraft.mine_block:minecraft.oak_log` (recordings) or one grouped by kind (`{"mine_block": {...}}`)."""
+    `minecraft.mine_block:minecraft.oak_log` (recordings) or one grouped by kind (`{"mine_block": {...}}`),
+    whose inner keys are full statistic names or, as MineRL 1.0 and MineStudio report them (one observation
+    per kind, `obs["mine_block"]["oak_log"]`), bare item names."""
     out: dict[str, int] = {}
     if not report:
         return out
     for key, value in report.items():
-        if isinstance(value, Mapping):  # grouped by kind: the inner keys are full statistic names
-            out.update(stat_counters(value))
+        if isinstance(value, Mapping):  # grouped by kind: bare item names get the kind from the outer key
+            out.update(stat_counters({_full_stat_name(key, k): v for k, v in value.items()}))
             continue
         kind, sep, item = str(key).partition(":")
         kind = kind.rsplit(".", 1)[-1]
         if sep and kind in STAT_KINDS:
             out[f"{kind}:{item_name(item)}"] = _count(value)
     return out
+
+
+def _full_stat_name(kind: Any, key: Any) -> str:
+    """`oak_log` / `minecraft:oak_log` under group `mine_block` -> `mine_block:oak_log`; a full statistic name
+    (`minecraft.mine_block:minecraft.oak_log`) stays as it is."""
+    head, sep, _ = str(key).partition(":")
+    return str(key) if sep and head.rsplit(".", 1)[-1] in STAT_KINDS else f"{kind}:{key}"
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.inspect",
     "aimc.cli.train_policy",
     "aimc.cli.train_dagger",
+    "aimc.cli.train_ppo",
     "aimc.cli.play",
     "aimc.cli.serve",
     "aimc.cli.train_prior",

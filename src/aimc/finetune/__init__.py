@@ -1,11 +1,13 @@
-"""aimc.finetune: improving a trained agent with its own rollouts (`aimc train dagger`).
+"""aimc.finetune: improving a trained agent with its own rollouts (`aimc train dagger`, `aimc train ppo`).
 
     >>> from aimc.finetune import load_dagger_config, run_dagger
     >>> run_dagger(load_dagger_config("crafter", bundle="runs/small/bundle", out="runs/dagger"))["final"]
 
 DAgger (Ross et al. 2011): the learner plays from instruction prompts, the scripted demonstrator labels every
 visited state with the instructed task's action, the labels are aggregated with the earlier data and the
-policy is fine-tuned, K times. Names are imported on first use, so `aimc.finetune.config` needs no torch.
+policy is fine-tuned, K times. PPO (`run_ppo(load_ppo_config("ppo-crafter", bundle=..., out=...))`) trains the
+policy on the tasks' success events with a KL penalty toward the starting policy. Names are imported on first
+use, so `aimc.finetune.config` and `aimc.finetune.ppo_config` need no torch.
 """
 
 from aimc.core.lazy import lazy_exports
@@ -15,6 +17,8 @@ _EXPORTS = {
     **dict.fromkeys(("format_table", "run_dagger", "train_config"), "aimc.finetune.dagger"),
     **dict.fromkeys(("DaggerActor", "LabelHook", "RolloutJob", "RolloutSpec", "collect_rollouts", "make_jobs"),
                     "aimc.finetune.rollout"),
+    **dict.fromkeys(("PPOConfig", "RewardConfig", "kl_coef_at", "load_ppo_config"), "aimc.finetune.ppo_config"),
+    **dict.fromkeys(("format_ppo_table", "gae", "kl_categorical", "ppo_loss", "run_ppo"), "aimc.finetune.ppo"),
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

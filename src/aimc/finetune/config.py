@@ -171,7 +171,8 @@ def check_train_section(cfg: DaggerConfig) -> None:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    """DAgger presets: the folder's YAML files except the PPO ones (`ppo-*`, `aimc.finetune.ppo_config`)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("ppo-"))
 
 
 def load_dagger_config(preset: str | None = None, overrides: list[str] | None = None, **fields_: Any) -> DaggerConfig:
@@ -179,7 +180,7 @@ def load_dagger_config(preset: str | None = None, overrides: list[str] | None = 
     layers: list[Any] = []
     if preset is not None:
         path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
-        if not path.is_file():
+        if not path.is_file() or (path.parent == PRESET_DIR and path.stem not in preset_names()):
             raise UnknownNameError(f"unknown DAgger preset {preset!r}; available: {', '.join(preset_names())}")
         layers.append(path)
     layers.append({k: v for k, v in fields_.items() if v is not None})

@@ -1,0 +1,573 @@
+"""`run_ppo`: PPO fine-tuning of an agent bundle's policy on its tasks' success events, with a KL anchor.
+
+Iteration k (1..K): the current policy plays `episodes_per_iteration` complete episodes from training prompts
+(`aimc.finetune.ppo_rollout`); GAE turns their rewards and value estimates into advantages (normalised over
+the iteration) and returns (the value head's targets, in its normalised space after its EWMA normaliser has
+seen them, as VPT's ScaledMSEHead does); then `epochs` passes over the episodes in minibatches of whole
+episodes, each replayed from the policy's initial state in `chunk_len` chunks (truncated BPTT, state carried
+detached), minimise per step
+
+    clipped surrogate + vf_coef·value loss − ent_coef·entropy + ρ_k·KL(π_θ ‖ π_anchor)
+
+with π_anchor the frozen starting policy on the same sequences (KL summed over action heads; its
+log-probabilities are computed once per iteration, since they do not depend on θ) and ρ_k = kl_coef ·
+kl_decay^(k−1). In the first `value_warmup_iterations` only the value head trains, on detached features.
+GAE and the loss are written here rather than taken from torchrl (whose dependency chain cannot be vetted
+offline); tests/finetune/test_ppo.py checks them against naive per-step reference loops.
+
+Layout of ``out``::
+
+    ppo_config.json            resolved config (the saved one wins on resume; only `iterations`, `threads` may change)
+    checkpoints/step_<k>/      policy/ (config.json + model.safetensors, value normaliser included),
+                               train_state/{optimizer.pt, rng.pt, state.json (iteration, summary rows)}
+    checkpoints/last           the newest complete iteration (the last 2 are kept)
+    tensorboard/               ppo/* and perf/* scalars per iteration
+    ppo_summary.json           per-iteration table (also printed by `aimc train ppo`)
+    bundle/                    self-contained agent bundle with the newest policy, after every iteration
+
+Resume: rerunning the same command continues after the last finished iteration (an interrupted iteration is
+replayed from its start: its episodes are a function of the seed), so it ends with the numbers of an
+uninterrupted run (same seed, CPU, same thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aimc.core.errors import AimcError, CheckpointError, ConfigError
+from aimc.core.io import atomic_write_bytes, atomic_write_json
+from aimc.core.rundir import RunDir
+from aimc.core.seeding import derive_seed
+from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
+from aimc.finetune.ppo_rollout import (
+    PolicyActor,
+    RolloutEngine,
+    TaskSpec,
+    Trajectory,
+    acting_logp,
+    make_jobs,
+    task_specs,
+)
+from aimc.policy.base import entropy, log_prob
+from aimc.train.bundle import AgentBundle
+
+SUMMARY_FILE = "ppo_summary.json"
+KEEP_CHECKPOINTS = 2
+ANCHOR_CHUNK = (16, 16)
+"""(steps, episodes) per forward of the anchor's replay: on CPU, forwards of a few hundred frames run ~1.8x
+faster per frame than 1024-frame ones (their activations stay in cache)."""
+
+
+# ------------------------------------------------------------------------------------------- the maths
+def gae(rewards: np.ndarray, values: np.ndarray, bootstrap: np.ndarray, lengths: np.ndarray, gamma: float,
+        lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation for N padded episodes: rewards and values (N, T), `bootstrap` (N,) the
+    value after each episode's last step (0 at a terminal state), `lengths` (N,) >= 1. Returns (advantages,
+    returns = advantages + values), float64 (N, T), zero past each length. Vectorised over episodes."""
+    r, v = np.asarray(rewards, np.float64), np.asarray(values, np.float64)
+    n, t = r.shape
+    lengths = np.asarray(lengths, np.int64)
+    valid = np.arange(t)[None] < lengths[:, None]
+    v_next = np.zeros_like(v)
+    v_next[:, :-1] = v[:, 1:]
+    v_next[np.arange(n), lengths - 1] = np.asarray(bootstrap, np.float64)
+    delta = np.where(valid, r + gamma * v_next - v, 0.0)  # (N, T); zero past the end, so A is too
+    adv = np.zeros((n, t + 1))
+    for i in range(t - 1, -1, -1):
+        adv[:, i] = delta[:, i] + gamma * lam * adv[:, i + 1]
+    adv = adv[:, :t]
+    return adv, np.where(valid, adv + v, 0.0)
+
+
+def kl_categorical(logp_p: dict[str, Tensor], logp_q: dict[str, Tensor]) -> Tensor:
+    """KL(p ‖ q) summed over action heads, from per-head log-probabilities (..., n): shape (...)."""
+    total = None
+    for name, lp in logp_p.items():
+        k = (lp.exp() * (lp - logp_q[name])).sum(-1)
+        total = k if total is None else total + k
+    assert total is not None
+    return total
+
+
+def ppo_loss(logp_new: Tensor, logp_old: Tensor, adv: Tensor, vpred: Tensor, vtarget: Tensor, ent: Tensor, kl: Tensor,
+             mask: Tensor, *, clip: float, vf_coef: float, ent_coef: float, kl_coef: float,
+             denom: float | None = None) -> dict[str, Tensor]:
+    """Per-step PPO terms averaged over the `mask`ed steps (or summed and divided by `denom`, so the chunks of
+    one minibatch add up to its mean): ``loss`` = clipped surrogate + vf_coef·½(vpred − vtarget)² −
+    ent_coef·entropy + kl_coef·KL, and the diagnostics ``policy_loss``, ``value_loss``, ``entropy``,
+    ``kl_anchor``, ``approx_kl`` ((r − 1) − log r) and ``clip_frac`` (|r − 1| > clip)."""
+    mask = mask.bool()
+    d = float(mask.sum().clamp_min(1)) if denom is None else float(denom)
+
+    def mean(x: Tensor) -> Tensor:
+        return torch.where(mask, x, torch.zeros_like(x)).sum() / d
+
+    log_ratio = torch.where(mask, logp_new - logp_old, torch.zeros_like(logp_new))
+    ratio = log_ratio.exp()
+    pg = -torch.min(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
+    vf = 0.5 * (vpred.to(vtarget.dtype) - vtarget) ** 2
+    loss = mean(pg + vf_coef * vf - ent_coef * ent + kl_coef * kl)
+    with torch.no_grad():
+        extra = {"approx_kl": mean(ratio - 1.0 - log_ratio), "clip_frac": mean(((ratio - 1.0).abs() > clip).to(ratio.dtype))}
+    return {"loss": loss, "policy_loss": mean(pg), "value_loss": mean(vf), "entropy": mean(ent), "kl_anchor": mean(kl), **extra}
+
+
+# ------------------------------------------------------------------------------------------- replaying episodes
+def policy_step(policy: Any, pov: Tensor, goal: Tensor, first: Tensor, state: Any, cond_scale: float) -> tuple[Any, Any]:
+    """One (B, t) chunk through the policy as it acts: plain, or guided (state of 2B rows) with a scale > 0."""
+    if cond_scale:
+        from aimc.policy import cfg_forward
+
+        return cfg_forward(policy, pov, goal, first, state, cond_scale)
+    return policy(pov, goal, first, state)
+
+
+class _Replay:
+    """A batch of episodes sorted longest first, replayed chunk by chunk from the initial state: at chunk c
+    only the rows whose episode is still running take part (a prefix, so the state keeps its first rows)."""
+
+    def __init__(self, policy: Any, cond_scale: float) -> None:
+        self.policy, self.cond_scale = policy, cond_scale
+        self.state: Any = None
+        self.rows = 0
+
+    def forward(self, pov: Tensor, goal: Tensor, first: Tensor) -> Any:
+        n = pov.shape[0]
+        if self.state is not None and n < self.rows:
+            keep = torch.arange(n, device=pov.device)
+            if self.cond_scale:  # [cond rows; uncond rows]
+                keep = torch.cat([keep, keep + self.rows])
+            self.state = self.state.index(keep)
+        out, state = policy_step(self.policy, pov, goal, first, self.state, self.cond_scale)
+        self.state, self.rows = state.detach(), n
+        return out
+
+
+@dataclass
+class _Minibatch:
+    lengths: np.ndarray  # (B,) longest first
+    tensors: dict[str, Tensor]  # frames (B, T, H, W, 3), actions, logp_old, adv, vtarget (B, T), goal (B, D), anchor_<head> (B, T, n)
+
+
+def _collate(trajs: list[Trajectory], per_step: dict[str, list[np.ndarray]], device: str) -> _Minibatch:
+    """Pad episodes (already sorted longest first) to the longest: frames, actions and each per-step array."""
+    lengths = np.array([t.steps for t in trajs])
+    b, t = len(trajs), int(lengths.max())
+    frames = np.zeros((b, t, *trajs[0].frames.shape[1:]), np.uint8)
+    actions = np.zeros((b, t), np.int64)
+    for i, tr in enumerate(trajs):
+        frames[i, : tr.steps] = tr.frames
+        actions[i, : tr.steps] = tr.actions
+    out = {"frames": torch.from_numpy(frames).to(device), "actions": torch.from_numpy(actions).to(device),
+           "goal": torch.from_numpy(np.stack(per_step["goal"]).astype(np.float32)).to(device)}
+    for key, arrays in per_step.items():
+        if key == "goal":
+            continue
+        pad = np.zeros((b, t, *arrays[0].shape[1:]), np.float32)
+        for i, a in enumerate(arrays):
+            pad[i, : len(a)] = a
+        out[key] = torch.from_numpy(pad).to(device)
+    return _Minibatch(lengths, out)
+
+
+def _chunks(lengths: np.ndarray, chunk_len: int) -> list[tuple[int, slice]]:
+    """(rows still running, time slice) per chunk of a batch sorted longest first."""
+    t = int(lengths.max())
+    return [(int((lengths > s).sum()), slice(s, min(s + chunk_len, t))) for s in range(0, t, chunk_len)]
+
+
+def _chunk_inputs(mb: _Minibatch, n: int, sl: slice) -> tuple[Tensor, Tensor, Tensor]:
+    frames = mb.tensors["frames"][:n, sl]  # (n, t, H, W, 3)
+    t = frames.shape[1]
+    goal = mb.tensors["goal"][:n, None].expand(n, t, -1)  # (n, t, D)
+    first = torch.zeros(n, t, dtype=torch.bool, device=frames.device)
+    first[:, 0] = sl.start == 0
+    return frames, goal, first
+
+
+@torch.no_grad()
+def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: np.ndarray, cond_scale: float, device: str = "cpu",
+                chunk_len: int = ANCHOR_CHUNK[0], batch_episodes: int = ANCHOR_CHUNK[1]) -> list[dict[str, np.ndarray]]:
+    """Per episode, the anchor's acting log-probabilities at every step {head: (L, n)}: one no-grad replay per
+    iteration (they do not depend on the trained policy). Without gradients the chunking changes nothing but
+    float rounding, so it is sized for speed (`ANCHOR_CHUNK`)."""
+    order = sorted(range(len(trajs)), key=lambda i: -trajs[i].steps)
+    out: list[dict[str, np.ndarray]] = [{} for _ in trajs]
+    for lo in range(0, len(order), batch_episodes):
+        idx = order[lo: lo + batch_episodes]
+        mb = _collate([trajs[i] for i in idx], {"goal": [goals[i] for i in idx]}, device)
+        replay = _Replay(anchor, cond_scale)
+        parts: dict[str, list[Tensor]] = {}
+        for n, sl in _chunks(mb.lengths, chunk_len):
+            lp = acting_logp(replay.forward(*_chunk_inputs(mb, n, sl)), bool(cond_scale))
+            for head, v in lp.items():
+                full = torch.zeros(len(idx), v.shape[1], v.shape[2])
+                full[:n] = v.float().cpu()
+                parts.setdefault(head, []).append(full)
+        for head, ps in parts.items():
+            full = torch.cat(ps, 1).numpy()  # (B, T, n)
+            for j, i in enumerate(idx):
+                out[i][head] = full[j, : trajs[i].steps]
+    return out
+
+
+# ------------------------------------------------------------------------------------------- one update
+@dataclass
+class IterationData:
+    """An iteration's episodes with what the update reads."""
+
+    trajs: list[Trajectory]
+    goals: np.ndarray
+    """(N, D) each episode's goal."""
+    adv: list[np.ndarray]
+    """Normalised advantages per episode (L,)."""
+    vtarget: list[np.ndarray]
+    """Value targets per episode (L,), in the value head's normalised space."""
+    anchor: list[dict[str, np.ndarray]] | None
+    """The anchor's log-probabilities per episode, or None during the value warm-up (the policy is the anchor)."""
+    value_ev: float
+    """Explained variance of the rollout values for the returns (how good the critic was)."""
+
+
+def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: np.ndarray, cfg: PPOConfig) -> IterationData:
+    """GAE, advantage normalisation, the normaliser update and the normalised value targets."""
+    n, t = len(trajs), max(tr.steps for tr in trajs)
+    lengths = np.array([tr.steps for tr in trajs])
+    rewards, values = np.zeros((n, t)), np.zeros((n, t))
+    for i, tr in enumerate(trajs):
+        rewards[i, : tr.steps], values[i, : tr.steps] = tr.rewards, tr.values
+    adv, ret = gae(rewards, values, np.array([tr.bootstrap for tr in trajs]), lengths, cfg.gamma, cfg.gae_lambda)
+    valid = np.arange(t)[None] < lengths[:, None]
+    a = adv[valid]
+    adv = (adv - a.mean()) / (a.std() + 1e-8)
+    var = ret[valid].var()
+    ev = float(1.0 - (ret[valid] - values[valid]).var() / var) if var > 0 else float("nan")
+    norm = policy.value_head.normalizer
+    norm.update(torch.as_tensor(ret[valid], dtype=torch.float32))
+    with torch.no_grad():
+        target = norm.normalize(torch.as_tensor(ret, dtype=torch.float32)).cpu().numpy()
+    return IterationData(trajs, goals, [adv[i, : tr.steps].astype(np.float32) for i, tr in enumerate(trajs)],
+                         [target[i, : tr.steps] for i, tr in enumerate(trajs)], None, ev)
+
+
+STAT_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "kl_anchor", "approx_kl", "clip_frac")
+
+
+def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
+    """Episodes `idx` (sorted longest first here) padded, with what the loss reads per step."""
+    idx = sorted(idx, key=lambda i: -data.trajs[i].steps)
+    per_step: dict[str, list[np.ndarray]] = {
+        "goal": [data.goals[i] for i in idx], "logp_old": [data.trajs[i].logp for i in idx],
+        "adv": [data.adv[i] for i in idx], "vtarget": [data.vtarget[i] for i in idx]}
+    for head in data.anchor[0] if data.anchor is not None else ():
+        per_step[f"anchor_{head}"] = [data.anchor[i][head] for i in idx]
+    return _collate([data.trajs[i] for i in idx], per_step, device)
+
+
+def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationData, cfg: PPOConfig, k: int,
+               cond_scale: float, warmup: bool, progress: Any = None) -> dict[str, float]:
+    """`epochs` passes over the iteration's episodes, one optimiser step per minibatch; returns the mean of each
+    loss term over the minibatches, the gradient norm, and ``ratio_dev_first``: max |r − 1| over the first
+    minibatch of the first epoch (0 up to float noise: the replay recomputes the rollout's log-probabilities)."""
+    kl_coef = kl_coef_at(cfg, k)
+    sums = dict.fromkeys(STAT_KEYS, 0.0)
+    grad_norms: list[float] = []
+    ratio_dev_first = 0.0
+    steps = 0
+    policy.train()
+    for epoch in range(cfg.epochs):
+        perm = np.random.default_rng(derive_seed(cfg.seed, "ppo-minibatch", k, epoch)).permutation(len(data.trajs))
+        for lo in range(0, len(perm), cfg.minibatch_episodes):
+            mb = _minibatch(data, perm[lo: lo + cfg.minibatch_episodes].tolist(), cfg.device)
+            lengths = torch.as_tensor(mb.lengths, device=cfg.device)
+            replay = _Replay(policy, cond_scale)
+            for n, sl in _chunks(mb.lengths, cfg.chunk_len):
+                pov, goal, first = _chunk_inputs(mb, n, sl)  # (n, t, H, W, 3), (n, t, D), (n, t)
+                if warmup:  # the policy is frozen: only the value head sees gradients, on detached features
+                    with torch.no_grad():
+                        out = replay.forward(pov, goal, first)
+                    vpred = policy.value_head(out.latent)  # (n, t)
+                else:
+                    out = replay.forward(pov, goal, first)
+                    vpred = out.vpred
+                logp = acting_logp(out, bool(cond_scale))  # {head: (n, t, actions)}
+                tens = {key: v[:n, sl] for key, v in mb.tensors.items() if key not in ("frames", "goal")}
+                anchor = {h[len("anchor_"):]: v for h, v in tens.items() if h.startswith("anchor_")}
+                kl = kl_categorical(logp, anchor) if anchor and not warmup else torch.zeros_like(vpred)
+                mask = torch.arange(sl.start, sl.stop, device=pov.device)[None] < lengths[:n, None]  # (n, t)
+                lp_new = log_prob(logp, {h: tens["actions"] for h in logp})
+                terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,
+                                 clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, kl_coef=kl_coef,
+                                 denom=float(mb.lengths.sum()))
+                if terms["loss"].requires_grad:
+                    terms["loss"].backward()
+                for key in STAT_KEYS:
+                    sums[key] += float(terms[key].detach())
+                if epoch == 0 and lo == 0:
+                    dev = (lp_new.detach() - tens["logp_old"]).exp().sub(1).abs()[mask]
+                    ratio_dev_first = max(ratio_dev_first, float(dev.max()) if dev.numel() else 0.0)
+            params = [p for p in policy.parameters() if p.grad is not None]
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            steps += 1
+            if progress is not None:
+                progress.update(1)
+    stats = {key: v / max(steps, 1) for key, v in sums.items()}
+    return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
+
+
+def make_optimizer(policy: Any, cfg: PPOConfig) -> torch.optim.Optimizer:
+    """Adam (eps 1e-5) with the value head's linear layer at `value_lr` and everything else at `lr`; the value
+    normaliser's statistics are not parameters that train."""
+    head = [p for p in policy.value_head.parameters() if p.requires_grad]
+    ids = {id(p) for p in head}
+    rest = [p for p in policy.parameters() if p.requires_grad and id(p) not in ids]
+    return torch.optim.Adam([{"params": rest, "lr": cfg.lr}, {"params": head, "lr": cfg.value_lr or cfg.lr}], eps=1e-5)
+
+
+# ------------------------------------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class Plan:
+    """What the starting bundle fixes for the whole run (checked before anything is written)."""
+
+    bundle: AgentBundle
+    policy: Any
+    """The starting policy, loaded (the trained copy starts from it; the anchor is a frozen copy of it)."""
+    world: str
+    world_config: dict[str, Any]
+    specs: list[TaskSpec]
+    goals: dict[str, np.ndarray]
+    """Training prompt -> its goal (the bundle's text embedding)."""
+    cond_scale: float
+
+
+def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
+    """Every check that needs the disk, before anything is written: the run dir (a saved config wins; a changed
+    one fails), the bundle (readable, with an embedder, a policy whose action head fits the world), the tasks'
+    events in the world; embeds the training prompts. Returns the config to run and the plan."""
+    from aimc.envs import world_info
+    from aimc.eval.agent import TextAgent
+    from aimc.eval.tasks import check_events, load_suite, world_events
+    from aimc.policy import load_policy
+
+    root = Path(cfg.out)
+    if root.is_file() or (root.is_dir() and any(root.iterdir()) and not (root / CONFIG_FILE).is_file()):
+        raise AimcError(f"--out {root} is not empty and holds no PPO run; choose a new directory")
+    cfg = RunDir(root, RESUMABLE, CONFIG_FILE).resolve(cfg)
+    if not cfg.bundle:
+        raise ConfigError("bundle: give the agent bundle to start from (--bundle DIR)")
+    bundle = AgentBundle.read(cfg.bundle)
+    if bundle.embedder is None:
+        raise AimcError(f"bundle {cfg.bundle} has no embedder, so its policy cannot read text prompts; "
+                        "PPO needs a goal-conditioned bundle (trained with an embedder)")
+    world = cfg.world or bundle.world
+    world_config = {**(bundle.world_config if world == bundle.world else {}), **cfg.world_config}
+    actions = world_info(world).action_names
+    policy = load_policy(bundle.policy_dir(), device=cfg.device)
+    heads = policy.config.head_sizes
+    if heads != {"action": len(actions)}:
+        raise AimcError(f"the policy of bundle {cfg.bundle} has action head(s) {heads}, which do not fit world {world!r} "
+                        f"({len(actions)} actions); PPO needs a policy with one categorical head over the world's actions")
+    if not policy.config.goal_dim:
+        raise AimcError(f"the policy of bundle {cfg.bundle} takes no goal (goal_dim 0), so it cannot follow prompts")
+    suite = load_suite(cfg.suite or None).select(list(cfg.tasks))
+    check_events(suite, world_events(world))
+    specs = task_specs(suite, list(cfg.tasks), world)
+    agent = TextAgent(policy, bundle, device=cfg.device)
+    prompts = sorted({p for s in specs for p in s.prompts})
+    goals = dict(zip(prompts, agent.goal_from_text(prompts, use_prior=None, seed=0), strict=True))
+    scale = float(cfg.cond_scale if cfg.cond_scale is not None else (bundle.cond_scale or 0.0))
+    return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale)
+
+
+def _save(rundir: RunDir, k: int, policy: Any, optimizer: torch.optim.Optimizer, rows: list[dict[str, Any]]) -> Path:
+    """Checkpoint of iteration k: policy (with the value normaliser), optimiser, RNG, the summary rows so far."""
+    import io
+
+    from aimc.policy import save_pretrained
+
+    def blob(obj: Any) -> bytes:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getvalue()
+
+    with rundir.checkpoint(k, keep=KEEP_CHECKPOINTS) as tmp:
+        save_pretrained(policy, tmp / "policy", source={"ppo_iteration": k})
+        ts = tmp / "train_state"
+        ts.mkdir()
+        atomic_write_bytes(ts / "optimizer.pt", blob(optimizer.state_dict()))
+        atomic_write_bytes(ts / "rng.pt", blob({"torch": torch.get_rng_state()}))
+        atomic_write_json(ts / "state.json", {"iteration": k, "rows": rows})
+    return rundir.checkpoints / rundir.checkpoint_name(k)
+
+
+def _load(ckpt: Path, policy: Any, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Restore a checkpoint in place (strict); returns its summary rows."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from aimc.policy import check_state_dict
+
+    try:
+        sd = load_file(str(ckpt / "policy" / "model.safetensors"))
+        opt = torch.load(ckpt / "train_state" / "optimizer.pt", weights_only=True, map_location="cpu")
+        rng = torch.load(ckpt / "train_state" / "rng.pt", weights_only=True, map_location="cpu")
+        state = json.loads((ckpt / "train_state" / "state.json").read_text())
+    except Exception as e:  # truncated or foreign files
+        raise CheckpointError(f"{ckpt}: unreadable PPO checkpoint ({e}); delete it to restart from the one before") from None
+    check_state_dict(policy, sd, source=str(ckpt))
+    policy.load_state_dict(sd, strict=True)
+    optimizer.load_state_dict(opt)
+    torch.set_rng_state(rng["torch"])
+    return list(state["rows"])
+
+
+def _write_outputs(root: Path, plan: Plan, ckpt: Path, rows: list[dict[str, Any]], cfg: PPOConfig) -> dict[str, Any]:
+    """bundle/ (the checkpoint's policy with the starting bundle's embedder and prior) and ppo_summary.json."""
+    bundle = dataclasses.replace(plan.bundle, policy=str(ckpt.resolve() / "policy"), cond_scale=plan.cond_scale)
+    bundle.copy_into(root / "bundle")
+    summary = {"iterations": rows, "bundle": str(root / "bundle"), "out": str(root), "seed": cfg.seed,
+               "tasks": list(cfg.tasks), "start": cfg.bundle, "cond_scale": plan.cond_scale}
+    atomic_write_json(root / SUMMARY_FILE, summary)
+    return summary
+
+
+def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[str, Any], warmup: bool) -> dict[str, Any]:
+    """The summary row of iteration k: rollout outcomes (overall and per task) and update statistics."""
+    per_task: dict[str, dict[str, int]] = {}
+    for tr in trajs:
+        t = per_task.setdefault(tr.job.task, {"episodes": 0, "successes": 0, "deaths": 0})
+        t["episodes"] += 1
+        t["successes"] += int(tr.success)
+        t["deaths"] += int(tr.died)
+    wins = [tr.success_step + 1 for tr in trajs if tr.success_step is not None]
+    n = len(trajs)
+    return {
+        "iteration": k, "kl_coef": kl_coef_at(cfg, k), "warmup": warmup, "episodes": n,
+        "env_steps": int(sum(tr.steps for tr in trajs)),
+        "success": sum(tr.success for tr in trajs) / n, "death_rate": sum(tr.died for tr in trajs) / n,
+        "episode_len": float(np.mean([tr.steps for tr in trajs])), "return": float(np.mean([tr.rewards.sum() for tr in trajs])),
+        "steps_to_success": float(np.mean(wins)) if wins else None,
+        "success_per_task": {name: v["successes"] / v["episodes"] for name, v in per_task.items()},
+        "per_task": per_task, **stats,
+    }
+
+
+SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "entropy",
+           "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "wall_s")
+PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
+VOLATILE = ("wall_s", *PERF)
+"""Row fields that measure time: they differ between two runs of the same config."""
+
+
+def _log_row(writer: Any, row: dict[str, Any]) -> None:
+    k = row["iteration"]
+    for key in SCALARS:
+        if isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool):
+            writer.add_scalar(f"ppo/{key}", row[key], k)
+    for task, rate in row["success_per_task"].items():
+        writer.add_scalar(f"ppo/success/{task}", rate, k)
+    for key in PERF:
+        writer.add_scalar(f"perf/{key}", row[key], k)
+    writer.flush()
+
+
+def run_ppo(cfg: PPOConfig, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) every iteration of `cfg` with `cfg.threads` torch threads; returns the summary also
+    written to ppo_summary.json."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cfg.threads)
+        return _run(cfg, progress, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    cfg, plan = prepare(cfg)
+    root = Path(cfg.out)
+    rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
+    cfg = rundir.start(cfg)
+    policy = plan.policy
+    anchor = copy.deepcopy(policy).eval().requires_grad_(False)
+    optimizer = make_optimizer(policy, cfg)
+    rows: list[dict[str, Any]] = []
+    ckpt = rundir.latest()
+    if ckpt is not None:
+        rows = _load(ckpt, policy, optimizer)
+    summary = _write_outputs(root, plan, ckpt, rows, cfg) if ckpt is not None else None
+    if rows and rows[-1]["iteration"] >= cfg.iterations:
+        log(f"PPO run in {root} already finished {len(rows)} iteration(s)")
+    specs = {s.name: s for s in plan.specs}
+    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success)
+    writer = SummaryWriter(str(root / "tensorboard"), purge_step=len(rows) + 1)
+    try:
+        for k in range(len(rows) + 1, cfg.iterations + 1):
+            start = time.perf_counter()
+            warmup = k <= cfg.value_warmup_iterations
+            jobs = make_jobs(plan.specs, cfg.episodes_per_iteration, k, cfg.seed)
+            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device)
+            with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
+                      disable=not progress) as bar:
+                trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1))
+            rollout_s = time.perf_counter() - start
+            t0 = time.perf_counter()
+            goals = np.stack([plan.goals[tr.job.prompt] for tr in trajs])
+            data = prepare_iteration(policy, trajs, goals, cfg)
+            if not warmup:  # measured even without the anchor term (kl_coef 0), to show the drift
+                data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device)
+            n_mb = cfg.epochs * math.ceil(len(trajs) / cfg.minibatch_episodes)
+            with tqdm(total=n_mb, desc=f"ppo {k}/{cfg.iterations} update", unit="mb", leave=False, disable=not progress) as bar:
+                stats = ppo_update(policy, optimizer, data, cfg, k, plan.cond_scale, warmup, bar)
+            update_s = time.perf_counter() - t0
+            frames = sum(tr.steps for tr in trajs)
+            stats.update(value_ev=data.value_ev, rollout_s=rollout_s, update_s=update_s,
+                         env_steps_per_s=frames / max(rollout_s, 1e-9),
+                         update_frames_per_s=cfg.epochs * frames / max(update_s, 1e-9),
+                         wall_s=time.perf_counter() - start)
+            row = iteration_row(k, cfg, trajs, stats, warmup)
+            rows.append(row)
+            log(format_line(row, cfg.iterations))
+            _log_row(writer, row)
+            ckpt = _save(rundir, k, policy, optimizer, rows)
+            summary = _write_outputs(root, plan, ckpt, rows, cfg)
+    finally:
+        writer.close()
+    assert summary is not None
+    return summary
+
+
+def format_line(row: dict[str, Any], iterations: int) -> str:
+    """The line `aimc train ppo` prints after each iteration."""
+    what = " (value warm-up)" if row["warmup"] else ""
+    return (f"iter {row['iteration']}/{iterations}{what}: success {row['success']:.2f}, deaths {row['death_rate']:.2f}, "
+            f"length {row['episode_len']:.0f}, KL {row['kl_anchor']:.4f} (coef {row['kl_coef']:.3g}), entropy "
+            f"{row['entropy']:.3f}, value loss {row['value_loss']:.4f}, EV {row['value_ev']:.2f}; "
+            f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
+
+
+def format_ppo_table(summary: dict[str, Any]) -> str:
+    """The per-iteration table `aimc train ppo` prints."""
+    lines = [f"{'iter':>4} {'kl_coef':>7} {'success':>7} {'deaths':>6} {'length':>6} {'return':>6} {'KL':>7} "
+             f"{'entropy':>7} {'v_loss':>7} {'clip':>5} {'wall_s':>6}"]
+    for r in summary["iterations"]:
+        lines.append(f"{r['iteration']:>4} {r['kl_coef']:7.3f} {r['success']:7.2f} {r['death_rate']:6.2f} "
+                     f"{r['episode_len']:6.0f} {r['return']:6.2f} {r['kl_anchor']:7.4f} {r['entropy']:7.3f} "
+                     f"{r['value_loss']:7.4f} {r['clip_frac']:5.2f} {r['wall_s']:6.0f}")
+    return "\n".join(lines)

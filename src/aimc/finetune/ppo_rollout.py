@@ -1,0 +1,356 @@
+"""PPO rollouts: complete episodes from instructions, the current policy acting for every slot in one batch.
+
+An iteration plays `episodes_per_iteration` whole episodes in a `Lockstep` of `envs` world slots (a slot is
+refilled as soon as its episode ends). A `PolicyActor` answers all playing slots with one no-grad forward of
+the policy per step, each slot with its own recurrent state, goal (the text embedding of its episode's prompt)
+and sampling generator (seeded by the episode), so an episode does not depend on its slot or neighbours beyond
+float rounding of batched products. Per step it records the frame the policy saw (uint8), the action, its
+log-probability under the acting distribution and the value estimate; a `RewardHook` per episode turns the
+world's events into the step's reward (`RewardConfig`). An episode ends by dying (terminal), by its task's
+success with `stop_on_success` (terminal: nothing more to earn), or by `max_steps` / the world's own time
+limit (truncated: the value of the state after the last step is bootstrapped, from one more batched forward).
+
+Jobs are a pure function of (seed, iteration, episode): task round-robin over the run's episode count, a
+training paraphrase of the task's success event from the caption catalogue drawn by a generator seeded by
+the episode, and world PPO_SEED_BASE + a derived 31-bit seed (disjoint from the eval suites' worlds, which
+start at 1000 and use a few hundred). So a resumed run replays an interrupted iteration exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aimc.core import keys
+from aimc.core.errors import EpisodeError
+from aimc.core.seeding import derive_seed
+from aimc.envs import EpisodeHook, Lockstep, SlotOutcome, Step, make
+from aimc.eval.tasks import Success, Suite
+from aimc.finetune.ppo_config import RewardConfig
+
+PPO_SEED_BASE = 20_000_000
+"""PPO worlds are PPO_SEED_BASE + a 31-bit seed derived from (seed, iteration, episode): never an eval world."""
+
+
+# ------------------------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class TaskSpec:
+    """A suite task as PPO trains it."""
+
+    name: str
+    success: Success
+    """The suite's success predicate (what evaluation scores)."""
+    prompts: tuple[str, ...]
+    """Training paraphrases: the caption catalogue's for the success events (else the suite's prompts)."""
+    shaping: tuple[str, ...]
+    """Prerequisite events paid `RewardConfig.shaping` at their first occurrence in an episode."""
+
+
+def prerequisites(event: str) -> tuple[str, ...]:
+    """Achievements the scripted demonstrator's planner completes on its way to `event`, starting from an empty
+    inventory with no station placed, in the order it does them (e.g. make_wood_pickaxe -> collect_wood,
+    place_table). Read from the planner (`aimc.envs.demo.planner.next_step`, itself read from Crafter's recipe
+    tables) by playing its plan on a simulated inventory; () for an event the planner does not know."""
+    from crafter import constants
+
+    from aimc.envs.demo.planner import TASKS, next_step
+
+    if event not in TASKS:
+        return ()
+    inv: Counter = Counter()
+    placed: set[str] = set()
+    chain: list[str] = []
+    for _ in range(100):  # the longest Crafter chain (iron tools) takes a few dozen primitive steps
+        step = next_step(event, inv, lambda stations: [s for s in stations if s not in placed])
+        if step.task == event:
+            return tuple(dict.fromkeys(chain))
+        chain.append(step.task)
+        if step.kind == "collect":
+            inv.update(constants.collect[step.target]["receive"])
+        elif step.kind == "place":
+            inv.subtract(constants.place[step.target]["uses"])
+            placed.add(step.target)
+        elif step.kind == "make":
+            inv.subtract(constants.make[step.target]["uses"])
+            inv[step.target] += constants.make[step.target]["gives"]
+        else:  # hunting, sleeping and eating need nothing first
+            return tuple(dict.fromkeys(chain))
+    raise AssertionError(f"the planner's plan for {event!r} does not end")
+
+
+def task_specs(suite: Suite, names: list[str], world: str) -> list[TaskSpec]:
+    """The named suite tasks with their training prompts and shaping events (the success events left out)."""
+    from aimc.embed.captions import catalogue
+
+    table = catalogue(world)
+    out = []
+    for name in names:
+        t = suite.task(name)
+        prompts = tuple(p for ev in t.success.events for p in table.get(ev, ()))
+        pre = [p for ev in t.success.events for p in prerequisites(ev) if p not in t.success.events]
+        out.append(TaskSpec(name, t.success, tuple(dict.fromkeys(prompts)) or t.prompts, tuple(dict.fromkeys(pre))))
+    return out
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Episode `index` of iteration `iteration`."""
+
+    iteration: int
+    index: int
+    task: str
+    prompt: str
+    world_seed: int
+    actor_seed: int
+
+
+def make_jobs(specs: list[TaskSpec], episodes: int, iteration: int, seed: int) -> list[EpisodeJob]:
+    """Iteration k's episodes: task round-robin over the run's episode count g = (k-1)·episodes + i, a prompt
+    drawn from the task's paraphrases by a generator seeded by the episode, a derived world and actor seed."""
+    jobs = []
+    for i in range(episodes):
+        g = (iteration - 1) * episodes + i
+        spec = specs[g % len(specs)]
+        rng = np.random.default_rng(derive_seed(seed, "ppo-prompt", iteration, i))
+        prompt = spec.prompts[int(rng.integers(len(spec.prompts)))]
+        jobs.append(EpisodeJob(iteration, i, spec.name, prompt, PPO_SEED_BASE + derive_seed(seed, "ppo-world", iteration, i),
+                               derive_seed(seed, "ppo-actor", iteration, i)))
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------- one episode
+def acting_logp(out: Any, guided: bool) -> dict[str, torch.Tensor]:
+    """Per head log-probabilities of the distribution the policy acts with: the forward's log-softmax, or with
+    guidance the guided scores renormalised (what Gumbel-max sampling on them draws from)."""
+    return {k: F.log_softmax(v, dim=-1) for k, v in out.logp.items()} if guided else out.logp
+
+
+@dataclass
+class Trajectory:
+    """One finished episode: per step t the frame the policy saw, its action, the action's log-probability
+    under the acting policy, the value estimate and the reward; how it ended; what it achieved."""
+
+    job: EpisodeJob
+    frames: np.ndarray
+    """uint8 (L, H, W, 3) at the policy's input size."""
+    actions: np.ndarray
+    """int64 (L,)."""
+    logp: np.ndarray
+    """float32 (L,)."""
+    values: np.ndarray
+    """float32 (L,), denormalised (the value head's normaliser at rollout time)."""
+    rewards: np.ndarray
+    """float32 (L,)."""
+    bootstrap: float
+    """Value after the last step: 0 at a terminal state, the estimate of the next state at a truncation."""
+    terminal: bool
+    died: bool
+    success_step: int | None
+
+    @property
+    def steps(self) -> int:
+        return len(self.actions)
+
+    @property
+    def success(self) -> bool:
+        return self.success_step is not None
+
+    def outcome(self) -> dict[str, Any]:
+        """What the summary keeps of the episode."""
+        return {"task": self.job.task, "prompt": self.job.prompt, "world_seed": self.job.world_seed, "steps": self.steps,
+                "success": self.success, "success_step": self.success_step, "died": self.died,
+                "return": float(self.rewards.sum())}
+
+
+@dataclass
+class _Buffer:
+    goal: np.ndarray
+    frames: list[np.ndarray] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    logp: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+
+
+class SuccessStop:
+    """The world, except that the step at which `success` (the episode's predicate; None = never) first holds
+    ends the episode (truncated, as `aimc.envs.StopAtEvent` does for one event). Other attributes are the world's."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.success: Success | None = None
+        self._occ: dict[str, list[int]] = {}
+        self._t = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        self._occ, self._t = {}, 0
+        return self.env.reset(seed=seed)
+
+    def step(self, action: int) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for ev in info.get(keys.EVENTS, []):
+            self._occ.setdefault(ev, []).append(self._t)
+        self._t += 1
+        done = self.success is not None and self.success.step(self._occ) is not None
+        return obs, reward, terminated, truncated or done, info
+
+
+class RewardHook(EpisodeHook):
+    """The step's reward from its events: `success` at the step the task's predicate first holds, `shaping`
+    at the first occurrence of each prerequisite event, `death` at the step the world ends by dying."""
+
+    def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer) -> None:
+        self.spec, self.reward, self.buffer = spec, reward, buffer
+        self.occ: dict[str, list[int]] = {}
+        self.success_step: int | None = None
+        self.died = False
+        self.last_obs: dict[str, Any] | None = None
+
+    def on_step(self, env: Any, step: Step) -> None:
+        r = 0.0
+        for ev in step.events:
+            if ev in self.spec.shaping and ev not in self.occ:
+                r += self.reward.shaping
+            self.occ.setdefault(ev, []).append(step.t)
+        if self.success_step is None and self.spec.success.step(self.occ) is not None:
+            self.success_step = step.t
+            r += self.reward.success
+        if step.terminated:
+            self.died = True
+            r += self.reward.death
+        self.buffer.rewards.append(r)
+        self.last_obs = step.next_obs
+
+
+class PolicyActor:
+    """The policy as an `aimc.envs.BatchActor` that records what PPO needs. One `aimc.policy.Agent` over
+    `n_slots` rows (per-slot recurrent state and sampling generator); `begin(slot, goal)` before a slot's
+    episode starts gives it its goal and a fresh buffer. With a guidance scale the acting distribution is the
+    renormalised guided one (Gumbel-max on the guided scores samples exactly from it)."""
+
+    def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu") -> None:
+        from aimc.policy import Agent
+
+        self.policy = policy
+        self.agent = Agent(policy, n_envs=n_slots, cond_scale=cond_scale or None, device=device, seed=0)
+        self.img_shape = tuple(policy.config.img_shape)
+        self.goals = np.zeros((n_slots, policy.config.goal_dim), np.float32)
+        self.buffers: list[_Buffer | None] = [None] * n_slots
+
+    def begin(self, slot: int, goal: np.ndarray) -> _Buffer:
+        self.goals[slot] = goal
+        self.buffers[slot] = _Buffer(np.asarray(goal, np.float32))
+        return self.buffers[slot]  # type: ignore[return-value]
+
+    def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
+        self.agent.reset([slot], seeds=[seed])
+
+    def _forward(self, slots: list[int], obs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, Any]:
+        """One batched step for `slots`: (frames (B, H, W, 3), actions (B,), outputs)."""
+        from aimc.policy import resize_frames
+
+        pov = resize_frames(np.stack([o[keys.POV] for o in obs]), self.img_shape)  # (B, H, W, 3)
+        acts = self.agent.act(pov, self.goals[slots], env_ids=slots)
+        (a,) = acts.values()
+        return pov, a.astype(np.int64), self.agent.last_outputs
+
+    def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        pov, acts, out = self._forward(slots, obs)
+        with torch.inference_mode():
+            (lp,) = acting_logp(out, self.agent.cond_scale is not None).values()  # (B, 1, n)
+            logp = lp[:, 0].gather(-1, torch.as_tensor(acts, device=lp.device)[:, None])[:, 0].float().cpu().numpy()
+            values = self.policy.value(out)[:, 0].float().cpu().numpy()
+        for j, s in enumerate(slots):
+            b = self.buffers[s]
+            assert b is not None
+            b.frames.append(pov[j])
+            b.actions.append(int(acts[j]))
+            b.logp.append(float(logp[j]))
+            b.values.append(float(values[j]))
+        return acts.tolist()
+
+    def values_after(self, slots: list[int], obs: list[dict[str, Any]]) -> np.ndarray:
+        """Value estimates of the states after the slots' last steps (one more forward; its sampled actions
+        are discarded and the slots' memory is spent: they start a new episode next)."""
+        _, _, out = self._forward(slots, obs)
+        with torch.inference_mode():
+            return self.policy.value(out)[:, 0].float().cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------------- an iteration
+@dataclass
+class _Playing:
+    job: EpisodeJob
+    hook: RewardHook
+    buffer: _Buffer
+
+
+class RolloutEngine:
+    """`envs` world slots in lockstep (built once per run, kept across iterations)."""
+
+    def __init__(self, world: str, world_config: dict[str, Any], n_slots: int, stop_on_success: bool) -> None:
+        self.world, self.world_config = world, dict(world_config)
+        self.stop_on_success = stop_on_success
+        self.lockstep = Lockstep(lambda: SuccessStop(make(self.world, **self.world_config)), n_slots)
+
+    def play(self, actor: PolicyActor, specs: dict[str, TaskSpec], goals: dict[str, np.ndarray], jobs: list[EpisodeJob],
+             max_steps: int, reward: RewardConfig,
+             on_episode: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+        """Play every job to its end; returns the trajectories in job order. A failed episode raises
+        `EpisodeError` (its traceback as a note) after the episodes in progress are dropped."""
+        queue = deque(jobs)
+        playing: dict[int, _Playing] = {}
+        done: dict[int, Trajectory] = {}
+        try:
+            while queue or self.lockstep.active:
+                for slot in self.lockstep.free_slots():
+                    if not queue:
+                        break
+                    job = queue.popleft()
+                    spec = specs[job.task]
+                    buffer = actor.begin(slot, goals[job.prompt])
+                    hook = RewardHook(spec, reward, buffer)
+                    playing[slot] = _Playing(job, hook, buffer)
+                    self.lockstep.start(slot, actor, job.world_seed, max_steps, actor_seed=job.actor_seed, task=job.task,
+                                        prompt=job.prompt, hooks=[hook], tag=job.index)
+                    self.lockstep.envs[slot].success = spec.success if self.stop_on_success else None
+                ended = list(self.lockstep.step())
+                for t in self._finish(actor, [(o, playing.pop(o.slot)) for o in ended]):
+                    done[t.job.index] = t
+                    if on_episode is not None:
+                        on_episode(t)
+        except BaseException:
+            self.lockstep = Lockstep(self.lockstep.make_env, self.lockstep.n_slots)  # its slots may be mid-step
+            raise
+        return [done[j.index] for j in jobs]
+
+    def _finish(self, actor: PolicyActor, ended: list[tuple[SlotOutcome, _Playing]]) -> list[Trajectory]:
+        for outcome, p in ended:
+            if outcome.error is not None:
+                last = outcome.error.strip().splitlines()[-1]
+                err = EpisodeError(f"PPO rollout {p.job.index} of iteration {p.job.iteration} ({p.job.task}, world seed "
+                                   f"{p.job.world_seed}) failed: {last}")
+                err.add_note(outcome.error)
+                raise err
+        trajs = []
+        for _, p in ended:
+            terminal = p.hook.died or (self.stop_on_success and p.hook.success_step is not None)
+            b = p.buffer
+            trajs.append(Trajectory(p.job, np.stack(b.frames), np.asarray(b.actions, np.int64),
+                                    np.asarray(b.logp, np.float32), np.asarray(b.values, np.float32),
+                                    np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step))
+        cut = [(i, o.slot) for i, (o, _) in enumerate(ended) if not trajs[i].terminal]
+        if cut:  # truncated: bootstrap from the state after the last step, all such slots in one forward
+            values = actor.values_after([s for _, s in cut], [ended[i][1].hook.last_obs for i, _ in cut])
+            for (i, _), v in zip(cut, values, strict=True):
+                trajs[i].bootstrap = float(v)
+        return trajs

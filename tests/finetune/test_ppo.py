@@ -1,0 +1,338 @@
+"""PPO with a KL anchor: GAE, the clipped loss and the KL term against naive references; rewards; a micro run
+end to end (ratio 1 on the first minibatch, a loadable bundle), resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aimc.cli.app import main
+from aimc.finetune.ppo import VOLATILE
+
+
+def micro_cfg(bundle: Path, out: Path, *sets: str):
+    from aimc.finetune import load_ppo_config
+
+    return load_ppo_config("ppo-micro", list(sets), bundle=str(bundle), out=str(out))
+
+
+def stable(summary: dict) -> dict:
+    """The summary without timings, with paths relative to the run dir (two runs in two dirs compare)."""
+    s = json.loads(json.dumps(summary).replace(summary["out"], "<out>"))
+    for row in s["iterations"]:
+        for key in VOLATILE:
+            row.pop(key)
+    return s
+
+
+# ------------------------------------------------------------------------------------------- the maths
+def naive_gae(rewards, values, bootstrap, gamma, lam):
+    """Textbook GAE for one episode, one step at a time."""
+    adv, last = [0.0] * len(rewards), 0.0
+    for t in reversed(range(len(rewards))):
+        next_v = values[t + 1] if t + 1 < len(rewards) else bootstrap
+        delta = rewards[t] + gamma * next_v - values[t]
+        last = delta + gamma * lam * last
+        adv[t] = last
+    return adv, [a + v for a, v in zip(adv, values, strict=True)]
+
+
+def test_gae_matches_a_naive_loop_with_terminals_and_truncations():
+    from aimc.finetune import gae
+
+    rng = np.random.default_rng(0)
+    lengths = [5, 1, 3, 7]
+    # terminal (bootstrap 0), terminal after one step, truncated (bootstrap the next state's value), truncated
+    bootstrap = [0.0, 0.0, 0.7, -0.3]
+    t = max(lengths)
+    rewards = rng.normal(size=(4, t))
+    values = rng.normal(size=(4, t))
+    for i, n in enumerate(lengths):  # garbage past the end must not leak in
+        rewards[i, n:] = 99.0
+        values[i, n:] = -99.0
+    for gamma, lam in ((0.99, 0.95), (1.0, 1.0), (0.9, 0.0)):
+        adv, ret = gae(rewards, values, np.array(bootstrap), np.array(lengths), gamma, lam)
+        for i, n in enumerate(lengths):
+            ref_adv, ref_ret = naive_gae(rewards[i, :n].tolist(), values[i, :n].tolist(), bootstrap[i], gamma, lam)
+            np.testing.assert_allclose(adv[i, :n], ref_adv, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(ret[i, :n], ref_ret, rtol=1e-12, atol=1e-12)
+            assert not adv[i, n:].any() and not ret[i, n:].any()
+    # gamma = lambda = 1: the return is the sum of the rewards to go plus the bootstrap
+    _, ret = gae(rewards, values, np.array(bootstrap), np.array(lengths), 1.0, 1.0)
+    assert ret[2, 0] == pytest.approx(rewards[2, :3].sum() + 0.7)
+    assert ret[1, 0] == pytest.approx(rewards[1, 0])  # a one-step terminal episode
+
+
+def naive_ppo_terms(lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask, clip, vf_coef, ent_coef, kl_coef):
+    """The PPO objective per step in plain Python floats, averaged over the masked steps."""
+    sums = dict.fromkeys(("loss", "policy_loss", "value_loss", "entropy", "kl_anchor", "approx_kl", "clip_frac"), 0.0)
+    count = 0
+    for i in range(len(mask)):
+        if not mask[i]:
+            continue
+        count += 1
+        r = math.exp(lp_new[i] - lp_old[i])
+        pg = -min(r * adv[i], min(max(r, 1 - clip), 1 + clip) * adv[i])
+        vf = 0.5 * (vpred[i] - vtarget[i]) ** 2
+        sums["policy_loss"] += pg
+        sums["value_loss"] += vf
+        sums["entropy"] += ent[i]
+        sums["kl_anchor"] += kl[i]
+        sums["loss"] += pg + vf_coef * vf - ent_coef * ent[i] + kl_coef * kl[i]
+        sums["approx_kl"] += (r - 1) - math.log(r)
+        sums["clip_frac"] += float(abs(r - 1) > clip)
+    return {k: v / count for k, v in sums.items()}
+
+
+def test_clipped_loss_matches_a_reference_and_chunks_add_up():
+    from aimc.finetune import ppo_loss
+
+    g = torch.Generator().manual_seed(1)
+    shape = (3, 10)
+    lp_old = -torch.rand(shape, generator=g, dtype=torch.float64) * 3
+    lp_new = lp_old + torch.randn(shape, generator=g, dtype=torch.float64) * 0.4  # many ratios outside [0.8, 1.2]
+    adv, vpred, vtarget = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(3))
+    ent, kl = torch.rand(shape, generator=g, dtype=torch.float64), torch.rand(shape, generator=g, dtype=torch.float64)
+    mask = torch.arange(10)[None] < torch.tensor([10, 4, 7])[:, None]
+    lp_new[~mask] = float("inf")  # padding must not leak in (inf * 0 would be nan)
+    coefs = {"clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.01, "kl_coef": 0.3}
+    terms = ppo_loss(lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask, **coefs)
+    ref = naive_ppo_terms(*(x.flatten().tolist() for x in (lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask)), **coefs)
+    for key, value in ref.items():
+        assert float(terms[key]) == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert 0.2 < ref["clip_frac"] < 0.8
+    # two chunks with the minibatch's step count as the denominator add up to the whole
+    parts = [ppo_loss(*(x[:, sl] for x in (lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask)), **coefs,
+                      denom=float(mask.sum())) for sl in (slice(0, 6), slice(6, 10))]
+    for key in ref:
+        assert float(parts[0][key] + parts[1][key]) == pytest.approx(float(terms[key]), rel=1e-9)
+    # the gradient of the clipped surrogate vanishes where the ratio is clipped on the advantage's side
+    lp = lp_old.clone().requires_grad_(True)
+    shifted = lp + torch.where(adv > 0, 0.5, -0.5)  # ratio e^±0.5, outside the clip range in the advantage's favour
+    ppo_loss(shifted, lp_old, adv, vpred, vtarget, ent, kl, mask, **coefs)["policy_loss"].backward()
+    assert lp.grad is not None and not lp.grad.any()
+
+
+def test_kl_term_is_zero_for_identical_policies_and_positive_otherwise():
+    from aimc.finetune import kl_categorical
+
+    g = torch.Generator().manual_seed(2)
+    p = {h: torch.log_softmax(torch.randn(4, 5, n, generator=g), -1) for h, n in (("action", 17), ("camera", 11))}
+    q = {h: torch.log_softmax(torch.randn(4, 5, v.shape[-1], generator=g), -1) for h, v in p.items()}
+    assert float(kl_categorical(p, p).abs().max()) < 1e-6
+    kl = kl_categorical(p, q)
+    assert kl.shape == (4, 5) and bool((kl > 0).all())
+    ref = sum(torch.distributions.kl_divergence(torch.distributions.Categorical(logits=p[h]),
+                                                torch.distributions.Categorical(logits=q[h])) for h in p)
+    torch.testing.assert_close(kl, ref, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------- config
+def test_config_checks_in_one_line_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, aimc.finetune.ppo_config as c; cfg = c.load_ppo_config('ppo-crafter', ['reward.death=-1']); "
+            "print('torch' in sys.modules, len(cfg.tasks), cfg.reward.death, c.kl_coef_at(cfg, 3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "12", "-1.0", str(0.2 * 0.97**2)]
+    from aimc.core.errors import ConfigError
+    from aimc.finetune import load_ppo_config
+
+    for sets, message in ((["tasks=[]"], "tasks: give at least one task; valid tasks: chop_tree"),
+                          (["tasks=[eat_cow,eat_cow]"], "listed twice"), (["clip=1.5"], "clip must be in (0, 1)"),
+                          (["reward.bonus=1"], "unknown key(s) ['bonus']"), (["envs=0"], "envs must be >= 1")):
+        with pytest.raises(ConfigError) as e:
+            load_ppo_config("ppo-micro", sets)
+        assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------- tasks and rewards
+def test_tasks_train_on_catalogue_prompts_with_the_planners_prerequisites():
+    from aimc.embed.captions import CAPTIONS
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune.ppo_rollout import prerequisites, task_specs
+
+    assert prerequisites("collect_wood") == () and prerequisites("eat_cow") == ()
+    assert prerequisites("make_wood_pickaxe") == ("collect_wood", "place_table")
+    assert prerequisites("place_stone") == ("collect_wood", "place_table", "make_wood_pickaxe", "collect_stone")
+    assert prerequisites("place_plant") == ("collect_sapling",)
+    specs = {s.name: s for s in task_specs(load_suite(), ["chop_tree", "mine_stone", "place_sapling"], "crafter")}
+    assert specs["chop_tree"].prompts == CAPTIONS["collect_wood"] and specs["chop_tree"].shaping == ()
+    assert specs["mine_stone"].shaping == ("collect_wood", "place_table", "make_wood_pickaxe")
+    assert specs["place_sapling"].prompts == CAPTIONS["place_plant"]
+
+
+def test_ppo_worlds_are_disjoint_from_the_eval_suites_and_jobs_are_seeded():
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune.ppo_rollout import PPO_SEED_BASE, make_jobs, task_specs
+
+    suites = Path(__import__("aimc.eval", fromlist=["x"]).__file__).parent / "suites"
+    for path in suites.glob("*.yaml"):
+        assert all(t.seed + 100_000 < PPO_SEED_BASE for t in load_suite(path).tasks), path
+    specs = task_specs(load_suite(), ["chop_tree", "place_table", "eat_cow"], "crafter")
+    jobs = [j for k in (1, 2) for j in make_jobs(specs, 4, k, 0)]
+    assert [j.task for j in jobs] == ["chop_tree", "place_table", "eat_cow"] * 2 + ["chop_tree", "place_table"]
+    seeds = [j.world_seed for j in jobs]
+    assert len(set(seeds)) == len(seeds) and min(seeds) >= PPO_SEED_BASE and max(seeds) < 2**32
+    prompts = {s.name: s.prompts for s in specs}
+    assert all(j.prompt in prompts[j.task] for j in jobs)
+    assert make_jobs(specs, 4, 2, 0) == jobs[4:] and make_jobs(specs, 4, 2, 1) != jobs[4:]
+
+
+def test_reward_hook_pays_success_once_shaping_at_first_occurrences_and_death():
+    from aimc.envs import Step
+    from aimc.eval.tasks import Success
+    from aimc.finetune import RewardConfig
+    from aimc.finetune.ppo_rollout import RewardHook, TaskSpec, _Buffer
+
+    spec = TaskSpec("mine_stone", Success("any", ("collect_stone",)), ("mine stone",), ("collect_wood", "place_table"))
+    buf = _Buffer(np.zeros(2, np.float32))
+    hook = RewardHook(spec, RewardConfig(success=1.0, death=-2.0, shaping=0.1), buf)
+    events = [[], ["collect_wood"], ["collect_wood"], ["place_table", "collect_sapling"], ["collect_stone"],
+              ["collect_stone"], []]
+    for t, evs in enumerate(events):
+        dead = t == len(events) - 1
+        hook.on_step(None, Step(t, {}, 0, {"pov": t}, 0.0, dead, False, {"events": evs}))
+    assert buf.rewards == pytest.approx([0.0, 0.1, 0.0, 0.1, 1.0, 0.0, -2.0])
+    assert hook.success_step == 4 and hook.died and hook.last_obs == {"pov": 6}
+
+
+# ------------------------------------------------------------------------------------------- micro runs
+@pytest.fixture(scope="module")
+def micro_run(tiny_bundle, tmp_path_factory):
+    """One uninterrupted micro run: iteration 1 trains the value head only, iteration 2 the policy (guided,
+    the tiny bundle's cond_scale)."""
+    from aimc.finetune import run_ppo
+
+    out = tmp_path_factory.mktemp("ppo") / "run"
+    lines: list[str] = []
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the tests (conftest): thread count changes float sums, hence weights
+    try:
+        summary = run_ppo(micro_cfg(tiny_bundle, out), progress=False, log=lines.append)
+    finally:
+        torch.set_num_threads(n)
+    return out, summary, lines
+
+
+def test_micro_run_updates_against_the_anchor_and_writes_a_loadable_bundle(micro_run, tiny_bundle):
+    from safetensors.torch import load_file
+
+    from aimc.eval.agent import TextAgent
+    from aimc.train.bundle import AgentBundle
+
+    out, s, lines = micro_run
+    rows = s["iterations"]
+    assert [r["iteration"] for r in rows] == [1, 2] and [r["warmup"] for r in rows] == [True, False]
+    assert [r["kl_coef"] for r in rows] == [0.2, 0.1]  # kl_decay 0.5
+    for r in rows:
+        assert r["episodes"] == 4 and 4 <= r["env_steps"] <= 4 * 24 and r["optimizer_steps"] == 4
+        assert r["ratio_dev_first"] < 1e-4  # the replay recomputes the rollout's log-probabilities
+        assert set(r["success_per_task"]) == {"chop_tree", "place_table"} and 0 <= r["success"] <= 1
+        assert r["value_loss"] > 0 and r["entropy"] > 0 and np.isfinite(r["grad_norm"])
+    assert rows[0]["kl_anchor"] == 0.0 and rows[0]["clip_frac"] == 0.0  # warm-up: the policy does not move
+    assert rows[1]["kl_anchor"] > 0 and rows[1]["approx_kl"] > 0
+    assert lines[0].startswith("iter 1/2 (value warm-up): success") and lines[1].startswith("iter 2/2: success")
+    assert json.loads((out / "ppo_summary.json").read_text()) == s and s["cond_scale"] == 6.0
+
+    start = load_file(str(AgentBundle.read(tiny_bundle).policy_dir() / "model.safetensors"))
+    ckpt = out / "checkpoints" / (out / "checkpoints" / "last").read_text().strip()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last", "step_0001", "step_0002"]
+    final = load_file(str(ckpt / "policy" / "model.safetensors"))
+    assert not torch.equal(final["pi_head.action.linear_layer.weight"], start["pi_head.action.linear_layer.weight"])
+    assert float(start["value_head.normalizer.debiasing_term"]) == 0  # BC never trained the value head
+    assert float(final["value_head.normalizer.debiasing_term"]) > 0  # PPO's returns reached the normaliser
+    iter1 = load_file(str(out / "checkpoints" / "step_0001" / "policy" / "model.safetensors"))
+    trunk = [k for k in start if not k.startswith("value_head.")]
+    assert all(torch.equal(iter1[k], start[k]) for k in trunk)  # the warm-up trained only the value head
+    assert not torch.equal(iter1["value_head.linear.weight"], start["value_head.linear.weight"])
+
+    bundle = AgentBundle.read(out / "bundle")
+    assert bundle.policy == "policy" and bundle.embedder == "embedder" and bundle.world == "crafter"
+    assert load_file(str(bundle.policy_dir() / "model.safetensors")).keys() == final.keys()
+    assert all(torch.equal(load_file(str(bundle.policy_dir() / "model.safetensors"))[k], v) for k, v in final.items())
+    agent = TextAgent.from_bundle(out / "bundle")
+    agent.start(agent.goal_from_text(["chop a tree"]), seed=0)
+    assert agent.act(np.zeros((1, 64, 64, 3), np.uint8), np.array([True])).shape == (1,)
+    assert any((out / "tensorboard").iterdir())
+
+    from aimc.finetune import format_ppo_table
+
+    table = format_ppo_table(s).splitlines()
+    assert table[0].split()[:3] == ["iter", "kl_coef", "success"] and [t.split()[0] for t in table[1:]] == ["1", "2"]
+
+
+def test_unguided_update_recomputes_the_rollout_log_probs(tiny_bundle, tmp_path):
+    """Without guidance (the shipped agent's cond_scale 0) and without a warm-up: ratio 1 on the first
+    minibatch, and the policy leaves the anchor."""
+    from aimc.finetune import run_ppo
+
+    s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", "iterations=1", "value_warmup_iterations=0", "cond_scale=0",
+                          "max_steps=12"), progress=False, log=lambda _: None)
+    (row,) = s["iterations"]
+    assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0 and s["cond_scale"] == 0.0
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_run(micro_run, tiny_bundle, tmp_path, capsys):
+    """One iteration, then the same command with two (through the CLI): the summary and the final weights
+    equal those of the run that did both at once."""
+    from aimc.finetune import run_ppo
+
+    out = tmp_path / "run"
+    run_ppo(micro_cfg(tiny_bundle, out, "iterations=1"), progress=False, log=lambda _: None)
+    assert (out / "checkpoints" / "last").read_text().strip() == "step_0001"
+    assert main(["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out), "--quiet",
+                 "--iterations", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["iter", "kl_coef", "success"] and "PPO finished 2 iteration(s)" in printed
+    summary = json.loads((out / "ppo_summary.json").read_text())
+    ref_out, ref, _ = micro_run
+    assert stable(summary) == stable(ref)
+    for name in ("checkpoints/step_0002/policy/model.safetensors", "bundle/policy/model.safetensors"):
+        assert (out / name).read_bytes() == (ref_out / name).read_bytes()
+
+
+def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, tmp_path, capsys):
+    from aimc.policy import VPTPolicy, get_config, save_pretrained
+    from aimc.train.bundle import AgentBundle
+
+    out = tmp_path / "new"
+    common = ["train", "ppo", "--preset", "ppo-micro", "--out", str(out)]
+    cases = [
+        ([*common, "--bundle", str(tiny_bundle), "--task", "chop_tree", "--task", "fly"],
+         "error: unknown task 'fly'; valid tasks: chop_tree, collect_sapling"),
+        ([*common, "--bundle", str(tiny_bundle), "--set", "klcoef=1"], "error: config: unknown key(s) ['klcoef']"),
+        (["train", "ppo", "--preset", "nope", "--out", str(out)], "error: unknown PPO preset 'nope'; available: ppo-crafter"),
+        ([*common, "--bundle", str(tmp_path)], "is not an agent bundle"),
+    ]
+    nob = tmp_path / "unconditional"
+    shutil.copytree(AgentBundle.read(tiny_bundle).policy_dir(), nob / "policy")
+    AgentBundle(policy="policy", embedder=None, embed_name=None, prior=None, cond_scale=None, world="crafter",
+                world_config={"size": 64}).write(nob)
+    cases.append(([*common, "--bundle", str(nob)], "has no embedder, so its policy cannot read text prompts"))
+    five = tmp_path / "five_actions"
+    shutil.copytree(tiny_bundle / "embedder", five / "embedder")
+    save_pretrained(VPTPolicy(get_config("test-tiny", img_shape=(64, 64), action_head="categorical", n_actions=5,
+                                         goal_dim=8)), five / "policy")
+    AgentBundle(policy="policy", embedder="embedder", embed_name=None, prior=None, cond_scale=0.0, world="crafter",
+                world_config={"size": 64}).write(five)
+    cases.append(([*common, "--bundle", str(five)], "has action head(s) {'action': 5}, which do not fit world 'crafter' (17"))
+    for args, message in cases:
+        assert main(args) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+    run_out, _, _ = micro_run  # an existing run refuses a changed setting before touching anything
+    saved = (run_out / "ppo_config.json").read_text()
+    assert main(["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(run_out),
+                 "--set", "clip=0.3"]) == 2
+    assert "different clip (saved 0.2, now 0.3)" in capsys.readouterr().err
+    assert (run_out / "ppo_config.json").read_text() == saved

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-PACKAGES = ["aimc.data", "aimc.embed", "aimc.policy", "aimc.policy.vpt", "aimc.train", "aimc.prior", "aimc.eval",
+PACKAGES = ["aimc.data", "aimc.embed", "aimc.policy", "aimc.policy.vpt", "aimc.train", "aimc.prior", "aimc.eval", "aimc.finetune",
             "aimc.pipeline", "aimc.serve"]
 
 

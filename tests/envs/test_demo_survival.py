@@ -220,6 +220,29 @@ def test_steps_out_of_the_line_of_an_incoming_arrow():
     assert env.player.health == health  # the arrow flew past
 
 
+def test_never_steps_into_the_cell_an_arrow_flies_into_next():
+    """The player moves before the arrow: walking into its next cell is a hit (2 health); waiting is not."""
+    env = _clearing(seed=2)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 3, y)] = "water"
+    env.player.inventory["drink"] = 2  # thirsty: the water to the right is the way
+    env.world.add(objects.Arrow(env.world, (x + 1, y - 2), (0, 1)))  # flying down, into (x+1, y) in 2 steps
+    _set_clock(env, DAY_STEP)
+    plain = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0, avoid_arrows=False), seed=0)
+    plain.reset(env)
+    assert plain.act(env) == RIGHT  # not yet in its next cell: the move is allowed either way
+    env.step(NOOP)  # the arrow is now at (x+1, y-1): its next cell is the one to the right
+    assert plain.act(env) == RIGHT
+    careful = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    careful.reset(env)
+    assert careful.act(env) == NOOP and careful.expert_action == NOOP
+    health = env.player.health
+    for _ in range(2):
+        env.step(NOOP)  # the arrow passes in front of the player
+    assert env.player.health == health
+    assert careful.act(env) == RIGHT  # the way is clear again
+
+
 def test_thirsty_by_day_goes_to_remembered_water_beyond_the_view():
     env = _clearing(seed=4, half=8)
     x, y = (int(v) for v in env.player.pos)
@@ -278,6 +301,40 @@ def test_cow_sightings_are_kept_until_explained_or_checked():
     assert mem.cows == {(33, 32)}  # in view, no cow, not checked up close: it may have walked just out
     mem._track_cows([], (33, 31), view)
     assert mem.cows == set()
+
+
+def _far_room_in_rock(env) -> tuple[int, int]:
+    """A ready-made room in a rock face 10 cells right of the player, its only gap facing a grass corridor:
+    one stone seals it. Returns its top-left cell."""
+    x, y = (int(v) for v in env.player.pos)
+    for i in range(x + 7, x + 14):
+        for j in range(y - 3, y + 5):
+            env.world[(i, j)] = "stone"
+    for cell in [(x + 7, y), (x + 8, y), (x + 9, y), (x + 10, y), (x + 11, y), (x + 10, y + 1), (x + 11, y + 1)]:
+        env.world[cell] = "grass"
+    return x + 10, y
+
+
+@pytest.mark.parametrize("zombie", [False, True])
+def test_with_zombies_about_the_night_room_is_built_close(zombie):
+    """Alone, the ready room 10 cells away is cheapest (one stone against eight); with a zombie in view, the
+    walk counts three times over and the room is built where the player stands."""
+    env = _clearing(seed=3, half=12)  # open grass all over the window, but for the rock face
+    far = _far_room_in_rock(env)
+    x, y = (int(v) for v in env.player.pos)
+    if zombie:
+        _zombie(env, (x - 3, y - 2))  # in view, five cells away: not a fight yet
+    _set_clock(env, NIGHT_STEP)
+    env.player.inventory.update(stone=9, wood_sword=1, energy=5)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    demo.memory.observe(env.world, (x + 9, y))  # it passed the rock face earlier: the room is known
+    demo.act(env)
+    assert demo.current_goal == "shelter"
+    if zombie:
+        assert abs(demo._room[0] - x) <= 2 and abs(demo._room[1] - y) <= 2, demo._room
+    else:
+        assert demo._room == far
 
 
 def test_room_costs_count_the_walls_to_seal():

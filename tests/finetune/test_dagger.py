@@ -52,10 +52,11 @@ def micro_run(tiny_bundle, demo_store, tmp_path_factory):
 def test_iterations_aggregate_base_and_every_dagger_store(micro_run, tiny_bundle, demo_store):
     out, s, lines = micro_run
     cfgs = [json.loads((out / f"iter_0{k}" / "train" / "train_config.json").read_text()) for k in (1, 2)]
-    base = {"path": str(demo_store), "weight": 1.0, "goal_source": None}
-    assert cfgs[0]["data"] == [base, {"path": str(out / "iter_01" / "data"), "weight": 1.0, "goal_source": "intention"}]
-    assert cfgs[1]["data"] == [base, *({"path": str(out / f"iter_0{j}" / "data"), "weight": 0.5, "goal_source": "intention"}
-                                       for j in (1, 2))]
+    base = {"path": str(demo_store), "weight": 1.0, "goal_source": None, "max_episodes": None}
+    assert cfgs[0]["data"] == [base, {"path": str(out / "iter_01" / "data"), "weight": 1.0, "goal_source": "intention",
+                                      "max_episodes": None}]
+    assert cfgs[1]["data"] == [base, *({"path": str(out / f"iter_0{j}" / "data"), "weight": 0.5, "goal_source": "intention",
+                                        "max_episodes": None} for j in (1, 2))]
     # iteration k starts from k-1's policy, in the bundle's goal space and architecture
     assert cfgs[0]["init_from"] == str(tiny_bundle) and cfgs[1]["init_from"] == str(out / "iter_01" / "train")
     from aimc.policy.vpt.config import get_config

@@ -50,6 +50,18 @@ def demo_store(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def task_demo_store(tmp_path_factory) -> Path:
+    """Six collect_wood task demonstrations (64x64): each ends at its success, after 6 to 28 steps, so most
+    are shorter than the `test` preset's 16-frame segment. No embeddings: read as an "intention" part."""
+    from aimc.data.collect import CollectConfig, collect
+
+    out = tmp_path_factory.mktemp("task_demos") / "collect_wood"
+    collect(CollectConfig(out=str(out), agent="demonstrator", task="collect_wood", episodes=6, max_steps=60, seed=3,
+                          workers=1), progress=False)
+    return out
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models run much faster single-threaded on a shared 2-core machine (no thread spinning)."""

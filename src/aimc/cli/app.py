@@ -59,7 +59,9 @@ eval_app = typer.Typer(help="Evaluate embedders, priors and policies.", no_args_
 convert_app = typer.Typer(help="Convert official checkpoints and recordings to aimc's formats.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+study_app = typer.Typer(help="Studies that run a grid of trainings and evaluations into one report.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
+app.add_typer(study_app, name="study")
 
 
 def _register_commands() -> None:
@@ -89,6 +91,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.train_prior",
     "aimc.cli.eval_tasks",
     "aimc.cli.eval_prior",
+    "aimc.cli.study",
 ]
 
 

@@ -7,6 +7,12 @@ a resumed run sees exactly the data an uninterrupted one would. Episodes that ar
 goal embeddings or fail validation are skipped (and counted) when the index is built; an episode that
 fails to decode later yields an item with ``ok=False`` that the loss ignores and the loop counts.
 
+The 15-frame offset and the segment_len + 15 minimum exist only for the visual goal windows. An episode of
+an "intention" part without visual embeddings (task demonstrations, DAgger rollouts) reads its goals from
+its recorded ``infos[t]["goal"]``, so it is chunked from frame 0 and kept at any length: one shorter than
+a segment becomes one row whose tail is padding, marked False in the item's ``step_ok`` so the loss skips
+it. Task demonstrations end at the task's success, so these short episodes are the successful ones.
+
 Decoding a lossless mp4 costs about as much as a training step on that segment, so decoded episodes are
 cached as ``.npy`` files (``frame_cache``) that every worker memory-maps: each episode is decoded once.
 """
@@ -33,57 +39,82 @@ from aimc.data.relabel import EMBED_OFFSET, min_episode_length, relabelled_goals
 from aimc.data.store import BAD_EMBEDS, MISSING_EMBEDS, TOO_SHORT, Episode
 from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_targets
 
-# batch keys
-POV, GOAL, ACTION, FIRST, OK = "pov", "goal", "action", "first", "ok"
+# batch keys; STEP_OK (T,) marks the real steps of an item (padding past a short episode's end is False)
+POV, GOAL, ACTION, FIRST, OK, STEP_OK = "pov", "goal", "action", "first", "ok", "step_ok"
 GOAL_SOURCES = ("visual", "event_text", "intention")
 
 
 @dataclass
 class SegmentIndex:
-    """All segments of a set of episodes: (episode, start, end) rows, a sampling weight each, what was skipped."""
+    """All segments of a set of episodes: (episode, start, end) rows, a sampling weight each, what was skipped.
+
+    A row's end may lie past its episode's end (a short recorded-goal episode): the dataset pads that tail."""
 
     episodes: list[Path]
-    rows: np.ndarray  # (S, 3) int64: episode number, start, end
+    rows: np.ndarray  # (S, 3) int64: episode number, start, end (end - start = segment_len)
     weights: np.ndarray  # (S,) float64, sums to 1
     skipped: dict[str, str] = field(default_factory=dict)
     goal_dim: int = 0
     goal_sources: dict[int, str] = field(default_factory=dict)
     """Episode number -> goal source of its part, for parts that override `SegmentConfig.goal_source`."""
+    lengths: list[int] = field(default_factory=list)
+    """Episode number -> its length (rows of a short episode run past it)."""
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @property
     def frames(self) -> int:
-        return int((self.rows[:, 2] - self.rows[:, 1]).sum()) if len(self.rows) else 0
+        """Real frames in the rows (padding excluded)."""
+        if not len(self.rows):
+            return 0
+        ends = np.minimum(self.rows[:, 2], np.asarray(self.lengths, np.int64)[self.rows[:, 0]]) if self.lengths else self.rows[:, 2]
+        return int((ends - self.rows[:, 1]).sum())
 
 
-def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> tuple[EpisodeError | None, int, int]:
-    """-> (why it is unusable or None, length, goal dim). `source` is the part's goal-source override: an
-    "intention" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's task)."""
-    def bad(kind: str, detail: str) -> EpisodeError:
-        return EpisodeError(f"episode {path}: {detail}", kind, detail)
+@dataclass(frozen=True)
+class _EpisodeCheck:
+    """What `build_segment_index` needs to know about one episode."""
+
+    problem: EpisodeError | None
+    """Why it is unusable, or None."""
+    length: int
+    goal_dim: int = 0
+    """Size of its visual goal embeddings (0 = none read)."""
+    first_frame: int = EMBED_OFFSET
+    """Where chunking starts: the first full goal window, or 0 when every goal is a recorded one."""
+
+
+def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> _EpisodeCheck:
+    """Check one episode for `build_segment_index`. `source` is the part's goal-source override: an
+    "intention" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's task), and
+    one of its episodes without them waits for no goal window, so it starts at frame 0 and any length will do
+    (shorter than a segment: padded by the dataset)."""
+    def bad(kind: str, detail: str) -> _EpisodeCheck:
+        return _EpisodeCheck(EpisodeError(f"episode {path}: {detail}", kind, detail), ep.length)
 
     try:
         ep = Episode(path, check_video=True)
     except EpisodeError as e:
-        return e, 0, 0
+        return _EpisodeCheck(e, 0)
+    if source == "intention" and (cfg.embed_name is None or not ep.has_embeds(cfg.embed_name)):
+        if ep.length < 1:
+            return bad(TOO_SHORT, "length 0 < 1")
+        return _EpisodeCheck(None, ep.length, first_frame=0)
     need = min_episode_length(cfg.min_btwn_goals, cfg.segment_len)
     if ep.length < need:
-        return bad(TOO_SHORT, f"length {ep.length} < {need} (segment_len + 15)"), ep.length, 0
+        return bad(TOO_SHORT, f"length {ep.length} < {need} (segment_len + 15)")
     if cfg.embed_name is None:
-        return None, ep.length, 0
+        return _EpisodeCheck(None, ep.length)
     if not ep.has_embeds(cfg.embed_name):
-        if source == "intention":
-            return None, ep.length, 0
-        return bad(MISSING_EMBEDS, f"no embeddings named {cfg.embed_name!r}"), ep.length, 0
+        return bad(MISSING_EMBEDS, f"no embeddings named {cfg.embed_name!r}")
     try:
         emb, mask = ep.read_embeds(cfg.embed_name)
     except EpisodeError as e:
-        return e, ep.length, 0
+        return _EpisodeCheck(e, ep.length)
     if not mask[EMBED_OFFSET:].all():
-        return bad(BAD_EMBEDS, f"embeddings {cfg.embed_name!r} are invalid after frame {EMBED_OFFSET}"), ep.length, 0
-    return None, ep.length, int(emb.shape[1])
+        return bad(BAD_EMBEDS, f"embeddings {cfg.embed_name!r} are invalid after frame {EMBED_OFFSET}")
+    return _EpisodeCheck(None, ep.length, int(emb.shape[1]))
 
 
 def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, skipped: Skipped | None = None) -> SegmentIndex:
@@ -91,8 +122,10 @@ def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, sk
     weights are shares of the samples. A part's goal source (None = `cfg.goal_source`) overrides the
     configured one for its episodes: aggregated DAgger data reads its instructed task ("intention") while
     the base data keeps the run's goals. Unusable episodes go to `skipped` (reported there; a quiet new one
-    when None), which becomes the index's `skipped`."""
+    when None), which becomes the index's `skipped`. An "intention" episode without visual embeddings is
+    chunked from frame 0, and one shorter than a segment gives the single row (e, 0, segment_len)."""
     episodes: list[Path] = []
+    lengths: list[int] = []
     rows: list[tuple[int, int, int]] = []
     weights: list[float] = []
     skipped = Skipped(echo=None) if skipped is None else skipped
@@ -107,18 +140,19 @@ def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, sk
             raise ConfigError(f"mixture weights must be positive, got {weight}")
         part_rows = []
         for path in paths:
-            why, n, dim = _episode_problem(Path(path), cfg, source)
-            if why is not None:
-                skipped.add_error(path, why)
+            check = _episode_problem(Path(path), cfg, source)
+            if check.problem is not None:
+                skipped.add_error(path, check.problem)
                 continue
-            if dim:
-                dims.add(dim)
-            e = len(episodes)
+            if check.goal_dim:
+                dims.add(check.goal_dim)
+            e, n = len(episodes), check.length
             episodes.append(Path(path))
+            lengths.append(n)
             if source is not None:
                 sources[e] = source
-            for start in range(EMBED_OFFSET, n, t):
-                s = min(start, n - t)
+            for start in range(check.first_frame, n, t):
+                s = max(min(start, n - t), 0)  # the last segment ends at the episode's end; 0 when it is shorter
                 part_rows.append((e, s, s + t))
         rows += part_rows
         weights += [weight / len(part_rows)] * len(part_rows) if part_rows else []
@@ -127,7 +161,7 @@ def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, sk
     w = np.asarray(weights, np.float64)
     return SegmentIndex(
         episodes, np.asarray(rows, np.int64).reshape(-1, 3), w / w.sum() if len(w) else w, skipped, dims.pop() if dims else 0,
-        sources,
+        sources, lengths,
     )
 
 
@@ -143,6 +177,9 @@ class FrameCache:
         return self.directory / f"{ep.name}-{tag}.npy"
 
     def frames(self, ep: Episode, start: int, end: int) -> np.ndarray:
+        """Frames [start, end) of `ep`, which must be real frames (a padded row asks for its real part only)."""
+        if not 0 <= start <= end <= ep.length:
+            raise EpisodeError(f"{ep.path}: frames [{start}, {end}) are outside the episode's {ep.length}")
         if self.directory is None:
             return ep.frames(start, end)
         path = self._path(ep)
@@ -160,7 +197,9 @@ class FrameCache:
 
 
 class SegmentDataset(Dataset):
-    """Items are dicts: pov uint8 (T,H,W,3), goal float32 (T,D), action int64 (T,), first bool (T,), ok bool."""
+    """Items are dicts: pov uint8 (T,H,W,3), goal float32 (T,D), action int64 (T,), first bool (T,), ok bool,
+    step_ok bool (T,). A row past its episode's end is padded: the last frame repeated, action 0, zero goals,
+    ``first`` and ``step_ok`` False on the padded steps."""
 
     def __init__(
         self,
@@ -242,18 +281,29 @@ class SegmentDataset(Dataset):
         t = end - start
         first = np.zeros(t, bool)
         first[0] = True
+        step_ok = np.ones(t, bool)
         try:
             ep = Episode(self.index.episodes[e], check_video=False)
-            goal = self._goals(ep, start, end, rng, self.index.goal_sources.get(e))
-            pov = self.cache.frames(ep, start, end)
-            action = self._labels(ep, start, end)
+            real_end = min(end, ep.length)  # a short recorded-goal episode's row runs past its end
+            if real_end <= start:
+                raise EpisodeError(f"{ep.path}: segment [{start}, {end}) starts past the episode's {ep.length} steps")
+            goal = self._goals(ep, start, real_end, rng, self.index.goal_sources.get(e))
+            pov = self.cache.frames(ep, start, real_end)
+            action = self._labels(ep, start, real_end)
             if pov.shape[1:3] != tuple(self.img_shape):
                 raise EpisodeError(f"{ep.path}: frames are {pov.shape[1:3]}, the policy expects {tuple(self.img_shape)}")
+            pad = end - real_end
+            if pad:  # the tail is masked out of the loss; these values only keep the batch rectangular
+                pov = np.concatenate([pov, np.repeat(pov[-1:], pad, axis=0)])
+                goal = np.concatenate([goal, np.zeros((pad, goal.shape[1]), np.float32)])
+                action = np.concatenate([action, np.zeros(pad, np.int64)])
+                step_ok[t - pad :] = False
             ok = True
         except EpisodeError:
             pov = np.zeros((t, *self.img_shape, 3), np.uint8)
             goal = np.zeros((t, self.goal_dim), np.float32)
             action = np.zeros(t, np.int64)
+            step_ok[:] = False
             ok = False
         return {
             POV: torch.from_numpy(np.ascontiguousarray(pov)),
@@ -261,13 +311,15 @@ class SegmentDataset(Dataset):
             ACTION: torch.from_numpy(action),
             FIRST: torch.from_numpy(first),
             OK: ok,
+            STEP_OK: torch.from_numpy(step_ok),
         }
 
 
 def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack items into (B, T, ...) tensors. Failed items stay in (zeros, ``ok`` False) so every process keeps
-    the same batch shape; the loss gives them weight 0 and ``n_invalid`` counts them."""
-    out: dict[str, Any] = {k: torch.stack([it[k] for it in items]) for k in (POV, GOAL, ACTION, FIRST)}
+    the same batch shape; the loss gives them weight 0 and ``n_invalid`` counts them. ``step_ok`` (B, T)
+    masks the padded steps of short episodes (and every step of a failed item) out of the loss."""
+    out: dict[str, Any] = {k: torch.stack([it[k] for it in items]) for k in (POV, GOAL, ACTION, FIRST, STEP_OK)}
     out[OK] = torch.tensor([bool(it[OK]) for it in items])
     out["n_invalid"] = int((~out[OK]).sum())
     return out

@@ -140,6 +140,11 @@ class DatasetIndex:
     def total_frames(self) -> int:
         return int(sum(self.lengths))
 
+    def head(self, n: int) -> DatasetIndex:
+        """The first `n` valid episodes (scan order = name order = collection order), skips kept: the N
+        demonstrations of a data-efficiency study, so a larger N always contains a smaller one."""
+        return DatasetIndex(self.episodes[:n], self.lengths[:n], dict(self.skipped))
+
     def split(self, val_fraction: float, seed: int) -> tuple[DatasetIndex, DatasetIndex]:
         """Seeded split by episode (never inside one); at least one val episode when val_fraction > 0."""
         if not 0.0 <= val_fraction < 1.0:

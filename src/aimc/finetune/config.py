@@ -50,8 +50,9 @@ class DaggerConfig:
     """Step cap per rollout (the default eval suite's horizon); death also ends an episode."""
     stop_on_success: bool = False
     """End a rollout at the step its task's event fires. Off by default: the labeller keeps pursuing the task
-    (achievements count every repeat), and a rollout cut at an early success is often shorter than one
-    training segment (segment_len + 15 frames), so the fine-tune would skip exactly the episodes that succeed."""
+    (achievements count every repeat). A rollout cut at an early success may be shorter than one training
+    segment; the fine-tune keeps it (a DAgger store is an "intention" part: chunked from frame 0, a short
+    episode padded and its padding masked out of the loss, see `aimc.data.dataset`)."""
     beta_schedule: Literal["constant", "linear", "exponential"] = "constant"
     """How β_k (probability of executing the expert's action instead of the learner's) changes with iteration
     k = 1..K: constant β0; linear max(0, β0 - beta_decay·(k-1)); exponential β0·beta_decay^(k-1)."""
@@ -171,8 +172,9 @@ def check_train_section(cfg: DaggerConfig) -> None:
 
 
 def preset_names() -> list[str]:
-    """DAgger presets: the folder's YAML files except the PPO ones (`ppo-*`, `aimc.finetune.ppo_config`)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("ppo-"))
+    """DAgger presets: the folder's YAML files except the PPO ones (`ppo-*`, `aimc.finetune.ppo_config`) and the
+    study's (`study-*`, `aimc.finetune.study_config`)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith(("ppo-", "study-")))
 
 
 def load_dagger_config(preset: str | None = None, overrides: list[str] | None = None, **fields_: Any) -> DaggerConfig:

@@ -29,8 +29,13 @@ class DataPart:
     goal_source: str | None = None
     """This store's goal source, overriding `segment.goal_source` (None = the run's). DAgger stores use
     "intention": their recorded goal is the instructed task, and they need no visual embeddings."""
+    max_episodes: int | None = None
+    """Use only the store's first this-many episodes (in name order, i.e. collection order; None = all), so
+    a data-efficiency study trains on N demonstrations of one pool and larger N contain the smaller ones."""
 
     def __post_init__(self) -> None:
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ConfigError(f"data max_episodes must be >= 1 (or null for all), got {self.max_episodes}")
         if self.goal_source not in (None, "visual", "event_text", "intention"):
             raise ConfigError(f"data goal_source must be 'visual', 'event_text', 'intention' or null, got {self.goal_source!r}")
 

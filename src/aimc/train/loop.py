@@ -30,6 +30,7 @@ from aimc.data.dataset import (
     GOAL,
     OK,
     POV,
+    STEP_OK,
     SegmentDataset,
     SegmentIndex,
     SegmentSampler,
@@ -101,6 +102,11 @@ def build_data(cfg: TrainConfig, skipped: Skipped | None = None) -> tuple[Segmen
         if len(idx) == 0:
             why = f" ({skip_note(idx.skipped)})" if idx.skipped else ""
             raise AimcError(f"{part.path} holds no valid episodes{why}; run `aimc collect --out {part.path}` first")
+        if part.max_episodes is not None:
+            if part.max_episodes > len(idx):
+                raise AimcError(f"{part.path} holds {len(idx)} valid episode(s), fewer than max_episodes="
+                                f"{part.max_episodes}; collect more (`aimc collect --out {part.path} --episodes N`)")
+            idx = idx.head(part.max_episodes)
         tr, va = idx.split(cfg.val_fraction, seed=cfg.seed + i) if cfg.val_fraction > 0 else (idx, DatasetIndex([], []))
         train_parts.append((tr.episodes, part.weight, part.goal_source))
         val_parts.append((va.episodes, 1.0, part.goal_source))
@@ -136,13 +142,15 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
              device: torch.device) -> dict[str, float]:
     """Mean val NLL with the same chunking (state reset at each segment start): ``{"loss": ...}``, plus
     ``"loss_zero_goal"`` for goal-conditioned data (same segments, goals zeroed), whose difference to ``loss``
-    is how much the policy actually uses its goal input. Each segment is decoded once for both."""
+    is how much the policy actually uses its goal input. Each segment is decoded once for both. Each chunk
+    counts by its real steps (padding after a short episode's end is not scored)."""
     policy.eval()
     goal_runs = (False, True) if dataset.goal_dim else (False,)
     total, count = dict.fromkeys(goal_runs, 0.0), 0.0
     for lo in range(0, len(keys), cfg.batch_size):
         batch = collate_segments([dataset[k] for k in keys[lo : lo + cfg.batch_size]])
-        w = batch[OK].to(device)
+        w = batch[OK].to(device)  # (B,)
+        step_ok = batch[STEP_OK].to(device)  # (B, T)
         for zero_goal in goal_runs:
             state = None
             for c in range(cfg.chunks_per_segment):
@@ -151,9 +159,10 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
                 if zero_goal:
                     goal = torch.zeros_like(goal)
                 out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
-                losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask)
-                total[zero_goal] += float(losses["nll"]) * float(w.sum()) * cfg.trunc_t
-        count += float(w.sum()) * cfg.trunc_t * cfg.chunks_per_segment
+                losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask,
+                                 step_ok[:, sl])
+                total[zero_goal] += float(losses["nll"]) * float((step_ok[:, sl] & w[:, None]).sum())
+        count += float((step_ok & w[:, None]).sum())
     policy.train()
     result = {"loss": total[False] / max(count, 1.0)}
     if dataset.goal_dim:
@@ -255,6 +264,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
         loop["invalid_items"] += batch["n_invalid"]
         pov, act, first = batch[POV], batch[ACTION], batch[FIRST]  # (B, T, H, W, 3), (B, T), (B, T)
         weight = batch[OK].to(acc.device)  # (B,)
+        step_ok = batch[STEP_OK].to(acc.device)  # (B, T): False on the padding after a short episode's end
         state = None
         for c in range(cfg.chunks_per_segment):
             sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
@@ -263,7 +273,8 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
             sync = loop["micro"] % cfg.grad_accum == 0
             with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), acc.autocast():
                 out_, state = policy(pov[:, sl].to(acc.device), goal, first[:, sl].to(acc.device), state)
-                losses = bc_loss(out_, {h: act[:, sl].to(acc.device) for h in model.head_names}, weight, cfg.camera_mask)
+                losses = bc_loss(out_, {h: act[:, sl].to(acc.device) for h in model.head_names}, weight, cfg.camera_mask,
+                                 step_ok[:, sl])
                 acc.backward(losses["loss"] / cfg.grad_accum)
             state = state.detach()
             loop["frames"] += fpm

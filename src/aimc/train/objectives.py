@@ -26,14 +26,20 @@ def action_nll(logp: dict[str, Tensor], actions: dict[str, Tensor], camera_mask:
     return total
 
 
-def bc_loss(out: PolicyOutput, actions: dict[str, Tensor], weight: Tensor, camera_mask: bool = False) -> dict[str, Tensor]:
-    """Mean NLL over the (B, T) steps whose segment is valid (``weight`` (B,) is 0 for dropped items).
+def bc_loss(out: PolicyOutput, actions: dict[str, Tensor], weight: Tensor, camera_mask: bool = False,
+            step_mask: Tensor | None = None) -> dict[str, Tensor]:
+    """Mean NLL over the (B, T) steps whose segment is valid (``weight`` (B,) is 0 for dropped items) and,
+    given ``step_mask`` (B, T), that are real steps (False on the padding after a short episode's end).
 
-    ``loss`` also carries ``0 * value`` so every parameter takes part in the graph: distributed data
-    parallel then needs no unused-parameter search (the value head is not trained by BC).
+    All steps valid gives exactly the unmasked mean; a chunk with no valid step contributes 0 (the
+    denominator is clamped at 1), not NaN. ``loss`` also carries ``0 * value`` so every parameter takes
+    part in the graph: distributed data parallel then needs no unused-parameter search (the value head is
+    not trained by BC).
     """
     nll = action_nll(out.logp, actions, camera_mask)  # (B, T)
     w = weight.to(nll.dtype)[:, None].expand_as(nll)
+    if step_mask is not None:
+        w = w * step_mask.to(nll.dtype)  # (B, T)
     denom = w.sum().clamp(min=1.0)
     mean_nll = (nll * w).sum() / denom
     with torch.no_grad():

@@ -411,12 +411,18 @@ class CrafterDemonstrator(SurvivalMixin):
             score += 3.0 * float(biome[strip].sum())
         return score
 
-    @staticmethod
-    def _safe(s: State, action: int) -> int:
-        """Never step into lava (the player walks onto it and dies), whatever chose the action."""
+    def _safe(self, s: State, action: int) -> int:
+        """Never step into lava (the player walks onto it and dies), whatever chose the action; with
+        `avoid_arrows`, never step into the cell an arrow in view flies into next (the player moves before
+        the arrow, so it would be hit: most arrow damage by day came from walking into an arrow's path)."""
         if action in MOVES:
             dx, dy = DIRS[MOVES.index(action)]
             i, j = s.start[0] + dx, s.start[1] + dy
             if s.inside(i, j) and s.mat[i, j] == MAT_ID["lava"]:
                 return NOOP
+            if self.config.avoid_arrows and s.inside(i, j) and s.walk[i, j]:
+                cell = (s.pos[0] + dx, s.pos[1] + dy)
+                for name, (ax, ay), obj in s.objects:
+                    if name == "Arrow" and (ax + int(obj.facing[0]), ay + int(obj.facing[1])) == cell:
+                        return NOOP
         return action

@@ -91,6 +91,8 @@ class DemonstratorConfig:
     shelter_stones: int = 8
     """Stones carried at dusk for the room's walls (a room on open grass needs 8, against rock or trees fewer;
     with 6, rooms on grass ran short and the player dug its half-built room open again for another, measured)."""
+    room_walk_weight_threatened: float = 3.0
+    """With a zombie in view, each step of the walk to a candidate room counts this many times in its cost."""
     rest_health_below: int = 5
     """With health below this, rest sealed in a room (asleep when energy allows; 0 = never) ..."""
     rest_health_until: int = 6
@@ -99,6 +101,8 @@ class DemonstratorConfig:
     """Attack zombies within this Manhattan distance (skeletons when adjacent)."""
     flee_health_below: int = 3
     """With health below this, walk away from close (not yet adjacent) zombies instead of fighting them."""
+    avoid_arrows: bool = True
+    """Never step into the cell an arrow in view flies into next (a move there becomes `noop`)."""
     arm_near_table: bool = True
     """Free play: craft a wood/stone sword when a table is within reach and the materials are held."""
     arm_in_task_mode: bool = True

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aimc.envs.demo.memory import MAT_ID, VIEW_HALF_X, VIEW_HALF_Y, material_lut
-from aimc.envs.demo.navigation import DIRS, dilate4, dilate8, distance_map, first_move
+from aimc.envs.demo.navigation import DIRS, UNREACHABLE, dilate4, dilate8, distance_map, first_move
 from aimc.envs.demo.planner import EXPLORE, total_need
 from aimc.envs.demo.shelter import (
     ROOM,
@@ -441,6 +441,10 @@ class SurvivalMixin:
         can_dig = s.inv["wood_pickaxe"] > 0
         passable = s.walk | (s.mask("stone") if can_dig else False)
         dist = distance_map(passable, s.start, max_iter=2 * self.config.nav_radius)
+        weight = self.config.room_walk_weight_threatened
+        if weight != 1.0 and any(name == "Zombie" for name, _, _ in s.objects):
+            # Every step toward a far room is a step among the zombies: build closer while they are about.
+            dist = np.where(dist < UNREACHABLE, np.round(dist * weight), UNREACHABLE).astype(np.int64)
         plants = self._targets(s, "Plant")
         costs = room_costs(s.mat, s.occupied & ~plants, plants, dist, s.inv["stone"], can_dig, self._world_edge(s))
         if not np.isfinite(costs).any():

@@ -41,7 +41,7 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
 def test_pipeline_bad_input(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-long, crafter-small, micro, micro-instruct" in capsys.readouterr().err
+    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-ppo" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
     assert "is not empty and holds no pipeline run" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
@@ -76,3 +76,28 @@ def test_micro_instruct_pipeline_end_to_end(tmp_path, capsys):
     # a stage the recipe does not have is refused by --until, in one line
     assert main(["pipeline", "--preset", "micro-instruct", "--out", str(out), "--quiet", "--until", "prior"]) == 2
     assert "not part of the instruct recipe" in capsys.readouterr().err
+
+
+def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp_path, capsys):
+    """instruct-ppo: the instruct recipe, then PPO from its bundle; eval reads the PPO bundle; a changed ppo
+    section reruns ppo and eval only."""
+    from aimc.pipeline import RECIPES
+
+    out = tmp_path / "run"
+    assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"])
+    summary = json.loads((out / "summary.json").read_text())
+    ppo = summary["stages"]["ppo"]["result"]
+    assert ppo["iterations"] == 2 and ppo["env_steps"] > 0 and ppo["bundle"] == str(out / "ppo" / "bundle")
+    cfg = json.loads((out / "ppo" / "ppo_config.json").read_text())
+    assert cfg["bundle"] == str(out / "bundle") and cfg["tasks"] == ["chop_tree", "place_table"]
+    assert json.loads((out / "eval" / "eval_config.json").read_text())["checkpoint"] == str(out / "ppo" / "bundle")
+    assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet",
+                 "--set", "ppo.kl_coef=0.1"]) == 0
+    log = capsys.readouterr().out
+    assert "goal: done earlier" in log and "ppo: settings changed" in log and "eval: finished" in log
+    # a ppo section may not set what the pipeline sets
+    assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(tmp_path / "x"), "--quiet",
+                 "--set", "ppo.bundle=elsewhere"]) == 2
+    assert "ppo: ['bundle'] cannot be set here" in capsys.readouterr().err

@@ -76,6 +76,12 @@ def test_every_preset_loads_into_typed_stage_configs(tmp_path):
         configs = stage_configs(cfg)
         assert isinstance(configs["collect"], CollectConfig) and isinstance(configs["embedder"], EmbedderTrainConfig)
         assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["eval"], EvalConfig)
+        if cfg.recipe == "instruct-ppo":  # the agent the recipe ends with is PPO's bundle
+            assert set(configs) == {"collect", "embedder", "goal", "ppo", "eval"}
+            assert configs["eval"].checkpoint == str(tmp_path / name / "ppo" / "bundle")
+            assert configs["ppo"].bundle == str(tmp_path / name / "bundle") and configs["ppo"].out == str(tmp_path / name / "ppo")
+            assert configs["goal"].init_from is None and configs["goal"].segment.goal_source == "intention"
+            continue
         assert configs["eval"].checkpoint == str(tmp_path / name / "bundle")
         if cfg.recipe == "instruct":
             assert set(configs) == {"collect", "embedder", "goal", "eval"}

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from aimc.data.collect import CollectConfig
     from aimc.embed.config import EmbedderTrainConfig
     from aimc.eval.config import EvalConfig
+    from aimc.finetune.ppo_config import PPOConfig
     from aimc.prior.config import PriorTrainConfig
     from aimc.train.config import TrainConfig
 
@@ -29,7 +30,10 @@ PRESET_DIR = Path(__file__).parent / "presets"
 RECIPES: dict[str, tuple[str, ...]] = {
     "steve1": ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"),
     "instruct": ("collect", "embedder", "goal", "bundle", "eval"),
+    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "eval"),
 }
+ALL_STAGES: tuple[str, ...] = ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "ppo", "eval")
+"""Every stage of any recipe, in the order they run."""
 
 
 @dataclass
@@ -41,7 +45,9 @@ class PipelineConfig:
     recipe: str = "steve1"
     """Which stages make the agent (`RECIPES`). "steve1": visual hindsight goals after unconditional pretraining,
     text through the CVAE prior. "instruct": text goals read directly (the `instruct` training preset: the
-    demonstrator's recorded intentions, DART labels), trained from scratch; no embed, pretrain or prior stage."""
+    demonstrator's recorded intentions, DART labels), trained from scratch; no embed, pretrain or prior stage.
+    "instruct-ppo": the instruct recipe, then PPO with a KL anchor on the suite tasks' success events
+    (`aimc train ppo`), evaluated after PPO."""
     seed: int = 0
     """Seed for every stage (each derives its own)."""
     workers: int = 2
@@ -63,6 +69,10 @@ class PipelineConfig:
     (initialised from pretrain), `instruct` for the instruct recipe; e.g. `instruct-lstm` for the LSTM policy."""
     prior: dict[str, Any] = field(default_factory=lambda: {"epochs": 50})
     """aimc.prior.config.PriorTrainConfig fields (`data`, `embedder` and `out` are the pipeline's)."""
+    ppo: dict[str, Any] = field(default_factory=dict)
+    """aimc.finetune.PPOConfig fields over `ppo_preset` (`bundle` and `out` are the pipeline's), instruct-ppo only."""
+    ppo_preset: str = "ppo-crafter"
+    """PPO preset the ppo stage starts from (aimc.finetune presets `ppo-*`)."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
     """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
@@ -94,6 +104,7 @@ class Paths:
         self.prior_run = self.root / "prior"
         self.prior = self.prior_run / "prior"
         self.bundle = self.root / "bundle"
+        self.ppo = self.root / "ppo"
         self.eval = self.root / "eval"
         self.stages = self.root / "stages"
 
@@ -101,7 +112,7 @@ class Paths:
 # Keys the pipeline sets after a section is applied (paths under `out`, earlier stages' outputs): a section
 # that set them would be silently overridden, so it is refused instead.
 RESERVED = {"collect": ("out",), "embedder": ("data", "out"), "prior": ("data", "embedder", "out"),
-            "eval": ("checkpoint", "out")}
+            "eval": ("checkpoint", "out"), "ppo": ("bundle", "out")}
 
 
 def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, Any],
@@ -157,8 +168,8 @@ def train_config(cfg: PipelineConfig, p: Paths, stage: str) -> TrainConfig:
         raise ConfigError(f"{stage}: expected a mapping of TrainConfig fields, got {section!r}")
     values: dict[str, Any] = {"seed": cfg.seed, "data": [{"path": str(p.data), "weight": 1.0}],
                               "out": str(p.pretrain if stage == "pretrain" else p.goal)}
-    preset = stage if stage == "pretrain" else cfg.goal_preset or ("instruct" if cfg.recipe == "instruct" else "goal")
-    if stage == "goal" and cfg.recipe == "instruct":
+    preset = stage if stage == "pretrain" else cfg.goal_preset or ("instruct" if cfg.recipe != "steve1" else "goal")
+    if stage == "goal" and cfg.recipe != "steve1":  # instruct, instruct-ppo: text goals from scratch
         values["embedder"] = str(p.embedder)
     elif stage == "goal":
         values.update(init_from=str(p.pretrain / "best"), embedder=str(p.embedder))
@@ -176,12 +187,29 @@ def prior_config(cfg: PipelineConfig, p: Paths) -> PriorTrainConfig:
                     {"data": str(p.data), "embedder": str(p.embedder), "out": str(p.prior_run)})
 
 
+def ppo_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
+    """The `ppo` section over `ppo_preset`: PPO from the pipeline's bundle into ppo/ (its bundle is ppo/bundle)."""
+    from aimc.finetune.ppo_config import PRESET_DIR as PPO_PRESETS
+    from aimc.finetune.ppo_config import PPOConfig, preset_names
+
+    if cfg.ppo_preset not in preset_names():
+        raise UnknownNameError(f"unknown ppo_preset {cfg.ppo_preset!r}; PPO presets: {', '.join(preset_names())}")
+    preset = load_yaml(PPO_PRESETS / f"{cfg.ppo_preset}.yaml")
+    return _section(PPOConfig, "ppo", cfg.ppo, {**preset, "seed": cfg.seed, "device": cfg.device},
+                    {"bundle": str(p.bundle), "out": str(p.ppo)})
+
+
+def final_bundle(cfg: PipelineConfig, p: Paths) -> Path:
+    """The agent the recipe ends with: the PPO-fine-tuned bundle when the recipe has a ppo stage."""
+    return p.ppo / "bundle" if "ppo" in RECIPES[cfg.recipe] else p.bundle
+
+
 def eval_config(cfg: PipelineConfig, p: Paths) -> EvalConfig:
     from aimc.eval.config import EvalConfig
     from aimc.eval.tasks import load_suite
 
     ec = _section(EvalConfig, "eval", cfg.eval, {"workers": cfg.workers, "seed": cfg.seed, "device": cfg.device},
-                  {"checkpoint": str(p.bundle), "out": str(p.eval)})
+                  {"checkpoint": str(final_bundle(cfg, p)), "out": str(p.eval)})
     _named("eval", lambda: load_suite(ec.suite).select(ec.tasks))  # a wrong suite or task name fails now too
     return ec
 
@@ -192,7 +220,7 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     p = Paths(cfg.out)
     builders = {"collect": lambda: collect_config(cfg, p), "embedder": lambda: embedder_config(cfg, p),
                 "pretrain": lambda: train_config(cfg, p, "pretrain"), "goal": lambda: train_config(cfg, p, "goal"),
-                "prior": lambda: prior_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
+                "prior": lambda: prior_config(cfg, p), "ppo": lambda: ppo_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
     return {stage: builders[stage]() for stage in RECIPES[cfg.recipe] if stage in builders}
 
 

@@ -19,12 +19,14 @@ from aimc.core.config import to_dict
 from aimc.core.errors import AimcError
 from aimc.core.io import atomic_write_json, check_writable_dir
 from aimc.pipeline.config import (
+    ALL_STAGES,
     RECIPES,
     Paths,
     PipelineConfig,
     collect_config,
     embedder_config,
     eval_config,
+    ppo_config,
     prior_config,
     train_config,
 )
@@ -36,9 +38,11 @@ DEPENDS = {
     "collect": [], "embedder": ["collect"], "embed": ["collect", "embedder"], "pretrain": ["collect"],
     "goal": ["embed", "pretrain"], "prior": ["embedder", "collect"], "bundle": ["goal", "prior"], "eval": ["bundle"],
 }
-RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}}
+_INSTRUCT = {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}
+RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": _INSTRUCT,
+                  "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "eval": ["ppo"]}}
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
-           "prior": "prior", "bundle": None, "eval": "eval"}
+           "prior": "prior", "bundle": None, "ppo": "ppo", "eval": "eval"}
 
 
 def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str:
@@ -48,6 +52,8 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
         "section": getattr(cfg, section) if section else None,
         "upstream": [prints[d] for d in RECIPE_DEPENDS[cfg.recipe][stage]],
     }
+    if stage == "ppo":
+        payload["preset"] = cfg.ppo_preset
     if cfg.recipe != "steve1":  # the default recipe's fingerprints stay what earlier runs wrote
         payload["recipe"] = cfg.recipe
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -100,6 +106,16 @@ def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     return {"bundle": str(p.bundle), "megabytes": round(size / 2**20, 2)}
 
 
+def _ppo(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
+    from aimc.finetune.ppo import run_ppo
+
+    s = run_ppo(ppo_config(cfg, p), progress=progress, log=lambda _: None)
+    rows = s["iterations"]
+    return {"bundle": s["bundle"], "iterations": len(rows), "env_steps": int(sum(r["env_steps"] for r in rows)),
+            "success_first": rows[0]["success"], "success_last": rows[-1]["success"],
+            "kl_anchor_last": rows[-1]["kl_anchor"]}
+
+
 def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     from aimc.eval.run import run_eval
 
@@ -109,14 +125,14 @@ def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "collect": _collect, "embedder": _embedder, "embed": _embed,
     "pretrain": lambda c, p, g: _train(c, p, g, "pretrain"), "goal": lambda c, p, g: _train(c, p, g, "goal"),
-    "prior": _prior, "bundle": _bundle, "eval": _eval,
+    "prior": _prior, "bundle": _bundle, "ppo": _ppo, "eval": _eval,
 }
 
 
 # Output each stage owns; when its settings change, the old output is moved aside, never deleted.
 def _outputs(p: Paths) -> dict[str, Path | None]:
     return {"collect": p.data, "embedder": p.embedder_run, "embed": None, "pretrain": p.pretrain, "goal": p.goal,
-            "prior": p.prior_run, "bundle": p.bundle, "eval": p.eval}
+            "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "eval": p.eval}
 
 
 def _set_aside(path: Path | None, old_fp: str) -> Path | None:
@@ -141,8 +157,8 @@ def _check_run_dir(cfg: PipelineConfig, p: Paths) -> None:
 def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None = None,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage (or up to `until`), skipping stages whose marker matches; returns the summary."""
-    if until is not None and until not in STAGES:
-        raise AimcError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
+    if until is not None and until not in ALL_STAGES:
+        raise AimcError(f"unknown stage {until!r}; stages: {', '.join(ALL_STAGES)}")
     stages = RECIPES[cfg.recipe]
     if until is not None and until not in stages:
         raise AimcError(f"stage {until!r} is not part of the {cfg.recipe} recipe; its stages: {', '.join(stages)}")

@@ -43,7 +43,7 @@ from aimc.policy import VPTPolicy, get_config, save_pretrained
 from aimc.train.bundle import AgentBundle, training_world
 from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
 from aimc.train.config import TrainConfig
-from aimc.train.objectives import bc_loss
+from aimc.train.objectives import bc_loss, head_targets
 from aimc.train.text_goals import run_text_goal_table
 
 # Settings a resumed run may change; anything else must match the saved config (aimc.core.rundir).
@@ -151,6 +151,7 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
         batch = collate_segments([dataset[k] for k in keys[lo : lo + cfg.batch_size]])
         w = batch[OK].to(device)  # (B,)
         step_ok = batch[STEP_OK].to(device)  # (B, T)
+        targets = head_targets(batch[ACTION], policy.config.head_sizes)
         for zero_goal in goal_runs:
             state = None
             for c in range(cfg.chunks_per_segment):
@@ -159,7 +160,7 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
                 if zero_goal:
                     goal = torch.zeros_like(goal)
                 out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
-                losses = bc_loss(out, {h: batch[ACTION][:, sl].to(device) for h in policy.head_names}, w, cfg.camera_mask,
+                losses = bc_loss(out, {h: t[:, sl].to(device) for h, t in targets.items()}, w, cfg.camera_mask,
                                  step_ok[:, sl])
                 total[zero_goal] += float(losses["nll"]) * float((step_ok[:, sl] & w[:, None]).sum())
         count += float((step_ok & w[:, None]).sum())
@@ -264,6 +265,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
         loop["invalid_items"] += batch["n_invalid"]
         pov, act, first = batch[POV], batch[ACTION], batch[FIRST]  # (B, T, H, W, 3), (B, T), (B, T)
         weight = batch[OK].to(acc.device)  # (B,)
+        targets = head_targets(act, model.config.head_sizes)  # one label per head (VPT: the joint code split)
         step_ok = batch[STEP_OK].to(acc.device)  # (B, T): False on the padding after a short episode's end
         state = None
         for c in range(cfg.chunks_per_segment):
@@ -273,7 +275,7 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
             sync = loop["micro"] % cfg.grad_accum == 0
             with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), acc.autocast():
                 out_, state = policy(pov[:, sl].to(acc.device), goal, first[:, sl].to(acc.device), state)
-                losses = bc_loss(out_, {h: act[:, sl].to(acc.device) for h in model.head_names}, weight, cfg.camera_mask,
+                losses = bc_loss(out_, {h: t[:, sl].to(acc.device) for h, t in targets.items()}, weight, cfg.camera_mask,
                                  step_ok[:, sl])
                 acc.backward(losses["loss"] / cfg.grad_accum)
             state = state.detach()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from aimc.core.errors import AimcError
 from aimc.policy.actions import NULL_CAMERA_IDX
 from aimc.policy.base import PolicyOutput, entropy
 
@@ -24,6 +25,37 @@ def action_nll(logp: dict[str, Tensor], actions: dict[str, Tensor], camera_mask:
         total = term if total is None else total + term
     assert total is not None
     return total
+
+
+def head_targets(actions: Tensor, head_sizes: dict[str, int]) -> dict[str, Tensor]:
+    """Stored actions (B, T) -> the label of each policy head.
+
+    An episode store holds one integer per step. A categorical head (Crafter) reads it as is. The VPT heads
+    read the Minecraft joint code ``buttons * 121 + camera`` that worlds, recordings and converted contractor
+    data store (`aimc.envs.actions.joint_code`), split back into its two indices. A label outside its head's
+    range would end in an index error deep inside the loss, so it is one clear error here.
+    """
+    from aimc.envs.actions import N_CAMERA_COMBOS
+
+    top = int(actions.max()) if actions.numel() else 0
+    low = int(actions.min()) if actions.numel() else 0
+    if set(head_sizes) == {"buttons", "camera"}:
+        n = head_sizes["buttons"] * head_sizes["camera"]
+        if low < 0 or top >= n:
+            raise AimcError(f"stored action {top if top >= n else low} is not a joint code of the VPT heads "
+                            f"(0..{n - 1}); train a policy whose action head fits the data's world")
+        if head_sizes["camera"] != N_CAMERA_COMBOS:
+            raise AimcError(f"the camera head has {head_sizes['camera']} classes, the joint code {N_CAMERA_COMBOS}")
+        return {"buttons": torch.div(actions, N_CAMERA_COMBOS, rounding_mode="floor"),
+                "camera": torch.remainder(actions, N_CAMERA_COMBOS)}
+    if len(head_sizes) == 1:
+        (name, size), = head_sizes.items()
+        if low < 0 or top >= size:
+            raise AimcError(f"stored action {top if top >= size else low} is outside the policy's {size} actions; "
+                            "train a policy whose action head fits the data's world (e.g. the VPT heads for "
+                            "Minecraft data)")
+        return {name: actions}
+    raise AimcError(f"no rule maps stored actions to the heads {sorted(head_sizes)}")
 
 
 def bc_loss(out: PolicyOutput, actions: dict[str, Tensor], weight: Tensor, camera_mask: bool = False,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from aimc.core.errors import ConfigError
+from aimc.core.errors import ConfigError, UnknownNameError
 
 C = TypeVar("C")
 
@@ -165,6 +165,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return out
+
+
+def preset_path(preset: str, preset_dir: Path, names: list[str], kind: str) -> Path:
+    """A preset name (one of `names`, files in `preset_dir`) or a ``.yaml``/``.yml`` path -> the file to load.
+
+    Several config kinds share one preset folder (DAgger, PPO and study presets in aimc.finetune), so a name
+    counts only if it is one of this kind's `names`; anything else is one line listing them."""
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else preset_dir / f"{preset}.yaml"
+    if not path.is_file() or (path.parent == preset_dir and path.stem not in names):
+        raise UnknownNameError(f"unknown {kind} preset {preset!r}; available: {', '.join(names)}")
+    return path
 
 
 def build_config(cls: type[C], *layers: dict[str, Any] | str | Path | None, overrides: list[str] | None = None) -> C:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from aimc.core.config import build_config, deep_merge, from_dict, load_yaml
+from aimc.core.config import build_config, deep_merge, from_dict, load_yaml, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
 from aimc.train.config import DataPart
 
@@ -181,9 +181,6 @@ def load_dagger_config(preset: str | None = None, overrides: list[str] | None = 
     """Defaults <- preset YAML (a name in presets/ or a .yaml path) <- `fields_` (CLI flags) <- `key=value` overrides."""
     layers: list[Any] = []
     if preset is not None:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
-        if not path.is_file() or (path.parent == PRESET_DIR and path.stem not in preset_names()):
-            raise UnknownNameError(f"unknown DAgger preset {preset!r}; available: {', '.join(preset_names())}")
-        layers.append(path)
+        layers.append(preset_path(preset, PRESET_DIR, preset_names(), "DAgger"))
     layers.append({k: v for k, v in fields_.items() if v is not None})
     return build_config(DaggerConfig, *layers, overrides=overrides)

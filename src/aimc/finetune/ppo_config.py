@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimc.core.config import build_config
+from aimc.core.config import build_config, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -171,9 +171,6 @@ def load_ppo_config(preset: str | None = None, overrides: list[str] | None = Non
     """Defaults <- preset YAML (a name in presets/ or a .yaml path) <- `fields_` (CLI flags) <- `key=value` overrides."""
     layers: list[Any] = []
     if preset is not None:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
-        if not path.is_file() or (path.parent == PRESET_DIR and path.stem not in preset_names()):
-            raise UnknownNameError(f"unknown PPO preset {preset!r}; available: {', '.join(preset_names())}")
-        layers.append(path)
+        layers.append(preset_path(preset, PRESET_DIR, preset_names(), "PPO"))
     layers.append({k: v for k, v in fields_.items() if v is not None})
     return build_config(PPOConfig, *layers, overrides=overrides)

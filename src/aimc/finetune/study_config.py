@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimc.core.config import build_config
+from aimc.core.config import build_config, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -90,7 +90,9 @@ class StudyConfig:
     eval_baseline: bool = True
     """Also evaluate the pretrained agent as it is (no demonstrations): the line every route starts from."""
     threads: int = 0
-    """torch CPU threads for training (0 = torch's default)."""
+    """torch CPU threads for the whole study (0 = torch's default). When set, the BC fine-tunes also decode their
+    segments in the training process (num_workers 0), so the study stays on that many cores and a second job
+    can use the others."""
     device: str = "cpu"
     """torch device for DAgger rollouts, PPO and evaluation (training picks its own through accelerate)."""
 
@@ -142,9 +144,6 @@ def load_study_config(preset: str | None = None, overrides: list[str] | None = N
     """Defaults <- preset YAML (a name in presets/ or a .yaml path) <- `fields_` (CLI flags) <- `key=value` overrides."""
     layers: list[Any] = []
     if preset is not None:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
-        if not path.is_file() or (path.parent == PRESET_DIR and path.stem not in preset_names()):
-            raise UnknownNameError(f"unknown study preset {preset!r}; available: {', '.join(preset_names())}")
-        layers.append(path)
+        layers.append(preset_path(preset, PRESET_DIR, preset_names(), "study"))
     layers.append({k: v for k, v in fields_.items() if v is not None})
     return build_config(StudyConfig, *layers, overrides=overrides)

@@ -6,6 +6,16 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _conv_calibration_cache(tmp_path_factory):
+    """The measured convolution choices (aimc.policy.vpt.conv_select) go to a session directory, not the
+    user's cache: a test session measures on the machine it runs on and leaves nothing behind."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIMC_CACHE_DIR", str(tmp_path_factory.mktemp("aimc_cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def crafter_env():
     from aimc.envs import make

@@ -128,17 +128,17 @@ def test_policy_winograd_follows_weight_updates_and_leaves_training_direct(monke
 
 
 def test_unknown_conv_impl_is_one_clear_error() -> None:
-    with pytest.raises(ConfigError, match="valid: direct, winograd"):
+    with pytest.raises(ConfigError, match="valid: direct, winograd, auto"):
         _policy().set_conv_impl("fft")
 
 
-def test_agent_uses_winograd_on_cpu_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_chooses_by_measurement_on_cpu_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
     from aimc.policy.agent import Agent
 
     monkeypatch.setattr(vpt_model, "WINOGRAD_MIN_CHANNELS", 1)
     policy = _policy()
     convs = [m for m in policy.modules() if isinstance(m, vpt_model.FanInLayer) and isinstance(m.layer, torch.nn.Conv2d)]
     Agent(policy)
-    assert all(m.winograd for m in convs)
+    assert all(m.conv_impl == "auto" for m in convs)  # on CPU: measured per layer (tests/policy/test_conv_select.py)
     Agent(policy, conv_impl="direct")
     assert not any(m.winograd for m in convs)

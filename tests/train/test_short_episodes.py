@@ -71,3 +71,22 @@ def test_training_on_short_task_demos_only(task_demo_store, tmp_path, one_thread
     train = [r["train/loss"] for r in rows if "train/loss" in r]
     val = [r["val/loss"] for r in rows if "val/loss" in r]
     assert len(train) == 3 and val and all(math.isfinite(v) and v > 0 for v in train + val)
+
+
+def test_text_goal_policy_trains_on_short_demos_with_event_text_or_a_fixed_prompt(task_demo_store, tmp_path, one_thread):  # noqa: F811
+    """What note 004's relabel and fixed methods run on a text-goal policy (segment.embed_name null, as the
+    shipped agent): an "event_text" part is chunked from frame 0 like an intention part (nothing skipped), and a
+    fixed prompt sizes the goal input itself."""
+    from aimc.policy.vpt.load import read_pretrained_meta
+
+    dims = {}
+    for name, extra in (("events", []), ("fixed", ["fixed_prompt=chop a tree"])):
+        out = tmp_path / name
+        cfg = load_train_config("test", overrides=[f"out={out}", "segment.embed_name=null", "embedder=videotext",
+                                                   "n_frames=64", "val_every=0", *extra],
+                                data=[{"path": str(task_demo_store),
+                                       "goal_source": "event_text" if name == "events" else "intention"}])
+        summary = run(cfg, progress=False)
+        assert summary["skipped_episodes"] == 0 and summary["invalid_items"] == 0
+        dims[name] = read_pretrained_meta(out / "latest")["config"]["goal_dim"]
+    assert dims["events"] == dims["fixed"] > 0

@@ -8,8 +8,8 @@ goal embeddings or fail validation are skipped (and counted) when the index is b
 fails to decode later yields an item with ``ok=False`` that the loss ignores and the loop counts.
 
 The 15-frame offset and the segment_len + 15 minimum exist only for the visual goal windows. An episode of
-an "intention" part without visual embeddings (task demonstrations, DAgger rollouts) reads its goals from
-its recorded ``infos[t]["goal"]``, so it is chunked from frame 0 and kept at any length: one shorter than
+an "intention" or "event_text" part without visual embeddings (task demonstrations, DAgger rollouts) reads
+its goals from its recorded ``infos[t]["goal"]`` or its events, so it is chunked from frame 0 and kept at any length: one shorter than
 a segment becomes one row whose tail is padding, marked False in the item's ``step_ok`` so the loss skips
 it. Task demonstrations end at the task's success, so these short episodes are the successful ones.
 
@@ -42,6 +42,9 @@ from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_ta
 # batch keys; STEP_OK (T,) marks the real steps of an item (padding past a short episode's end is False)
 POV, GOAL, ACTION, FIRST, OK, STEP_OK = "pov", "goal", "action", "first", "ok", "step_ok"
 GOAL_SOURCES = ("visual", "event_text", "intention")
+TEXT_OVERRIDES = ("intention", "event_text")
+"""Part goal sources whose episodes need no visual embeddings (their goals are text: recorded or event ones), so
+they are chunked from frame 0 and may be shorter than a segment (task demonstrations, DAgger stores)."""
 
 
 @dataclass
@@ -87,7 +90,8 @@ class _EpisodeCheck:
 
 def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) -> _EpisodeCheck:
     """Check one episode for `build_segment_index`. `source` is the part's goal-source override: an
-    "intention" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's task), and
+    "intention" or "event_text" part needs no visual embeddings (its goals are the recorded ones, e.g. DAgger's
+    task, or its own events' text), and
     one of its episodes without them waits for no goal window, so it starts at frame 0 and any length will do
     (shorter than a segment: padded by the dataset)."""
     def bad(kind: str, detail: str) -> _EpisodeCheck:
@@ -97,7 +101,7 @@ def _episode_problem(path: Path, cfg: SegmentConfig, source: str | None = None) 
         ep = Episode(path, check_video=True)
     except EpisodeError as e:
         return _EpisodeCheck(e, 0)
-    if source == "intention" and (cfg.embed_name is None or not ep.has_embeds(cfg.embed_name)):
+    if source in TEXT_OVERRIDES and (cfg.embed_name is None or not ep.has_embeds(cfg.embed_name)):
         if ep.length < 1:
             return bad(TOO_SHORT, "length 0 < 1")
         return _EpisodeCheck(None, ep.length, first_frame=0)
@@ -122,7 +126,7 @@ def build_segment_index(parts: Sequence[tuple[Any, ...]], cfg: SegmentConfig, sk
     weights are shares of the samples. A part's goal source (None = `cfg.goal_source`) overrides the
     configured one for its episodes: aggregated DAgger data reads its instructed task ("intention") while
     the base data keeps the run's goals. Unusable episodes go to `skipped` (reported there; a quiet new one
-    when None), which becomes the index's `skipped`. An "intention" episode without visual embeddings is
+    when None), which becomes the index's `skipped`. An "intention" or "event_text" episode without visual embeddings is
     chunked from frame 0, and one shorter than a segment gives the single row (e, 0, segment_len)."""
     episodes: list[Path] = []
     lengths: list[int] = []
@@ -242,8 +246,8 @@ class SegmentDataset(Dataset):
             return np.zeros((t, self.goal_dim), np.float32) if uncond else np.tile(self.fixed_goal, (t, 1))
         if self.cfg.embed_name is None and source == "visual":
             return np.zeros((t, self.goal_dim), np.float32)  # unconditional (goal_dim is 0 without text parts)
-        # an "intention" part's episode may lack visual embeddings: then its recorded goals are used alone
-        if self.cfg.embed_name is not None and (override != "intention" or ep.has_embeds(self.cfg.embed_name)):
+        # a text part's episode may lack visual embeddings: then its recorded or event goals are used alone
+        if self.cfg.embed_name is not None and (override not in TEXT_OVERRIDES or ep.has_embeds(self.cfg.embed_name)):
             emb, _ = ep.read_embeds(self.cfg.embed_name)
             goals, uncond = relabelled_goals(
                 emb, start, end, self.cfg.min_btwn_goals, self.cfg.max_btwn_goals, self.cfg.p_uncond, rng,

@@ -173,8 +173,8 @@ def check_train_section(cfg: DaggerConfig) -> None:
 
 def preset_names() -> list[str]:
     """DAgger presets: the folder's YAML files except the PPO ones (`ppo-*`, `aimc.finetune.ppo_config`) and the
-    study's (`study-*`, `aimc.finetune.study_config`)."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith(("ppo-", "study-")))
+    studies' (`study-*`, `aimc.finetune.study_config`; `methods-*`, `aimc.finetune.methods_config`)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith(("ppo-", "study-", "methods-")))
 
 
 def load_dagger_config(preset: str | None = None, overrides: list[str] | None = None, **fields_: Any) -> DaggerConfig:

@@ -105,20 +105,16 @@ def suite_task_for(task: str, suite: str | None) -> tuple[str, int]:
     return names[0]
 
 
-def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
-    """Every check that needs the disk, before anything is written: the study dir (a saved config wins; a
-    changed one fails), the pretrained bundle (readable, an embedder, a policy whose action head fits the
-    world the demonstrator plays), the suite task, and the first cell's training and route configs."""
+def load_pretrained(path: str) -> tuple[str, AgentBundle, str, dict[str, Any]]:
+    """(path, bundle, policy preset, overrides) of the bundle to fine-tune (empty path = the shipped agent),
+    checked: readable, goal-conditioned (an embedder reads the instruction) and with a policy over the actions
+    of a world the scripted demonstrator plays (task demonstrations are recorded there)."""
     from aimc.envs import world_info
     from aimc.eval.play import shipped_bundle
     from aimc.finetune.dagger import policy_spec
     from aimc.policy.vpt.load import read_pretrained_meta
 
-    root = Path(cfg.out)
-    if root.is_file() or (root.is_dir() and any(root.iterdir()) and not (root / CONFIG_FILE).is_file()):
-        raise AimcError(f"--out {root} is not empty and holds no study; choose a new directory")
-    cfg = RunDir(root, RESUMABLE, CONFIG_FILE).resolve(cfg)
-    bundle_path = cfg.pretrained or str(shipped_bundle())
+    bundle_path = path or str(shipped_bundle())
     bundle = AgentBundle.read(bundle_path)
     if bundle.embedder is None:
         raise AimcError(f"bundle {bundle_path} has no embedder, so no policy of the study could read the task's "
@@ -134,6 +130,18 @@ def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
                         f"{saved.get('n_actions')} actions) does not fit world {bundle.world!r} "
                         f"({len(info.action_names)} actions); the study needs a policy over the world's actions")
     policy, overrides = policy_spec(bundle)
+    return bundle_path, bundle, policy, overrides
+
+
+def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
+    """Every check that needs the disk, before anything is written: the study dir (a saved config wins; a
+    changed one fails), the pretrained bundle (readable, an embedder, a policy whose action head fits the
+    world the demonstrator plays), the suite task, and the first cell's training and route configs."""
+    root = Path(cfg.out)
+    if root.is_file() or (root.is_dir() and any(root.iterdir()) and not (root / CONFIG_FILE).is_file()):
+        raise AimcError(f"--out {root} is not empty and holds no study; choose a new directory")
+    cfg = RunDir(root, RESUMABLE, CONFIG_FILE).resolve(cfg)
+    bundle_path, bundle, policy, overrides = load_pretrained(cfg.pretrained)
     suite = cfg.suite or None
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, *suite_task_for(cfg.task, suite), suite)
     for section in (cfg.bc, cfg.bc_scratch):

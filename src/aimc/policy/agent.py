@@ -49,8 +49,9 @@ class Agent:
     Gumbel-max sampling reproducible: all envs draw from one generator, so an env's actions depend on the
     batch it is in, unless `reset(ids, seeds=...)` gave it its own (what the rollout engine does, so an
     episode samples the same actions whichever envs share its batch). ``conv_impl``: the policy's
-    convolution algorithm while acting; ``"auto"`` = Winograd on CPU (faster for wide CNNs, equal up to
-    float rounding; see ``VPTPolicy.set_conv_impl``), direct elsewhere.
+    convolution algorithm while acting; ``"auto"`` = on CPU, per layer whichever of Winograd and direct
+    measured faster on this machine and thread count (equal up to float rounding; see
+    ``VPTPolicy.set_conv_impl``), direct elsewhere.
     """
 
     def __init__(
@@ -69,8 +70,8 @@ class Agent:
         self.cond_scale = cond_scale
         self.device = torch.device(device) if device is not None else policy.net.final_ln.weight.device
         self.policy.to(self.device)
-        if conv_impl == "auto":
-            conv_impl = "winograd" if self.device.type == "cpu" else "direct"
+        if conv_impl == "auto" and self.device.type != "cpu":
+            conv_impl = "direct"
         self.policy.set_conv_impl(conv_impl)
         if cond_scale is not None and not policy.config.goal_dim:
             raise ValueError("cond_scale needs a goal-conditioned policy (goal_dim > 0)")

@@ -115,8 +115,6 @@ class TrainConfig:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
         if self.fixed_prompt is not None and not self.embedder:
             raise ConfigError("fixed_prompt needs `embedder` (the model that embeds the prompt)")
-        if self.fixed_prompt is not None and self.segment.embed_name is None:
-            raise ConfigError("fixed_prompt needs segment.embed_name (which embedding space the policy was trained in)")
         self._check_policy()
 
     def _check_policy(self) -> None:

@@ -215,7 +215,8 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
         remove_stale_tmp(cache)  # decoded-frame files a killed run was writing (the cache is this run's own)
     acc.wait_for_everyone()
     train_idx, val_idx, fixed_goal = build_data(cfg, skipped)
-    goal_dim = 0 if cfg.segment.embed_name is None else (len(fixed_goal) if fixed_goal is not None else train_idx.goal_dim)
+    # a fixed prompt sizes the goal input itself (also for a text-goal policy, whose segment.embed_name is None)
+    goal_dim = len(fixed_goal) if fixed_goal is not None else (0 if cfg.segment.embed_name is None else train_idx.goal_dim)
     text_goals = None
     if cfg.goal_sources() != {"visual"} and fixed_goal is None:
         if acc.is_main_process:  # embedded once, into the run dir; every process (and a resume) reads that file

@@ -38,6 +38,7 @@ from aimc.policy.vpt.winograd import winograd_conv3x3, winograd_weight
 N_REL_BASIS = 10
 # Input channels from which the Winograd path pays off on CPU (benchmarks/bench_vpt.py --conv-sweep).
 WINOGRAD_MIN_CHANNELS = 64
+CONV_IMPLS = ("direct", "winograd", "auto")
 
 
 # ------------------------------------------------------------------------------------------- building blocks
@@ -76,17 +77,35 @@ class FanInLayer(nn.Module):
         if self.layer.bias is not None:
             nn.init.zeros_(self.layer.bias)
         self.act = act
-        self.winograd = False  # Winograd convolution in no-grad forwards (VPTPolicy.set_conv_impl)
+        self.conv_impl = "direct"  # in no-grad forwards: "winograd" or "auto" (VPTPolicy.set_conv_impl)
         self._wino: tuple[tuple[int, int], Tensor] | None = None  # (weight identity, transformed weight)
+
+    @property
+    def winograd(self) -> bool:
+        """Whether no-grad forwards may take the Winograd path (always, or where it measured faster)."""
+        return self.conv_impl != "direct"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        if self.winograd and not torch.is_grad_enabled():
+        impl = self.conv_impl
+        if impl == "auto" and not torch.is_grad_enabled():
+            impl = self._measured_impl(x)
+        if impl == "winograd" and not torch.is_grad_enabled():
             x = winograd_conv3x3(x, self._winograd_weight(), self.layer.bias)
         else:
             x = self.layer(x)
         return F.relu(x, inplace=True) if self.act else x
+
+    def _measured_impl(self, x: Tensor) -> str:
+        """The faster algorithm for this input's shape on this machine and thread count (measured once per
+        machine; `aimc.policy.vpt.conv_select`). Off CPU or float32 the direct path is the only candidate."""
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return "direct"
+        from aimc.policy.vpt.conv_select import SELECTOR, shape_key
+
+        key = shape_key(torch.get_num_threads(), tuple(x.shape), self.layer.out_channels)
+        return SELECTOR.choose(key, lambda: self.layer(x), lambda: winograd_conv3x3(x, self._winograd_weight(), self.layer.bias))
 
     def _winograd_weight(self) -> Tensor:
         """The transformed weight, recomputed whenever the conv weight changed (in place or replaced)."""
@@ -638,12 +657,14 @@ class VPTPolicy(Policy):
         """``"direct"`` (default): the convolutions as in the official code. ``"winograd"``: inference
         (no-grad) forwards compute the ImpalaCNN's 3x3 convolutions with >= ``WINOGRAD_MIN_CHANNELS`` input
         channels by Winograd F(4x4, 3x3), ~4x fewer multiplies, equal to the direct result up to float
-        rounding (~1e-5 relative); forwards with gradients (training) stay direct."""
-        if impl not in ("direct", "winograd"):
-            raise ConfigError(f"unknown conv impl {impl!r}; valid: direct, winograd")
+        rounding (~1e-5 relative); forwards with gradients (training) stay direct. ``"auto"``: each such
+        convolution takes whichever of the two measured faster on this machine, thread count and input
+        shape (`aimc.policy.vpt.conv_select`, cached per machine), so acting is never slower than direct."""
+        if impl not in CONV_IMPLS:
+            raise ConfigError(f"unknown conv impl {impl!r}; valid: {', '.join(CONV_IMPLS)}")
         for layer in self.net.img_process.cnn.modules():
             if isinstance(layer, FanInLayer) and isinstance(layer.layer, nn.Conv2d):
-                layer.winograd = impl == "winograd" and layer.layer.in_channels >= WINOGRAD_MIN_CHANNELS
+                layer.conv_impl = impl if layer.layer.in_channels >= WINOGRAD_MIN_CHANNELS else "direct"
                 layer._wino = None
         return self
 

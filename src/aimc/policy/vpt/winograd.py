@@ -17,10 +17,14 @@ Images are processed in chunks so the transformed tiles stay cache-sized.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import prange
 from torch import Tensor
 
 # Transform matrices of F(4, 3) with interpolation points 0, +-1, +-2, infinity (float64 for the weights).
@@ -72,114 +76,145 @@ def _tiles(xp: Tensor) -> Tensor:
 # ---------------------------------------------------------------------- fused CPU transforms (numba)
 # Each kernel applies its 6-point transform twice (tile rows, then columns) with the formula written out
 # in both loops: factoring it into an inlined helper returning a tuple measured ~15 % slower at B=8.
-@numba.njit(cache=True)
-def _input_transform(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> None:  # pragma: no cover - jitted
-    """v[6a+b, p, c] = (B^T d B)[a, b] for the 6x6 tile p of the padded NHWC input (fused gather + transform)."""
+def _input_transform_py(xp: np.ndarray, th: int, tw: int, v: np.ndarray) -> None:  # pragma: no cover - jitted
+    """v[6a+b, p, c] = (B^T d B)[a, b] for the 6x6 tile p of the padded NHWC input (fused gather + transform).
+    Rows of tiles are independent: `prange` spreads them over threads in the parallel build."""
     n = xp.shape[0]
     c = xp.shape[3]
-    tmp = np.empty((6, 6, c), np.float32)
-    for i in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                p = (i * th + ty) * tw + tx
-                r0 = 4 * ty
-                c0 = 4 * tx
-                for j in range(6):
-                    for ch in range(c):
-                        d0 = xp[i, r0, c0 + j, ch]
-                        d1 = xp[i, r0 + 1, c0 + j, ch]
-                        d2 = xp[i, r0 + 2, c0 + j, ch]
-                        d3 = xp[i, r0 + 3, c0 + j, ch]
-                        d4 = xp[i, r0 + 4, c0 + j, ch]
-                        d5 = xp[i, r0 + 5, c0 + j, ch]
-                        t1 = d4 - F4 * d2
-                        t2 = d3 - F4 * d1
-                        t3 = d4 - d2
-                        t4 = d3 - d1
-                        tmp[0, j, ch] = F4 * (d0 - d2) + t3
-                        tmp[1, j, ch] = t1 + t2
-                        tmp[2, j, ch] = t1 - t2
-                        tmp[3, j, ch] = t3 + F2 * t4
-                        tmp[4, j, ch] = t3 - F2 * t4
-                        tmp[5, j, ch] = (d5 - d3) - F4 * t4
-                for a in range(6):
-                    q = a * 6
-                    for ch in range(c):
-                        d0 = tmp[a, 0, ch]
-                        d1 = tmp[a, 1, ch]
-                        d2 = tmp[a, 2, ch]
-                        d3 = tmp[a, 3, ch]
-                        d4 = tmp[a, 4, ch]
-                        d5 = tmp[a, 5, ch]
-                        t1 = d4 - F4 * d2
-                        t2 = d3 - F4 * d1
-                        t3 = d4 - d2
-                        t4 = d3 - d1
-                        v[q, p, ch] = F4 * (d0 - d2) + t3
-                        v[q + 1, p, ch] = t1 + t2
-                        v[q + 2, p, ch] = t1 - t2
-                        v[q + 3, p, ch] = t3 + F2 * t4
-                        v[q + 4, p, ch] = t3 - F2 * t4
-                        v[q + 5, p, ch] = (d5 - d3) - F4 * t4
+    for row in prange(n * th):
+        i = row // th
+        ty = row % th
+        tmp = np.empty((6, 6, c), np.float32)
+        for tx in range(tw):
+            p = (i * th + ty) * tw + tx
+            r0 = 4 * ty
+            c0 = 4 * tx
+            for j in range(6):
+                for ch in range(c):
+                    d0 = xp[i, r0, c0 + j, ch]
+                    d1 = xp[i, r0 + 1, c0 + j, ch]
+                    d2 = xp[i, r0 + 2, c0 + j, ch]
+                    d3 = xp[i, r0 + 3, c0 + j, ch]
+                    d4 = xp[i, r0 + 4, c0 + j, ch]
+                    d5 = xp[i, r0 + 5, c0 + j, ch]
+                    t1 = d4 - F4 * d2
+                    t2 = d3 - F4 * d1
+                    t3 = d4 - d2
+                    t4 = d3 - d1
+                    tmp[0, j, ch] = F4 * (d0 - d2) + t3
+                    tmp[1, j, ch] = t1 + t2
+                    tmp[2, j, ch] = t1 - t2
+                    tmp[3, j, ch] = t3 + F2 * t4
+                    tmp[4, j, ch] = t3 - F2 * t4
+                    tmp[5, j, ch] = (d5 - d3) - F4 * t4
+            for a in range(6):
+                q = a * 6
+                for ch in range(c):
+                    d0 = tmp[a, 0, ch]
+                    d1 = tmp[a, 1, ch]
+                    d2 = tmp[a, 2, ch]
+                    d3 = tmp[a, 3, ch]
+                    d4 = tmp[a, 4, ch]
+                    d5 = tmp[a, 5, ch]
+                    t1 = d4 - F4 * d2
+                    t2 = d3 - F4 * d1
+                    t3 = d4 - d2
+                    t4 = d3 - d1
+                    v[q, p, ch] = F4 * (d0 - d2) + t3
+                    v[q + 1, p, ch] = t1 + t2
+                    v[q + 2, p, ch] = t1 - t2
+                    v[q + 3, p, ch] = t3 + F2 * t4
+                    v[q + 4, p, ch] = t3 - F2 * t4
+                    v[q + 5, p, ch] = (d5 - d3) - F4 * t4
 
 
-@numba.njit(cache=True)
-def _output_transform(m: np.ndarray, n: int, th: int, tw: int, h: int, w: int, y: np.ndarray) -> None:  # pragma: no cover - jitted
-    """y[i, 4ty+r, 4tx+s, k] = (A^T m A)[r, s] for tile p = (i, ty, tx), cropped to (h, w) (fused transform + scatter)."""
+def _output_transform_py(m: np.ndarray, n: int, th: int, tw: int, h: int, w: int, y: np.ndarray) -> None:  # pragma: no cover - jitted
+    """y[i, 4ty+r, 4tx+s, k] = (A^T m A)[r, s] for tile p = (i, ty, tx), cropped to (h, w) (fused transform + scatter).
+    Rows of tiles write disjoint output rows: `prange` spreads them over threads in the parallel build."""
     k = m.shape[2]
-    tmp = np.empty((4, 6, k), np.float32)
-    for i in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                p = (i * th + ty) * tw + tx
-                for b in range(6):
-                    for ch in range(k):
-                        m0 = m[b, p, ch]
-                        m1 = m[6 + b, p, ch]
-                        m2 = m[12 + b, p, ch]
-                        m3 = m[18 + b, p, ch]
-                        m4 = m[24 + b, p, ch]
-                        m5 = m[30 + b, p, ch]
-                        s12 = m1 + m2
-                        d12 = m1 - m2
-                        s34 = m3 + m4
-                        d34 = m3 - m4
-                        tmp[0, b, ch] = m0 + s12 + s34
-                        tmp[1, b, ch] = d12 + F2 * d34
-                        tmp[2, b, ch] = s12 + F4 * s34
-                        tmp[3, b, ch] = d12 + F8 * d34 + m5
-                for a in range(4):
-                    r = 4 * ty + a
-                    if r >= h:
-                        continue
-                    c0 = 4 * tx
-                    full = c0 + 3 < w
-                    for ch in range(k):
-                        m0 = tmp[a, 0, ch]
-                        m1 = tmp[a, 1, ch]
-                        m2 = tmp[a, 2, ch]
-                        m3 = tmp[a, 3, ch]
-                        m4 = tmp[a, 4, ch]
-                        m5 = tmp[a, 5, ch]
-                        s12 = m1 + m2
-                        d12 = m1 - m2
-                        s34 = m3 + m4
-                        d34 = m3 - m4
-                        y0 = m0 + s12 + s34
-                        y1 = d12 + F2 * d34
-                        y2 = s12 + F4 * s34
-                        y3 = d12 + F8 * d34 + m5
-                        if full:
-                            y[i, r, c0, ch] = y0
+    for row in prange(n * th):
+        i = row // th
+        ty = row % th
+        tmp = np.empty((4, 6, k), np.float32)
+        for tx in range(tw):
+            p = (i * th + ty) * tw + tx
+            for b in range(6):
+                for ch in range(k):
+                    m0 = m[b, p, ch]
+                    m1 = m[6 + b, p, ch]
+                    m2 = m[12 + b, p, ch]
+                    m3 = m[18 + b, p, ch]
+                    m4 = m[24 + b, p, ch]
+                    m5 = m[30 + b, p, ch]
+                    s12 = m1 + m2
+                    d12 = m1 - m2
+                    s34 = m3 + m4
+                    d34 = m3 - m4
+                    tmp[0, b, ch] = m0 + s12 + s34
+                    tmp[1, b, ch] = d12 + F2 * d34
+                    tmp[2, b, ch] = s12 + F4 * s34
+                    tmp[3, b, ch] = d12 + F8 * d34 + m5
+            for a in range(4):
+                r = 4 * ty + a
+                if r >= h:
+                    continue
+                c0 = 4 * tx
+                full = c0 + 3 < w
+                for ch in range(k):
+                    m0 = tmp[a, 0, ch]
+                    m1 = tmp[a, 1, ch]
+                    m2 = tmp[a, 2, ch]
+                    m3 = tmp[a, 3, ch]
+                    m4 = tmp[a, 4, ch]
+                    m5 = tmp[a, 5, ch]
+                    s12 = m1 + m2
+                    d12 = m1 - m2
+                    s34 = m3 + m4
+                    d34 = m3 - m4
+                    y0 = m0 + s12 + s34
+                    y1 = d12 + F2 * d34
+                    y2 = s12 + F4 * s34
+                    y3 = d12 + F8 * d34 + m5
+                    if full:
+                        y[i, r, c0, ch] = y0
+                        y[i, r, c0 + 1, ch] = y1
+                        y[i, r, c0 + 2, ch] = y2
+                        y[i, r, c0 + 3, ch] = y3
+                    else:
+                        y[i, r, c0, ch] = y0
+                        if c0 + 1 < w:
                             y[i, r, c0 + 1, ch] = y1
+                        if c0 + 2 < w:
                             y[i, r, c0 + 2, ch] = y2
-                            y[i, r, c0 + 3, ch] = y3
-                        else:
-                            y[i, r, c0, ch] = y0
-                            if c0 + 1 < w:
-                                y[i, r, c0 + 1, ch] = y1
-                            if c0 + 2 < w:
-                                y[i, r, c0 + 2, ch] = y2
+
+
+_input_transform = numba.njit(cache=True)(_input_transform_py)
+_output_transform = numba.njit(cache=True)(_output_transform_py)
+_input_transform_par = numba.njit(cache=True, parallel=True)(_input_transform_py)
+_output_transform_par = numba.njit(cache=True, parallel=True)(_output_transform_py)
+_parallel_ok: bool | None = None  # None = not tried yet; False = no thread-safe numba threading layer here
+
+
+def _transforms(threads: int) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The serial kernels for one thread, else the row-parallel ones on `threads` numba threads (the serial
+    transforms next to oneDNN's multi-threaded GEMM were what made Winograd lose at 2 threads, issue 18).
+    The parallel build needs a thread-safe threading layer (OpenMP or TBB: acting may run in several Python
+    threads at once); without one the serial kernels stay."""
+    global _parallel_ok
+    if threads <= 1 or _parallel_ok is False:
+        return _input_transform, _output_transform
+    if _parallel_ok is None:
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "threadsafe"
+        try:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            _input_transform_par(np.zeros((1, 6, 6, 1), np.float32), 1, 1, np.zeros((36, 1, 1), np.float32))
+            _parallel_ok = True
+        except (ValueError, RuntimeError):  # no OpenMP/TBB layer: numba refuses the thread-safe request
+            _parallel_ok = False
+            return _input_transform, _output_transform
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return _input_transform_par, _output_transform_par
 
 
 def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -198,15 +233,16 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor
     chunk = max(1, MAX_TILE_ELEMS // (th * tw * c))
     fused = x.device.type == "cpu" and x.dtype == torch.float32 and u.dtype == torch.float32
     if fused:
+        input_transform, output_transform = _transforms(torch.get_num_threads())
         xp = xp.contiguous()
         y = torch.empty(n, h, w, k, dtype=x.dtype)
         u = u.contiguous()
         for i in range(0, n, chunk):
             nb = min(chunk, n - i)
             v = torch.empty(36, nb * th * tw, c, dtype=x.dtype)
-            _input_transform(xp[i : i + nb].numpy(), th, tw, v.numpy())
+            input_transform(xp[i : i + nb].numpy(), th, tw, v.numpy())
             m = torch.bmm(v, u)  # 36 GEMMs (P x C) @ (C x K)
-            _output_transform(m.numpy(), nb, th, tw, h, w, y[i : i + nb].numpy())
+            output_transform(m.numpy(), nb, th, tw, h, w, y[i : i + nb].numpy())
     else:
         y = torch.cat([_torch_chunk(xp[i : i + chunk], u, th, tw, h, w) for i in range(0, n, chunk)], 0)
     if bias is not None:

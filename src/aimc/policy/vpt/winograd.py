@@ -18,6 +18,7 @@ Images are processed in chunks so the transformed tiles stay cache-sized.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import numba
@@ -217,6 +218,25 @@ def _transforms(threads: int) -> tuple[Callable[..., None], Callable[..., None]]
     return _input_transform_par, _output_transform_par
 
 
+_local = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...]) -> Tensor:
+    """A float32 work buffer kept per thread and shape. The transformed tiles and the GEMM products are
+    megabytes; allocated fresh every call they come back as new pages the kernel must fault in and zero,
+    which measured as slow as the GEMM itself (1.06 ms instead of 0.38 ms at 64 -> 64 channels, 64x64, B=1).
+    Per thread, so agents acting in several threads at once never share one."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = _local.bufs = {}
+    key = (name, shape)
+    buf = bufs.get(key)
+    if buf is None:
+        with torch.inference_mode(False):  # a normal tensor: writable under inference_mode and no_grad alike
+            buf = bufs[key] = torch.empty(shape, dtype=torch.float32)
+    return buf
+
+
 def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, w, bias, padding=1)`` for a 3x3 ``w`` given ``u = winograd_weight(w)``.
 
@@ -228,22 +248,26 @@ def winograd_conv3x3(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor
         raise ValueError(f"transformed weight {tuple(u.shape)} does not match {c} input channels")
     k = u.shape[2]
     th, tw = (h + 3) // 4, (w + 3) // 4
-    # zero padding: 1 before, enough after to cover whole tiles
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 4 * tw + 1 - w, 1, 4 * th + 1 - h))
     chunk = max(1, MAX_TILE_ELEMS // (th * tw * c))
     fused = x.device.type == "cpu" and x.dtype == torch.float32 and u.dtype == torch.float32
+    # zero padding: 1 before, enough after to cover whole tiles (NHWC)
+    pad_shape = (n, 4 * th + 2, 4 * tw + 2, c)
     if fused:
         input_transform, output_transform = _transforms(torch.get_num_threads())
-        xp = xp.contiguous()
+        xp = _scratch("xp", pad_shape)
+        xp[:, 1 : h + 1, 1 : w + 1].copy_(x.permute(0, 2, 3, 1))
+        for border in (xp[:, :1], xp[:, h + 1 :], xp[:, 1 : h + 1, :1], xp[:, 1 : h + 1, w + 1 :]):
+            border.zero_()  # only the padding: the interior was just overwritten
         y = torch.empty(n, h, w, k, dtype=x.dtype)
         u = u.contiguous()
         for i in range(0, n, chunk):
             nb = min(chunk, n - i)
-            v = torch.empty(36, nb * th * tw, c, dtype=x.dtype)
+            v = _scratch("v", (36, nb * th * tw, c))
             input_transform(xp[i : i + nb].numpy(), th, tw, v.numpy())
-            m = torch.bmm(v, u)  # 36 GEMMs (P x C) @ (C x K)
+            m = torch.bmm(v, u, out=_scratch("m", (36, nb * th * tw, k)))  # 36 GEMMs (P x C) @ (C x K)
             output_transform(m.numpy(), nb, th, tw, h, w, y[i : i + nb].numpy())
     else:
+        xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, pad_shape[2] - 1 - w, 1, pad_shape[1] - 1 - h))
         y = torch.cat([_torch_chunk(xp[i : i + chunk], u, th, tw, h, w) for i in range(0, n, chunk)], 0)
     if bias is not None:
         y = y + bias

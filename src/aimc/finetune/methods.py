@@ -40,12 +40,11 @@ from typing import Any
 
 from aimc.core.config import deep_merge, from_dict, load_yaml
 from aimc.core.errors import AimcError, ConfigError, UnknownNameError
-from aimc.core.io import atomic_write_json, check_writable_dir
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
 from aimc.finetune.config import TRAIN_RESERVED
 from aimc.finetune.methods_config import CONFIG_FILE, RESUMABLE, MethodsConfig
-from aimc.finetune.study import load_pretrained, suite_task_for
+from aimc.finetune.study import begin_study, load_pretrained, run_stage, suite_task_for
 from aimc.train.bundle import AgentBundle
 from aimc.train.config import TrainConfig
 
@@ -178,15 +177,6 @@ def prepare(cfg: MethodsConfig) -> tuple[MethodsConfig, Plan]:
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _stage(paths: Paths, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    marker = paths.marker(name)
-    if marker.is_file():
-        return json.loads(marker.read_text())
-    result = work()
-    atomic_write_json(marker, result)
-    return result
-
-
 def _collect(cfg: MethodsConfig, task: str, progress: bool) -> dict[str, Any]:
     from aimc.data.collect import CollectConfig, collect
     from aimc.data.store import Episode, list_episodes
@@ -236,15 +226,10 @@ def run_methods(cfg: MethodsConfig, progress: bool = True, log: Callable[[str], 
     from aimc.finetune.methods_report import summarize, write_outputs
 
     cfg, plan = prepare(cfg)
-    check_writable_dir(cfg.out)
-    RunDir(cfg.out, RESUMABLE, CONFIG_FILE).save_config(cfg)
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+    begin_study(cfg, RESUMABLE, CONFIG_FILE)
     paths = Paths(cfg.out)
     for task in cfg.tasks:
-        d = _stage(paths, f"demos_{task}", lambda task=task: _collect(cfg, task, progress))
+        d = run_stage(paths, f"demos_{task}", lambda task=task: _collect(cfg, task, progress))
         log(f"{task}: {d['episodes']} demonstrations, {d['successes']} successful, {d['frames']} frames")
     evals: dict[str, dict[str, Any]] = {}
     training: dict[str, dict[str, Any]] = {}
@@ -254,17 +239,17 @@ def run_methods(cfg: MethodsConfig, progress: bool = True, log: Callable[[str], 
         write_outputs(paths.root, summary)
         return summary
 
-    evals["pretrained"] = _stage(paths, "eval_pretrained",
+    evals["pretrained"] = run_stage(paths, "eval_pretrained",
                                  lambda: _evaluate(cfg, plan, plan.bundle_path, paths.eval("pretrained")))
     log(f"pretrained agent: {plan.target} {_rate(evals['pretrained'], plan.target):.2f}")
     for method in cfg.methods:
         runs = []
         for k, stage in enumerate(stages(cfg, plan, method)):
-            runs.append(_stage(paths, f"train_{stage.name}",
+            runs.append(run_stage(paths, f"train_{stage.name}",
                                lambda method=method, k=k: _train(cfg, plan, method, k, progress)))
         training[method] = {"wall_s": sum(r["wall_s"] for r in runs), "train_frames": sum(r["train_frames"] for r in runs),
                             "stages": len(runs)}
-        evals[method] = _stage(paths, f"eval_{method}",
+        evals[method] = run_stage(paths, f"eval_{method}",
                                lambda bundle=runs[-1]["bundle"], method=method:
                                _evaluate(cfg, plan, bundle, paths.eval(method)))
         log(f"{method:12s}: {plan.target} {_rate(evals[method], plan.target):.2f}, "

@@ -236,8 +236,9 @@ def ppo_config(cfg: StudyConfig, plan: Plan, seed: int, init: str, n: int) -> An
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _stage(paths: Paths, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A finished stage's marker, or run `work` and write its marker."""
+def run_stage(paths: Any, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A finished stage's marker, or run `work` and write its marker (``paths.marker(name)``; the methods study
+    uses this too)."""
     marker = paths.marker(name)
     if marker.is_file():
         return json.loads(marker.read_text())
@@ -318,17 +319,22 @@ def _evaluate(cfg: StudyConfig, plan: Plan, bundle: str, out: Path, seed: int) -
             "median_steps_to_success": task.get("median_steps_to_success"), "wall_s": time.perf_counter() - start}
 
 
+def begin_study(cfg: Any, resumable: tuple[str, ...], config_file: str) -> None:
+    """After `prepare`: the study dir is writable, its resolved config saved, torch on `cfg.threads` threads."""
+    check_writable_dir(cfg.out)
+    RunDir(cfg.out, resumable, config_file).save_config(cfg)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+
+
 def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the whole grid; returns the summary written to ``<out>/study.json``."""
     from aimc.finetune.study_report import summarize, write_outputs
 
     cfg, plan = prepare(cfg)
-    check_writable_dir(cfg.out)
-    RunDir(cfg.out, RESUMABLE, CONFIG_FILE).save_config(cfg)
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
+    begin_study(cfg, RESUMABLE, CONFIG_FILE)
     paths = Paths(cfg.out)
     cells: list[dict[str, Any]] = []
 
@@ -338,10 +344,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         return summary
 
     for seed in cfg.seeds:
-        demos = _stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
+        demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
         if len(demos["lengths"]) < cfg.max_demos:  # the grid grew: the pool grows, its first episodes unchanged
             paths.marker(f"s{seed}_demos").unlink()
-            demos = _stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
+            demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
         got = len(demos["lengths"])
         if got < cfg.max_demos:
             raise AimcError(f"the pool {paths.demos(seed)} holds {got} demonstration(s), fewer than the largest N "
@@ -349,7 +355,7 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         log(f"seed {seed}: {got} demonstrations of {cfg.task}, {sum(demos['successes'])} successful, "
             f"mean length {sum(demos['lengths']) / got:.0f} steps")
         if cfg.eval_baseline:
-            ev = _stage(paths, f"s{seed}_baseline_eval",
+            ev = run_stage(paths, f"s{seed}_baseline_eval",
                         lambda seed=seed: _evaluate(cfg, plan, plan.bundle_path, paths.baseline_eval(seed), seed))
             cells.append({"seed": seed, "init": "pretrained", "n": 0, "route": "none", "eval": ev,
                           "wall_s": 0.0, "env_steps": 0})
@@ -357,18 +363,18 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         for init in cfg.inits:
             for n in sorted(cfg.demos):
                 tag = f"s{seed}_{init}_n{n}"
-                bc = _stage(paths, f"{tag}_bc", lambda init=init, n=n, seed=seed, demos=demos:
+                bc = run_stage(paths, f"{tag}_bc", lambda init=init, n=n, seed=seed, demos=demos:
                             _bc(cfg, plan, seed, init, n, demos, progress))
                 routes = {"bc": {"bundle": bc["bundle"], "wall_s": 0.0, "env_steps": 0}}
                 if "bc_dagger" in cfg.routes:
-                    routes["bc_dagger"] = _stage(paths, f"{tag}_dagger",
+                    routes["bc_dagger"] = run_stage(paths, f"{tag}_dagger",
                                                  lambda init=init, n=n, seed=seed: _dagger(cfg, plan, seed, init, n, progress))
                 if "ppo" in cfg.routes:
-                    routes["ppo"] = _stage(paths, f"{tag}_ppo",
+                    routes["ppo"] = run_stage(paths, f"{tag}_ppo",
                                            lambda init=init, n=n, seed=seed: _ppo(cfg, plan, seed, init, n, progress))
                 for route in cfg.routes:
                     r = routes[route]
-                    ev = _stage(paths, f"{tag}_eval_{route}", lambda r=r, init=init, n=n, seed=seed, route=route:
+                    ev = run_stage(paths, f"{tag}_eval_{route}", lambda r=r, init=init, n=n, seed=seed, route=route:
                                 _evaluate(cfg, plan, r["bundle"], paths.eval(seed, init, n, route), seed))
                     cells.append({"seed": seed, "init": init, "n": n, "route": route, "eval": ev,
                                   "wall_s": bc["wall_s"] + r["wall_s"], "env_steps": bc["demo_frames"] + r["env_steps"],

@@ -141,4 +141,4 @@ def test_agent_chooses_by_measurement_on_cpu_unless_told_otherwise(monkeypatch: 
     Agent(policy)
     assert all(m.conv_impl == "auto" for m in convs)  # on CPU: measured per layer (tests/policy/test_conv_select.py)
     Agent(policy, conv_impl="direct")
-    assert not any(m.winograd for m in convs)
+    assert all(m.conv_impl == "direct" for m in convs)

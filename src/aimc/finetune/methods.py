@@ -71,7 +71,8 @@ class Plan:
 
 @dataclass
 class Stage:
-    """One fine-tune of a method: its data parts, whether it starts from the previous stage, its fixed prompt."""
+    """One fine-tune of a method: its run name, its data parts and its fixed prompt (a later stage of the same
+    method starts from the one before, `train_config`)."""
 
     name: str
     data: list[dict[str, Any]]

@@ -103,13 +103,10 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _best_time(fn: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def _seconds(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 class ConvSelector:
@@ -121,6 +118,13 @@ class ConvSelector:
         self.memo: dict[str, str] = {}
         self.measured: list[dict[str, Any]] = []  # what this process timed (benchmarks print it)
         self._machine: str | None = None
+
+    @property
+    def machine(self) -> str:
+        """This machine's key in the cache file (computed once)."""
+        if self._machine is None:
+            self._machine = machine_key()
+        return self._machine
 
     def file(self) -> Path:
         return self.path if self.path is not None else cache_dir() / CACHE_FILE
@@ -135,12 +139,10 @@ class ConvSelector:
     def forget(self) -> int:
         """Drop this machine's cached choices (e.g. measured while the machine was busy); returns how many.
         The next forward of each shape measures again."""
-        if self._machine is None:
-            self._machine = machine_key()
         self.memo.clear()
         with _locked(self.file()):
             data = self._read()
-            dropped = len(data.pop(self._machine, {}) or {})
+            dropped = len(data.pop(self.machine, {}) or {})
             if dropped:
                 atomic_write_json(self.file(), data)
         return dropped
@@ -150,21 +152,19 @@ class ConvSelector:
         by timing the two calls (the real layer on the real input) and written to the cache."""
         if key in self.memo:
             return self.memo[key]
-        if self._machine is None:
-            self._machine = machine_key()
         path = self.file()
         with _locked(path):
             data = self._read()
-            entry = data.get(self._machine, {}).get(key)
+            entry = data.get(self.machine, {}).get(key)
             if not isinstance(entry, dict) or entry.get("impl") not in ("direct", "winograd"):
                 direct(), winograd()  # warm-up: first-call allocations and numba compilation stay out
                 t_d, t_w = float("inf"), float("inf")
                 for _ in range(self.repeats):  # interleaved, so a burst of background load hits both
-                    t_d = min(t_d, _best_time(direct, 1))
-                    t_w = min(t_w, _best_time(winograd, 1))
+                    t_d = min(t_d, _seconds(direct))
+                    t_w = min(t_w, _seconds(winograd))
                 entry = {"impl": "winograd" if t_w <= MARGIN * t_d else "direct",
                          "direct_ms": t_d * 1e3, "winograd_ms": t_w * 1e3}
-                data.setdefault(self._machine, {})[key] = entry
+                data.setdefault(self.machine, {})[key] = entry
                 with contextlib.suppress(OSError):  # a read-only home: the choice still holds for this process
                     atomic_write_json(path, data)
                 self.measured.append({"key": key, **entry})

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from aimc.core.errors import ConfigError
 from aimc.policy.base import Policy, PolicyOutput
+from aimc.policy.vpt import conv_select
 from aimc.policy.vpt.config import VPTConfig
 from aimc.policy.vpt.winograd import winograd_conv3x3, winograd_weight
 
@@ -80,18 +81,13 @@ class FanInLayer(nn.Module):
         self.conv_impl = "direct"  # in no-grad forwards: "winograd" or "auto" (VPTPolicy.set_conv_impl)
         self._wino: tuple[tuple[int, int], Tensor] | None = None  # (weight identity, transformed weight)
 
-    @property
-    def winograd(self) -> bool:
-        """Whether no-grad forwards may take the Winograd path (always, or where it measured faster)."""
-        return self.conv_impl != "direct"
-
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        impl = self.conv_impl
-        if impl == "auto" and not torch.is_grad_enabled():
+        impl = self.conv_impl if not torch.is_grad_enabled() else "direct"  # training is always direct
+        if impl == "auto":
             impl = self._measured_impl(x)
-        if impl == "winograd" and not torch.is_grad_enabled():
+        if impl == "winograd":
             x = winograd_conv3x3(x, self._winograd_weight(), self.layer.bias)
         else:
             x = self.layer(x)
@@ -102,10 +98,8 @@ class FanInLayer(nn.Module):
         machine; `aimc.policy.vpt.conv_select`). Off CPU or float32 the direct path is the only candidate."""
         if x.device.type != "cpu" or x.dtype != torch.float32:
             return "direct"
-        from aimc.policy.vpt.conv_select import SELECTOR, shape_key
-
-        key = shape_key(torch.get_num_threads(), tuple(x.shape), self.layer.out_channels)
-        return SELECTOR.choose(key, lambda: self.layer(x), lambda: winograd_conv3x3(x, self._winograd_weight(), self.layer.bias))
+        key = conv_select.shape_key(torch.get_num_threads(), tuple(x.shape), self.layer.out_channels)
+        return conv_select.SELECTOR.choose(key, lambda: self.layer(x), lambda: winograd_conv3x3(x, self._winograd_weight(), self.layer.bias))
 
     def _winograd_weight(self) -> Tensor:
         """The transformed weight, recomputed whenever the conv weight changed (in place or replaced)."""

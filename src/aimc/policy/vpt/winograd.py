@@ -208,7 +208,6 @@ def _transforms(threads: int) -> tuple[Callable[..., None], Callable[..., None]]
         if "NUMBA_THREADING_LAYER" not in os.environ:
             numba.config.THREADING_LAYER = "threadsafe"
         try:
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             _input_transform_par(np.zeros((1, 6, 6, 1), np.float32), 1, 1, np.zeros((36, 1, 1), np.float32))
             _parallel_ok = True
         except (ValueError, RuntimeError):  # no OpenMP/TBB layer: numba refuses the thread-safe request

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from aimc.cli.app import main
+from aimc.core.errors import AimcError
 from aimc.core.rundir import read_metrics
 from aimc.embed.captions import paraphrases
 from aimc.embed.clips import ClipSet
@@ -31,6 +33,25 @@ def test_train_prior_cli_uses_cached_pairs_and_resumes(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 5 and [r["step"] for r in read_metrics(out)] == [1, 2, 3, 4, 5]
     assert load_prior(out / "prior").sample(np.eye(6, dtype=np.float32)[:2], seed=0).shape == (2, 6)
+
+    # the CVAE fix's settings through --set, and bad kinds / targets / an aligner on pairs without strings: one line
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    save_pairs(fixed / "pairs.npz", pairs)
+    assert main(["train", "prior", "--out", str(fixed), "--epochs", "2", "--set", "kl=mean", "--set", "beta=0.1",
+                 "--set", "free_bits=0.05", "hidden_dim=16", "latent_dim=4"]) == 0
+    saved = json.loads((fixed / "train_config.json").read_text())
+    assert (saved["kl"], saved["beta"], saved["free_bits"], saved["kind"]) == ("mean", 0.1, 0.05, "cvae")
+    capsys.readouterr()
+    for bad, msg in ((["--kind", "gan"], "prior kind must be"), (["--target", "pixels"], "prior target must be")):
+        assert main(["train", "prior", "--out", str(tmp_path / "bad"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err
+    old = tmp_path / "old"
+    old.mkdir()
+    save_pairs(old / "pairs.npz", pairs)
+    assert main(["train", "prior", "--out", str(old), "--kind", "aligner", "--epochs", "1"]) == 2
+    assert "no instruction strings" in capsys.readouterr().err
 
 
 class _FakeEmbedder:
@@ -61,3 +82,29 @@ def test_prior_metrics_pipeline_on_aligned_fake_embedder():
     assert m["paraphrase_robustness"] == 1.0 and m["text_discriminability"] == 1.0
     assert m["goal_discriminability"] == 1.0 and m["inter_task_visual_similarity"] == 0.0
     assert m["chance_accuracy"] == 1 / 3
+
+
+def test_prior_metrics_on_suite_wordings():
+    """`--suite`: goals come from the suite's prompts (held-out wordings), one event per task; tasks the suite does not
+    prompt are left out of the goals but stay as centroids to be confused with."""
+    from aimc.eval.prior_eval import suite_wordings
+
+    held = suite_wordings("crafter-heldout")
+    assert held["collect_wood"] == ["gather some wood from a tree", "fell a tree"]
+    assert all(w not in paraphrases(e) for e, ws in held.items() for w in ws)
+    labels = ["collect_wood", "place_table", "eat_cow"] * 3
+    frames = np.zeros((9, 16, 2, 2, 3), np.uint8)
+    for i, lab in enumerate(labels):
+        frames[i, :, :, :, _FakeEmbedder.tasks.index(lab)] = 255
+    clips = ClipSet(frames, labels, [("e", i) for i in range(9)])
+
+    class _Words(_FakeEmbedder):  # the suite's wordings map to their task's axis
+        def encode_text(self, texts):
+            return torch.tensor(np.array([np.eye(self.dim)[0 if "wood" in t or "tree" in t else 2] for t in texts]),
+                                dtype=torch.float32)
+
+    wordings = {"collect_wood": ["fell a tree", "gather wood"], "eat_cow": ["have beef"]}
+    m = evaluate_pair(_Words(), clips, np.arange(9), labels, prior=None, wordings=wordings)
+    assert m["tasks"] == 2 and m["goal_accuracy"] == 1.0 and m["chance_accuracy"] == 1 / 3
+    with pytest.raises(AimcError, match="fewer than 2"):
+        evaluate_pair(_Words(), clips, np.arange(9), labels, prior=None, wordings={"collect_wood": ["fell a tree"]})

@@ -124,3 +124,47 @@ def test_empty_instruction_is_one_error_line_and_writes_nothing(tmp_path, capsys
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: the instruction is empty") and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_goal_sources_text_prior_and_predictor_dirs(bundle, tmp_path, capsys, one_thread):  # noqa: F811
+    """`TextAgent(goal_source=...)` and `aimc eval tasks --goal-source`: the text side, a saved CVAE (any predictor
+    directory), and a predictor of the wrong width refused in one line before any episode runs."""
+    import json
+
+    import torch
+
+    from aimc.eval.agent import TextAgent
+    from aimc.prior.cvae import CVAEPrior, PriorConfig
+
+    text = TextAgent.from_bundle(bundle, goal_source="text").goal_from_text(["collect wood"])
+    np.testing.assert_array_equal(text, TextAgent.from_bundle(bundle).goal_from_text(["collect wood"]))  # no prior: text
+    torch.manual_seed(0)
+    cvae = CVAEPrior(PriorConfig(input_dim=EMBED_DIM, hidden_dim=8, latent_dim=4))
+    cvae.save_pretrained(tmp_path / "cvae")
+    agent = TextAgent.from_bundle(bundle, goal_source=str(tmp_path / "cvae"))
+    np.testing.assert_allclose(agent.goal_from_text(["collect wood"], seed=4), cvae.sample(text, seed=4), rtol=1e-6)
+    np.testing.assert_array_equal(agent.goal_from_text(["collect wood"], use_prior=False), text)  # per-call override
+    with pytest.raises(Exception, match="empty"):
+        agent.goal_from_text([" "])
+
+    from aimc.prior.train import GOAL_SPACE_FILE, embedder_identity
+
+    same = {"embedder": embedder_identity(str(TextAgent.from_bundle(bundle).bundle.embedder_ref())), "target": "visual"}
+    (tmp_path / "cvae" / GOAL_SPACE_FILE).write_text(json.dumps(same))
+    TextAgent.from_bundle(bundle, goal_source=str(tmp_path / "cvae"))  # trained on this bundle's embedder: fine
+    (tmp_path / "cvae" / GOAL_SPACE_FILE).write_text(json.dumps({**same, "embedder": "sha256:" + "0" * 64}))
+    with pytest.raises(Exception, match="trained on another embedder's goal space"):
+        TextAgent.from_bundle(bundle, goal_source=str(tmp_path / "cvae"))
+    (tmp_path / "cvae" / GOAL_SPACE_FILE).unlink()
+
+    CVAEPrior(PriorConfig(input_dim=EMBED_DIM + 1, hidden_dim=8, latent_dim=4)).save_pretrained(tmp_path / "wide")
+    args = ["eval", "tasks", "--checkpoint", str(bundle), "--tasks", "chop_tree", "--episodes", "1", "--max-steps", "3",
+            "--workers", "0", "--videos", "0", "--baselines", "", "--out", str(tmp_path / "ev")]
+    assert main([*args, "--goal-source", str(tmp_path / "wide")]) == 2
+    err = capsys.readouterr().err
+    assert f"outputs {EMBED_DIM + 1}-d goals but the policy expects {EMBED_DIM}-d" in err and "Traceback" not in err
+    assert not (tmp_path / "ev" / "report.json").exists()
+    assert main([*args, "--goal-source", "prior"]) == 2
+    assert "has no goal predictor" in capsys.readouterr().err
+    assert main([*args, "--goal-source", str(tmp_path / "cvae")]) == 0
+    assert json.loads((tmp_path / "ev" / "eval_config.json").read_text())["goal_source"] == str(tmp_path / "cvae")

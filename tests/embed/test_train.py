@@ -97,3 +97,38 @@ def test_strict_load_names_mismatched_keys(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="mis-shaped.*temporal.out.weight"):
         VideoTextEmbedder.from_pretrained(tmp_path / "m")
+
+
+def test_early_stopping_keeps_the_best_validated_model(synthetic_store, tmp_path, monkeypatch):
+    """Held-out top-1 (scripted) 0.5, 0.7, 0.702, 0.6: with min_delta 0.005 and patience 2 the run stops at the
+    4th validation, `model/` is the step-20 weights (the best), and a resume does not train on; raising the
+    patience on resume does."""
+    from safetensors.torch import load_file
+
+    import aimc.embed.train as train_mod
+
+    scores = iter([0.5, 0.7, 0.702, 0.6, 0.65, 0.66, 0.67, 0.68, 0.69])
+    real = train_mod.validate
+
+    def scripted(emb, clips):
+        return {**real(emb, clips), "val/clip_to_text_top1": next(scores)}
+
+    monkeypatch.setattr(train_mod, "validate", scripted)
+    run = tmp_path / "run"
+    cfg = _cfg(synthetic_store, run, steps=100, early_stop_patience=2)
+    s = train_embedder(cfg, progress=False)
+    assert s["early_stopped"] and s["trained_to"] == 40 and s["best_step"] == 20
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40] and rows[-1]["val/best_clip_to_text_top1"] == 0.7
+    best = load_file(run / "checkpoints" / "step_0000020" / "model.safetensors")
+    shipped = load_file(run / "model" / "model.safetensors")
+    assert best.keys() == shipped.keys() and all(torch.equal(best[k], shipped[k]) for k in best)
+    assert not all(torch.equal(best[k], v) for k, v in load_file(run / "checkpoints" / "step_0000040" / "model.safetensors").items())
+    assert (run / "tensorboard").is_dir()
+
+    again = train_embedder(cfg, progress=False)  # patience spent: nothing more to train
+    assert again["trained_to"] == 40 and again["resumed_from"] == 40
+    more = train_embedder(_cfg(synthetic_store, run, steps=100, early_stop_patience=4), progress=False)
+    assert more["trained_to"] == 60 and more["early_stopped"]  # 0.65 and 0.66 are two more validations without gain
+    with pytest.raises(ConfigError, match="held-out split"):
+        _cfg(synthetic_store, run, early_stop_patience=2, val_fraction=0.0)

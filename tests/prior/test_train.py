@@ -120,3 +120,33 @@ def test_run_dir_of_older_version_resumes_exactly(tmp_path):
     a, b = (torch.load(d / "checkpoints" / "step_00000004" / "train_state.pt", weights_only=True)["model"]
             for d in (tmp_path / "full", old))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pairs_carry_instructions_and_task_data_joins(store, tmp_path, embedder_builds):
+    """Pairs hold each row's instruction string and its task's canonical-instruction embedding (the aligner's inputs
+    and the text-goal target); a task-demonstration store adds its clips and is part of the cache key."""
+    from aimc.embed.captions import instruction, paraphrases
+    from aimc.prior.train import load_pairs
+
+    rng = np.random.default_rng(1)
+    with EpisodeWriter(tmp_path / "task", "t0", {"world": "synthetic", "seed": 9}) as w:
+        for t in range(40):
+            w.add(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), 0, ["collect_drink"] * (t == 25), {"step": t})
+    out = tmp_path / "run"
+    cfg = PriorTrainConfig(out=str(out), data=str(store), embedder="fake", epochs=1, batch_size=16, hidden_dim=8,
+                           latent_dim=2, val_pairs=4, nothing_per_episode=0)
+    train_prior(cfg, progress=False)
+    assert json.loads((out / "prior" / "goal_space.json").read_text()) == {"embedder": "fake", "target": "visual"}
+    pairs = load_pairs(out / "pairs.npz")
+    assert set(pairs["label"]) == {"collect_wood", "eat_cow"}
+    fake = _FakeEmbedder()
+    for label, phrase, canon in zip(pairs["label"], pairs["phrase"], pairs["canon"], strict=True):
+        assert phrase in paraphrases(label)
+        np.testing.assert_allclose(canon, fake.encode_text([instruction(label)])[0].numpy(), rtol=1e-6)
+    with_task = train_prior(replace(cfg, epochs=2, task_data=[str(tmp_path / "task")]), progress=False)
+    assert len(embedder_builds) == 2 and read_pairs_key(out / "pairs.npz")["task_episodes"] == [["t0"]]
+    grown = load_pairs(out / "pairs.npz")
+    assert "collect_drink" in set(grown["label"]) and with_task["pairs"] == len(pairs["label"]) + len(paraphrases("collect_drink"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="holds no episodes"):
+        train_prior(replace(cfg, epochs=3, task_data=[str(tmp_path / "empty")]), progress=False)

@@ -4,6 +4,7 @@ Examples:
     aimc eval tasks --episodes 20                                      # the shipped agent, like `aimc play`
     aimc eval tasks --checkpoint runs/agent --episodes 20 --workers 2 --out runs/eval
     aimc eval tasks --checkpoint runs/agent --cfg-scales 0,2,4,6,8 --tasks chop_tree,place_table
+    aimc eval tasks --suite crafter-heldout --goal-source runs/aligner/prior --episodes 20
     aimc eval tasks --baselines-only --baselines demonstrator,random --episodes 10
     aimc eval tasks --suite my_suite.yaml --checkpoint runs/agent --backend ray
     aimc eval tasks --suite minecraft-early --checkpoint steve1/ --workers 1 --envs-per-worker 4 --device cuda
@@ -55,6 +56,8 @@ def eval_tasks_cmd(
     videos: int = typer.Option(D.videos, min=0, help="Tasks whose first episode is recorded and embedded."),
     episode_timeout: float = typer.Option(D.episode_timeout, help="Seconds before a silent worker is killed and its episode retried."),
     use_prior: bool | None = typer.Option(None, "--use-prior/--no-prior", help="Force the bundle's prior on/off."),
+    goal_source: str | None = typer.Option(None, help="text (embedder's text side), prior (the bundle's predictor) "
+                                           "or a predictor directory (aimc train prior); default: the bundle's."),
     out: Path = typer.Option(Path(D.out), help="Output directory (report.json, report.html, videos/, eval_config.json)."),
     seed: int = typer.Option(D.seed, help="Seed for agent sampling (worlds come from the suite's seeds)."),
     device: str = typer.Option(D.device, help="torch device for the agent."),
@@ -72,7 +75,7 @@ def eval_tasks_cmd(
     cfg = EvalConfig(
         checkpoint=checkpoint, suite=None if suite is None else str(suite), tasks=_names(tasks), episodes=episodes,
         max_steps=max_steps, cfg_scales=_floats(cfg_scales), baselines=_names(baselines), videos=videos,
-        use_prior=use_prior, workers=workers, envs_per_worker=envs_per_worker, backend=backend, episode_timeout=episode_timeout, seed=seed,
+        use_prior=use_prior, goal_source=goal_source, workers=workers, envs_per_worker=envs_per_worker, backend=backend, episode_timeout=episode_timeout, seed=seed,
         device=device, out=str(out),
     )
     s = run_eval(cfg)

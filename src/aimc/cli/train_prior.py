@@ -1,8 +1,11 @@
-"""`aimc train prior`: train the CVAE text->goal prior on auto-captioned clips (resumable).
+"""`aimc train prior`: train a text->goal predictor (CVAE prior or LM aligner) on auto-captioned clips (resumable).
 
 Examples:
     aimc train prior --data data/crafter --embedder runs/embedder/model --out runs/prior
-    aimc train prior --data data/crafter --embedder runs/embedder/model epochs=100 beta=0.5
+    aimc train prior --data data/crafter --embedder runs/embedder/model epochs=100 kl=mean beta=0.5 free_bits=0.1
+    aimc train prior --kind aligner --data data/crafter --embedder runs/embedder/model --out runs/aligner lr=1e-3
+    aimc train prior --kind aligner --target instruction ...   # for a policy trained on text goals
+    aimc train prior --kind aligner --set aligner.backbone=/models/qwen --set aligner.lora_rank=8 --device cuda ...
     aimc train prior --out runs/prior          # resume an interrupted run (config is reloaded)
 
 Writes runs/prior/prior/ (config.json + model.safetensors, the best validation epoch), pairs.npz (rebuilt
@@ -27,6 +30,10 @@ def train_prior_cmd(
     data: str | None = typer.Option(None, help="Episode-store directory with captionable events."),
     embedder: str | None = typer.Option(None, help="Embedder name or saved directory (the policy's goal space)."),
     out: Path = typer.Option(Path("runs/prior"), help="Run directory (resumed if it exists)."),
+    kind: str | None = typer.Option(None, help="cvae (STEVE-1's prior, default) or aligner (LM -> queries -> goal)."),
+    target: str | None = typer.Option(None, help="visual (clip embeddings, default) or instruction (text-goal policies)."),
+    task_data: list[str] = typer.Option([], help="Extra episode stores (e.g. task demonstrations) whose clips join."),
+    set_: list[str] = typer.Option([], "--set", help="key=value overrides, like the positional ones."),
     epochs: int | None = typer.Option(None, min=1, help="Training epochs (default 50)."),
     seed: int | None = typer.Option(None, help="Seed for pair sampling, splits and training."),
     device: str | None = typer.Option(None, help="torch device."),
@@ -40,10 +47,11 @@ def train_prior_cmd(
     saved = out / "train_config.json"
     layers: list = [json.loads(saved.read_text())] if saved.is_file() else []
     flags = {k: v for k, v in {"data": data, "embedder": embedder, "epochs": epochs, "seed": seed,
-                               "device": device}.items() if v is not None}
-    cfg = build_config(PriorTrainConfig, *layers, {**flags, "out": str(out)}, overrides=overrides or [])
+                               "device": device, "kind": kind, "target": target,
+                               "task_data": task_data or None}.items() if v is not None}
+    cfg = build_config(PriorTrainConfig, *layers, {**flags, "out": str(out)}, overrides=[*(overrides or []), *set_])
     summary = train_prior(cfg, skipped=Skipped(strict=strict))
     dropped = skip_summary(summary["skipped_by_reason"])
-    typer.echo(f"prior: {summary['pairs']} pairs, train loss {summary['first_train_loss']:.4f} -> "
+    typer.echo(f"{summary['kind']} ({summary['target']} target): {summary['pairs']} pairs, train loss {summary['first_train_loss']:.4f} -> "
                f"{summary['last_train_loss']:.4f}, best val {summary['best_val_loss']:.4f} at epoch "
                f"{summary['best_epoch']}; {dropped + '; ' if dropped else ''}saved {summary['prior']}")

@@ -61,13 +61,22 @@ class EmbedderTrainConfig:
     max_clips_per_task_per_episode: int = 4
     """cap on clips of one task from one episode (keeps frequent events from dominating memory)"""
     checkpoint_every: int = 100
-    """optimiser steps between resumable checkpoints"""
+    """optimiser steps between resumable checkpoints (and held-out validations)"""
+    early_stop_patience: int = 0
+    """stop after this many validations in a row without a better held-out clip->text top-1 (0 = train all
+    `steps`); with a held-out split, `model/` is always the best validated checkpoint"""
+    min_delta: float = 0.005
+    """a validation counts as better only when top-1 rises by more than this"""
     seed: int = 0
     """seeds the model init, the split, the clip cuts and the batch draws"""
     device: str = "auto"
     """'auto' = a GPU when present"""
 
     def __post_init__(self) -> None:
+        if self.early_stop_patience < 0 or self.min_delta < 0:
+            raise ConfigError("early_stop_patience and min_delta must be >= 0")
+        if self.early_stop_patience and self.val_fraction == 0:
+            raise ConfigError("early_stop_patience needs a held-out split (val_fraction > 0)")
         for name in ("steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")

@@ -54,7 +54,9 @@ class SentenceTextEncoder:
 
     def __init__(self, name_or_dir: str = BUNDLED, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a weight-loading bar per process would clutter every command's output
         path = resolve_text_model(name_or_dir)
         with _offline():
             try:

@@ -3,6 +3,11 @@
 Batches are task-balanced (task drawn uniformly, then a clip of it, then one of its paraphrases), so
 most negatives in a batch are clips and captions of *other* tasks. Several clips of one task may share
 a batch: the targets then spread over all same-task pairs instead of punishing them as negatives.
+
+Training to convergence: every `checkpoint_every` steps the held-out episodes are scored (clip->text top-1,
+inter-task visual similarity, text discriminability; metrics.jsonl and TensorBoard), the best top-1 so far is
+kept in `best/`, and `early_stop_patience` validations without a gain end the run. `model/` is then the best
+checkpoint, not the last: a longer run never ships a worse embedder than a shorter one.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from aimc.embed.config import EmbedderTrainConfig, VideoTextConfig
 from aimc.embed.videotext import VideoTextEmbedder, VideoTextModel
 
 TRAIN_CONFIG = "train_config.json"
-RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+BEST = "best"
+"""The best validated model so far (a `make_embedder` directory), next to checkpoints/."""
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "early_stop_patience", "min_delta")
 """Settings a resumed run may change (`aimc.core.rundir`); anything else must match the saved config."""
 
 
@@ -67,13 +74,18 @@ def _lr_at(step: int, cfg: EmbedderTrainConfig) -> float:
 
 @torch.no_grad()
 def validate(emb: VideoTextEmbedder, clips: ClipSet) -> dict[str, float]:
-    """Loss-free check: clip->text top-1 against one canonical instruction per task."""
+    """Loss-free held-out check: clip->text top-1 against one canonical instruction per task, and the two
+    separation metrics the issue targets (`aimc.embed.metrics`)."""
+    from aimc.embed.metrics import inter_task_similarity, text_discriminability
+
     tasks = clips.tasks()
     text = emb.encode_text([instruction(t) for t in tasks])
     feats = torch.cat([emb.encode_clips(clips.frames[i : i + 64]) for i in range(0, len(clips), 64)])
     pred = np.asarray(tasks)[(feats @ text.T).argmax(dim=1).numpy()]
     return {
         "val/clip_to_text_top1": float((pred == np.asarray(clips.labels)).mean()),
+        "val/inter_task_visual_similarity": inter_task_similarity(feats.numpy(), clips.labels),
+        "val/text_discriminability": text_discriminability(text.numpy()),
         "val/clips": len(clips),
     }
 
@@ -83,22 +95,30 @@ def _run_dir(cfg: EmbedderTrainConfig) -> RunDir:
     return RunDir(cfg.out, resumable=RESUMABLE_CHANGES, config_file=TRAIN_CONFIG, step_digits=7)
 
 
-def _checkpoint(run: RunDir, step: int, model: VideoTextModel, opt: torch.optim.Optimizer) -> None:
+def _checkpoint(run: RunDir, step: int, model: VideoTextModel, opt: torch.optim.Optimizer,
+                stop: dict[str, float]) -> None:
     with run.checkpoint(step) as tmp:
         save_model_dir(tmp, VideoTextEmbedder.name, to_dict(model.cfg), model.state_dict())
         (tmp / "train_state").mkdir()
-        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "train_state" / "state.pt")
+        torch.save({"optimizer": opt.state_dict(), "step": step, **{k: torch.tensor(float(v)) for k, v in stop.items()}},
+                   tmp / "train_state" / "state.pt")
 
 
-def _resume(run: RunDir, model: VideoTextModel, opt: torch.optim.Optimizer) -> int:
+def _fresh_stop() -> dict[str, float]:
+    """Early-stopping state: best held-out top-1, the step it was reached at, validations since."""
+    return {"best_top1": -1.0, "best_step": 0, "bad": 0}
+
+
+def _resume(run: RunDir, model: VideoTextModel, opt: torch.optim.Optimizer) -> tuple[int, dict[str, float]]:
     ckpt = run.latest()
     if ckpt is None:
-        return 0
+        return 0, _fresh_stop()
     _, tensors = read_model_dir(ckpt, VideoTextEmbedder.name)
     load_strict(model, tensors, str(ckpt))
     state = torch.load(ckpt / "train_state" / "state.pt", map_location="cpu", weights_only=True)
     opt.load_state_dict(state["optimizer"])
-    return int(state["step"])
+    stop = {k: float(state[k]) for k in _fresh_stop() if k in state}  # checkpoints of older versions lack them
+    return int(state["step"]), {**_fresh_stop(), **stop}
 
 
 def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True, skipped: Skipped | None = None) -> dict[str, Any]:
@@ -134,17 +154,21 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True, skipped: Ski
     emb = VideoTextEmbedder(VideoTextConfig(**to_dict(cfg.model)), device=device)
     model = emb.model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start = _resume(rundir, model, opt)
+    start, stop = _resume(rundir, model, opt)
     rundir.trim_metrics(start)
     all_texts = sorted({p for t in train.tasks() for p in paraphrases(t)})
     sentence = dict(zip(all_texts, emb.sentence_features(all_texts), strict=True))
 
+    from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
+    writer = SummaryWriter(str(run / "tensorboard"), purge_step=start + 1)
     bar = tqdm(total=cfg.steps, initial=start, desc="train embedder", disable=not progress, unit="step")
     losses: list[float] = []
+    stopped = _patience_spent(cfg, stop)
+    done = start
     model.train()
-    for step in range(start, cfg.steps):
+    for step in range(start, cfg.steps if not stopped else start):
         rng = np.random.default_rng([cfg.seed, step])  # batch depends only on (seed, step): resume-exact
         idx, labels, texts = sample_batch(train, cfg.batch_size, rng)
         for group in opt.param_groups:
@@ -172,14 +196,36 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True, skipped: Ski
                 model.eval()
                 record.update(validate(emb, val))
                 model.train()
+                if record["val/clip_to_text_top1"] > stop["best_top1"] + cfg.min_delta:
+                    stop.update(best_top1=record["val/clip_to_text_top1"], best_step=done, bad=0)
+                    with atomic_dir(run / BEST, overwrite=True) as tmp:
+                        emb.save_pretrained(tmp)
+                else:
+                    stop["bad"] += 1
+                record["val/best_clip_to_text_top1"] = stop["best_top1"]
             rundir.log(record)
-            _checkpoint(rundir, done, model, opt)
+            for k, v in record.items():
+                if k != "step":
+                    writer.add_scalar(k, v, done)
+            writer.add_scalar("train/temperature", 1.0 / model.scale().item(), done)
+            writer.flush()
+            _checkpoint(rundir, done, model, opt, stop)
+            if _patience_spent(cfg, stop):
+                stopped = True
+                break
     bar.close()
+    writer.close()
     model.eval()
+    if val is not None and (run / BEST).is_dir():
+        # Early stopping's rule: ship the best validated weights, not the last.
+        emb = VideoTextEmbedder.from_pretrained(run / BEST, device=str(emb.device))
     with atomic_dir(run / "model", overwrite=True) as tmp:
         emb.save_pretrained(tmp)
     summary = {
         "steps": cfg.steps,
+        "trained_to": done,
+        "early_stopped": stopped,
+        "best_step": int(stop["best_step"]),
         "resumed_from": start,
         "train_clips": len(train),
         "tasks": train.tasks(),
@@ -193,6 +239,10 @@ def train_embedder(cfg: EmbedderTrainConfig, progress: bool = True, skipped: Ski
     if val is not None:
         summary.update(validate(emb, val))
     return summary
+
+
+def _patience_spent(cfg: EmbedderTrainConfig, stop: dict[str, float]) -> bool:
+    return bool(cfg.early_stop_patience) and stop["bad"] >= cfg.early_stop_patience
 
 
 def load_train_config(path: str | Path) -> EmbedderTrainConfig:

@@ -34,21 +34,28 @@ def read_bundle(path: str | Path) -> dict[str, Any]:
 class TextAgent:
     """Text/video-goal agent over a bundle; see the module docstring."""
 
-    def __init__(self, policy: VPTPolicy, bundle: AgentBundle, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(self, policy: VPTPolicy, bundle: AgentBundle, device: str = "cpu", seed: int = 0,
+                 goal_source: str | None = None) -> None:
         self.policy = policy.to(device).eval()
         self.bundle = bundle
         self.device = device
         self.seed = seed
+        self.goal_source = goal_source
+        """None = the bundle's predictor when it has one, else the text side; "text"; "prior"; or a predictor
+        directory (`aimc.prior.load_predictor`)."""
         self.cond_scale: float | None = float(bundle.cond_scale) if bundle.cond_scale is not None else None
         self._embedder: Any = None
-        self._prior: Any = None
+        self._predictors: dict[str, Any] = {}
         self._agent: Agent | None = None
         self._goals: np.ndarray | None = None
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0) -> TextAgent:
+    def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0, goal_source: str | None = None) -> TextAgent:
         bundle = AgentBundle.read(path)
-        return cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed)
+        agent = cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed, goal_source)
+        if goal_source not in (None, "text"):
+            agent.predictor(goal_source)  # a missing or mis-sized predictor fails here, before any episode
+        return agent
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -74,24 +81,46 @@ class TextAgent:
                     f"embedder {self.bundle.embedder!r} gives {self._embedder.dim}-d goals but the policy expects {self.goal_dim}")
         return self._embedder
 
+    def _source(self, use_prior: bool | None) -> str:
+        """The goal source in effect: `use_prior` (a per-call override) wins over `goal_source`."""
+        if use_prior is not None:
+            if use_prior and self.bundle.prior_dir() is None:
+                raise AimcError("use_prior=True but this bundle has no prior")
+            return "prior" if use_prior else "text"
+        if self.goal_source is not None:
+            return self.goal_source
+        return "prior" if self.bundle.prior_dir() is not None else "text"
+
+    def predictor(self, source: str) -> Any:
+        """The goal predictor of a source ("text", "prior" = the bundle's, or a directory), loaded once, checked
+        against the policy's goal dimension."""
+        from aimc.prior.base import TextSide, check_goal_dim, load_predictor
+
+        if source not in self._predictors:
+            if source == "text":
+                self._predictors[source] = TextSide(self._encode_text, self.embedder.dim)
+            else:
+                path = self.bundle.prior_dir() if source == "prior" else Path(source)
+                if path is None:
+                    raise AimcError("goal source 'prior' but this bundle has no goal predictor; use 'text' or a predictor directory")
+                pred = load_predictor(path, device=self.device, text_encoder=self._encode_text)
+                check_goal_dim(pred, self.goal_dim, str(path))
+                from aimc.prior.train import check_goal_space
+
+                check_goal_space(path, self.bundle.embedder_ref())
+                self._predictors[source] = pred
+        return self._predictors[source]
+
+    def _encode_text(self, texts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return self.embedder.encode_text(list(texts)).float().cpu().numpy()
+
     def goal_from_text(self, texts: list[str], use_prior: bool | None = None, seed: int = 0) -> np.ndarray:
-        """(N, D) float32 goals: the embedder's text side, mapped through the bundle's prior when it has one."""
+        """(N, D) float32 goals from the agent's goal source (see `goal_source`); `use_prior` True/False forces the
+        bundle's predictor / the text side for this call."""
         if isinstance(texts, str):
             texts = [texts]
-        with torch.no_grad():
-            emb = self.embedder.encode_text(list(texts)).float().cpu().numpy()
-        prior_dir = self.bundle.prior_dir()
-        if use_prior is None:
-            use_prior = prior_dir is not None
-        if use_prior:
-            if prior_dir is None:
-                raise AimcError("use_prior=True but this bundle has no prior")
-            if self._prior is None:
-                from aimc.prior import load_prior
-
-                self._prior = load_prior(prior_dir)
-            emb = np.asarray(self._prior.sample(emb, seed=seed), np.float32)
-        return emb.astype(np.float32)
+        return np.asarray(self.predictor(self._source(use_prior)).sample(list(texts), seed=seed), np.float32)
 
     def goal_from_video(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (16, H, W, 3) clip -> (D,) visual goal (what the policy was trained on)."""

@@ -41,7 +41,8 @@ class TextAgentFactory:
     """The trained agent from a bundle (`aimc.eval.agent.TextAgent`).
 
     `zero_goal` gives the unconditional policy (all-zeros goal, no guidance); `cond_scale` None uses
-    the bundle's default; `use_prior` None uses the bundle's prior when it has one.
+    the bundle's default; `use_prior` None uses the bundle's prior when it has one; `goal_source` ("text",
+    "prior" or a predictor directory) picks how prompts become goals (`TextAgent.goal_source`).
     """
 
     bundle: str
@@ -49,11 +50,12 @@ class TextAgentFactory:
     zero_goal: bool = False
     use_prior: bool | None = None
     device: str = "cpu"
+    goal_source: str | None = None
 
     def __call__(self) -> Actor:
         from aimc.eval.agent import TextAgent
 
-        agent = TextAgent.from_bundle(self.bundle, device=self.device)
+        agent = TextAgent.from_bundle(self.bundle, device=self.device, goal_source=self.goal_source)
         return TextActor(agent, self.cond_scale, zero_goal=self.zero_goal, use_prior=self.use_prior)
 
 

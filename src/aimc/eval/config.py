@@ -36,6 +36,9 @@ class EvalConfig:
     """Tasks whose first episode (of the first prompted condition) is recorded and embedded in the report."""
     use_prior: bool | None = None
     """Force the bundle's text->goal prior on or off; None = use it when the bundle has one."""
+    goal_source: str | None = None
+    """How prompts become goals: "text" (the embedder's text side), "prior" (the bundle's goal predictor) or a
+    saved predictor directory (`aimc train prior`, cvae or aligner); None = the bundle's default."""
     workers: int = 2
     """Parallel env worker processes (0 = in this process)."""
     envs_per_worker: int = 16
@@ -57,6 +60,10 @@ class EvalConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 (or null for the suite's), got {value}")
+        if self.goal_source is not None and self.use_prior is not None:
+            raise ConfigError("give --goal-source or --use-prior/--no-prior, not both (--goal-source prior/text says the same)")
+        if self.goal_source is not None and not self.goal_source.strip():
+            raise ConfigError("goal_source is empty; use text, prior or a predictor directory")
         if self.envs_per_worker < 1:
             raise ConfigError(f"envs_per_worker must be >= 1, got {self.envs_per_worker}")
         for name in ("videos", "workers"):

@@ -194,7 +194,7 @@ def evaluate_suite(
 
 def build_conditions(
     checkpoint: str | None, cfg_scales: list[float], baselines: list[str], use_prior: bool | None = None,
-    device: str = "cpu",
+    device: str = "cpu", goal_source: str | None = None,
 ) -> tuple[list[Condition], dict[str, Any]]:
     """Conditions for one run: the agent at the bundle's scale, the sweep scales, then the baselines.
 
@@ -213,10 +213,12 @@ def build_conditions(
         meta = read_bundle(checkpoint)
         env_cfg = dict(meta.get("world_config") or {})
         main = float(meta.get("cond_scale", 6.0))
-        conds.append(Condition("agent", TextAgentFactory(checkpoint, main, use_prior=use_prior, device=device),
+        conds.append(Condition("agent", TextAgentFactory(checkpoint, main, use_prior=use_prior, device=device,
+                                                         goal_source=goal_source),
                                True, main, "agent"))
         for s in sorted(set(cfg_scales) - {main}):
-            conds.append(Condition(f"agent@{s:g}", TextAgentFactory(checkpoint, s, use_prior=use_prior, device=device),
+            conds.append(Condition(f"agent@{s:g}", TextAgentFactory(checkpoint, s, use_prior=use_prior, device=device,
+                                                                    goal_source=goal_source),
                                    True, s, "cfg_sweep"))
         if "unconditional" in baselines:
             conds.append(Condition("unconditional", TextAgentFactory(checkpoint, zero_goal=True, device=device),
@@ -265,7 +267,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         baselines = [b for b in baselines if b != "unconditional"] or ["demonstrator"]
     if not world_info(suite.world).has_demonstrator:  # e.g. Minecraft: no scripted player to compare with
         baselines = [b for b in baselines if b != "demonstrator"]
-    conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device)
+    if cfg.goal_source not in (None, "text"):
+        if cfg.checkpoint is None:
+            raise AimcError("--goal-source needs an agent (--checkpoint or the shipped one), not --baselines-only")
+        from aimc.eval.agent import TextAgent
+
+        TextAgent.from_bundle(cfg.checkpoint, goal_source=cfg.goal_source)  # a bad predictor fails here, once
+    conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device,
+                                      cfg.goal_source)
     report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
                                       cfg.episode_timeout, progress=progress, env_config=env_cfg,
                                       envs_per_worker=cfg.envs_per_worker)

@@ -5,6 +5,11 @@ trained on video goals acts poorly on raw text embeddings. The prior learns p(vi
 encoder q(z | visual, text) is only used in training; at inference z ~ N(0, I) is decoded together with
 the text embedding into a "visual-like" goal.
 
+Collapse and its fix: with STEVE-1's loss (KL summed over batch and latent, MSE averaged, beta 1) the KL term
+outweighs the reconstruction by orders of magnitude, the posterior collapses onto the prior and z carries nothing.
+`loss` also offers the KL averaged per dimension (`kl: mean`) and free bits (a per-dimension floor under which the
+KL is not penalised); `docs/goals.md` has the sweep that chose between them.
+
 Layout (reference/steve1.md section 5; `nn.Sequential` indices 0, 1, 3, 4, 6 hold weights):
     encoder: [visual, text] -> Linear(2D, H) -> LN -> ReLU -> Linear(H, H) -> LN -> ReLU -> Linear(H, 2L) = [mu, logvar]
     decoder: [z, text]      -> Linear(L + D, H) -> LN -> ReLU -> Linear(H, H) -> LN -> ReLU -> Linear(H, D)
@@ -23,6 +28,7 @@ from torch import Tensor, nn
 from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, CheckpointError
+from aimc.prior.base import GoalPredictor, TextEncoder, check_texts
 
 KIND = "cvae_prior"
 
@@ -51,8 +57,13 @@ def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     )
 
 
-class CVAEPrior(nn.Module):
-    """STEVE-1's `TranslatorVAE` with aimc's persistence and a seeded numpy `sample` for inference."""
+class CVAEPrior(GoalPredictor):
+    """STEVE-1's `TranslatorVAE` with aimc's persistence and a seeded numpy `sample` for inference.
+
+    `sample` takes text embeddings (N, D) as STEVE-1's does, or instructions once `bind` gave it the embedder's
+    text side (`load_predictor(..., text_encoder=...)` does that)."""
+
+    kind = KIND
 
     def __init__(self, config: PriorConfig | None = None) -> None:
         super().__init__()
@@ -60,10 +71,37 @@ class CVAEPrior(nn.Module):
         c = self.config
         self.encoder = _mlp(2 * c.input_dim, c.hidden_dim, 2 * c.latent_dim)
         self.decoder = _mlp(c.latent_dim + c.input_dim, c.hidden_dim, c.input_dim)
+        self._text_encoder: TextEncoder | None = None
 
     @property
     def dim(self) -> int:
         return self.config.input_dim
+
+    def bind(self, text_encoder: TextEncoder) -> CVAEPrior:
+        """Attach the embedder's text side, so `sample` accepts instructions."""
+        self._text_encoder = text_encoder
+        return self
+
+    def training_inputs(self, pairs: dict[str, np.ndarray], target: np.ndarray) -> dict[str, Tensor]:
+        dev = next(self.parameters()).device
+        return {"text": torch.from_numpy(np.asarray(pairs["text"], np.float32)).to(dev),
+                "target": torch.from_numpy(np.asarray(target, np.float32)).to(dev)}
+
+    def loss(self, batch: dict[str, Tensor], settings: Any, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """beta x KL + MSE, the KL summed (STEVE-1) or averaged per dimension, with an optional free-bits floor."""
+        mu, logvar = self.encode(batch["target"], batch["text"])
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        recon = self.decode(mu + eps * torch.exp(0.5 * logvar), batch["text"])
+        mse = nn.functional.mse_loss(recon, batch["target"])
+        kl_bd = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
+        per_dim = kl_bd.mean(dim=0)
+        free_bits = float(getattr(settings, "free_bits", 0.0))
+        penalised = per_dim.clamp(min=free_bits) if free_bits > 0 else per_dim
+        mode = getattr(settings, "kl", "sum")
+        kl = penalised.sum() * mu.shape[0] if mode == "sum" else penalised.mean()
+        beta = float(getattr(settings, "beta", 1.0))
+        return {"loss": beta * kl + mse, "kl": kl_bd.sum() if mode == "sum" else kl_bd.mean(), "mse": mse,
+                "kl_per_dim": per_dim.mean()}
 
     def encode(self, visual: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
         """(B, D), (B, D) -> mu (B, L), logvar (B, L); the first half of the output is mu."""
@@ -93,8 +131,17 @@ class CVAEPrior(nn.Module):
             z = torch.randn(z.shape, generator=generator, device=text.device, dtype=text.dtype)
         return self.decode(z, text)
 
-    def sample(self, text_emb: np.ndarray, seed: int = 0, deterministic: bool = False) -> np.ndarray:
-        """The inference interface: float (N, D) text embeddings -> float32 (N, D) goals; same seed, same goals."""
+    def sample(self, text: list[str] | np.ndarray, seed: int = 0, deterministic: bool = False) -> np.ndarray:
+        """Float (N, D) text embeddings, or instructions when bound -> float32 (N, D) goals; same seed, same goals."""
+        if isinstance(text, np.ndarray | Tensor):
+            return self._sample_embeddings(np.asarray(text), seed, deterministic)
+        texts = check_texts(text)
+        if self._text_encoder is None:
+            raise AimcError("this CVAE prior has no text encoder bound: pass text embeddings, or load it with "
+                            "load_predictor(path, text_encoder=embedder's text side)")
+        return self._sample_embeddings(np.asarray(self._text_encoder(texts)), seed, deterministic)
+
+    def _sample_embeddings(self, text_emb: np.ndarray, seed: int, deterministic: bool) -> np.ndarray:
         text = np.asarray(text_emb, dtype=np.float32)
         if text.ndim != 2 or text.shape[1] != self.dim:
             raise AimcError(f"prior expects text embeddings of shape (N, {self.dim}), got {text.shape}")
@@ -142,9 +189,6 @@ class CVAEPrior(nn.Module):
         model = cls(config)
         load_strict(model, state, str(path))
         return model.to(device).eval()
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
 
 def _infer_config(state: dict[str, Tensor], path: Path) -> PriorConfig:

@@ -45,7 +45,8 @@ class AgentBundle:
     embed_name: str | None
     """Name of the goal embeddings the policy was trained on (`aimc embed --name`)."""
     prior: str | None
-    """Text -> visual-goal prior directory, relative to the bundle; None = text embeddings are goals."""
+    """Goal-predictor directory (a CVAE prior or an aligner, `aimc.prior.load_predictor`), relative to the bundle;
+    None = text embeddings are goals."""
     cond_scale: float | None
     """Default classifier-free guidance scale for `TextAgent.start`."""
     world: str
@@ -166,7 +167,7 @@ class AgentBundle:
         return self._member(self.policy)
 
     def prior_dir(self) -> Path | None:
-        """The prior directory (`aimc.prior.load_prior` reads it), or None for a bundle without a prior."""
+        """The goal predictor's directory (`aimc.prior.load_predictor` reads it), or None for a bundle without one."""
         return self._member(self.prior) if self.prior is not None else None
 
     def embedder_ref(self) -> Path | str | None:

@@ -47,3 +47,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TINY_LM_WORDS = ["chop", "a", "tree", "collect", "wood", "get", "log", "drink", "water", "quench", "thirst", "lake",
+                 "mine", "stone", "dig", "rock", "kill", "cow", "hunt", "eat", "place", "table", "put", "down", "build",
+                 "bench", "sleep", "rest", "night", "go", "to", "fell", "have", "some", "the", "from"]
+"""The tiny language model's whole vocabulary (other words tokenise to [UNK])."""
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A 2-layer, 32-wide BERT and a word-level vocab, saved like any Hugging Face model directory."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny_lm")
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_LM_WORDS])}
+    tok = BertTokenizerFast(vocab=vocab)
+    assert tok("chop a tree")["input_ids"] == [2, 5, 6, 7, 3]  # words are tokens, not [UNK]
+    tok.save_pretrained(root)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=5 + len(TINY_LM_WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(root)
+    return root

@@ -168,3 +168,23 @@ def test_goal_sources_text_prior_and_predictor_dirs(bundle, tmp_path, capsys, on
     assert "has no goal predictor" in capsys.readouterr().err
     assert main([*args, "--goal-source", str(tmp_path / "cvae")]) == 0
     assert json.loads((tmp_path / "ev" / "eval_config.json").read_text())["goal_source"] == str(tmp_path / "cvae")
+
+
+def test_bundle_names_an_aligner_and_play_uses_it(bundle, tiny_lm, tmp_path, capsys, one_thread):  # noqa: F811
+    """A bundle whose `prior` member is an aligner: `TextAgent` (hence `aimc play`) takes its goals from it."""
+    import torch
+
+    from aimc.eval.agent import TextAgent
+    from aimc.prior.aligner import Aligner
+    from aimc.prior.config import AlignerConfig
+    from aimc.train.bundle import AgentBundle
+
+    torch.manual_seed(0)
+    aligner = Aligner(AlignerConfig(backbone=str(tiny_lm), out_dim=EMBED_DIM, n_queries=2, width=16, layers=1, heads=2))
+    aligner.save_pretrained(tmp_path / "aligner")
+    AgentBundle.read(bundle).copy_into(tmp_path / "with_aligner", prior=tmp_path / "aligner")
+    agent = TextAgent.from_bundle(tmp_path / "with_aligner")
+    np.testing.assert_allclose(agent.goal_from_text(["chop a tree"]), aligner.sample(["chop a tree"]), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(agent.goal_from_text(["chop a tree"]), agent.goal_from_text(["chop a tree"], use_prior=False))
+    assert main(["play", "chop a tree", "--checkpoint", str(tmp_path / "with_aligner"), "--steps", "3", "--video", ""]) == 0
+    assert capsys.readouterr().out.startswith("chop a tree: ")

@@ -1,5 +1,5 @@
 """The goal-predictor registry and the language-model aligner (note 001), on a tiny randomly initialised BERT built
-from a config in a temp dir: no network, no download."""
+from a config in a temp dir (`tiny_lm`, tests/conftest.py): no network, no download."""
 
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ from aimc.prior.config import AlignerConfig
 from aimc.prior.cvae import CVAEPrior, PriorConfig, released_state_dict
 from aimc.prior.train import PriorTrainConfig, train_prior
 
-WORDS = ["chop", "a", "tree", "collect", "wood", "get", "log", "drink", "water", "quench", "thirst", "lake", "mine",
-         "stone", "dig", "rock", "kill", "cow", "hunt", "eat", "place", "table", "put", "down", "build", "bench",
-         "sleep", "rest", "night", "go", "to", "fell", "have", "some", "the", "from"]
 TASKS = {
     "wood": ["chop a tree", "collect wood", "get a log"],
     "drink": ["drink water", "quench thirst", "drink from the lake"],
@@ -28,23 +25,6 @@ TASKS = {
     "sleep": ["sleep", "rest", "go to sleep"],
 }
 DIM = 12
-
-
-@pytest.fixture(scope="module")
-def tiny_lm(tmp_path_factory):
-    """A 2-layer, 32-wide BERT and a word-level vocab, saved like any Hugging Face model directory."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    root = tmp_path_factory.mktemp("tiny_lm")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
-    tok = BertTokenizerFast(vocab=vocab)
-    assert tok("chop a tree")["input_ids"] == [2, 5, 6, 7, 3]  # words are tokens, not [UNK]
-    tok.save_pretrained(root)
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=5 + len(WORDS), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    BertModel(cfg).save_pretrained(root)
-    return root
 
 
 def _pairs(per_phrase: int = 8, seed: int = 0):

@@ -270,3 +270,28 @@ def test_unwrapped_disk_error_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(aimc.data.video, "render_episode_video", full)
     assert main(["video", str(tmp_path), "--out", str(tmp_path / "v.mp4")]) == 2
     _error_line(capsys.readouterr().err, str(tmp_path / "v.mp4"))
+
+
+def test_error_raised_in_a_dataloader_worker_is_one_line():
+    """torch re-raises a worker's exception with the worker's traceback as its message; the CLI keeps the original
+    message only (seen for real: a frame cache filling the disk during `aimc train policy`)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    from aimc.cli.app import one_line
+    from aimc.core.errors import WriteError
+
+    class Full(Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise WriteError("cannot write /x/frame_cache/a.npy: No space left on device; free space ...")
+
+    try:
+        next(iter(DataLoader(Full(), num_workers=1)))
+    except WriteError as e:
+        assert "Original Traceback" in str(e)
+        assert one_line(e) == "cannot write /x/frame_cache/a.npy: No space left on device; free space ..."
+    else:
+        raise AssertionError("the worker's error did not reach the main process")
+    assert one_line(WriteError("plain")) == "plain"

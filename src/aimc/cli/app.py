@@ -13,6 +13,18 @@ from aimc.core.errors import AimcError
 INTERRUPTED = "interrupted; finished work is kept and the command can be resumed"
 
 
+def one_line(e: BaseException) -> str:
+    """An expected error's message. One raised in a torch DataLoader worker (e.g. a frame cache hitting a full disk)
+    reaches the main process re-raised as the same type with "Caught X in DataLoader worker process N" and the
+    worker's whole traceback as its message: keep only the original message, its last line."""
+    text = str(e)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1].strip()
+        name, sep, rest = last.partition(": ")
+        return rest if sep and name.replace(".", "").replace("_", "").isalnum() else last
+    return text
+
+
 class AimcGroup(TyperGroup):
     """The root command group: expected errors become one line, Ctrl-C a resumable stop.
 
@@ -31,7 +43,7 @@ class AimcGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except AimcError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             ctx.exit(2)
         except OSError as e:
             from aimc.core.io import WRITE_ERRNOS, write_error

@@ -13,6 +13,7 @@ trains through the same `loss(batch)` on the same pairs (`aimc.prior.train.build
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,28 +45,36 @@ def check_texts(texts: Any) -> list[str]:
     return texts
 
 
-class GoalPredictor(nn.Module):
-    """Base of the trained predictors: persistence, a seeded `sample`, and a generic in-memory `fit`.
+class GoalPredictor(nn.Module, ABC):
+    """Base of the trained predictors: a seeded `sample`, and a generic in-memory `fit`.
 
     Subclasses set `kind` (the `config.json` type) and implement `dim`, `training_inputs` (pairs -> tensors indexed
-    by pair row, built once), `loss` (a batch of rows -> {"loss", ...}) and `_predict` (texts -> goals).
+    by pair row, built once), `loss` (a batch of rows -> {"loss", ...}), `_predict` (texts -> goals) and
+    `save_pretrained` / `from_pretrained`.
     """
 
     kind: ClassVar[str] = ""
 
     @property
+    @abstractmethod
     def dim(self) -> int:
         """Width of the goals it outputs (must equal the policy's goal dimension)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def training_inputs(self, pairs: dict[str, np.ndarray], target: np.ndarray) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """Everything `loss` reads, as tensors whose first axis is the pair row (a batch indexes them)."""
 
+    @abstractmethod
     def loss(self, batch: dict[str, Tensor], settings: Any, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        raise NotImplementedError
+        """{"loss": scalar to minimise, ...named terms} for a batch of `training_inputs` rows."""
 
+    @abstractmethod
     def _predict(self, texts: list[str], generator: torch.Generator, deterministic: bool) -> Tensor:
-        raise NotImplementedError
+        """(N,) instructions -> (N, dim) goals, under no_grad in eval mode (`sample` arranges both)."""
+
+    @abstractmethod
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write `config.json` (with the kind's type) + `model.safetensors`."""
 
     def sample(self, text: list[str] | np.ndarray, seed: int = 0, deterministic: bool = False) -> np.ndarray:
         """Instructions -> float32 (N, dim) goals; the same seed gives the same goals."""

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from aimc.core.checkpoint import load_strict, read_model_dir, save_model_dir
 from aimc.core.config import from_dict, to_dict
 from aimc.core.errors import AimcError, CheckpointError
-from aimc.prior.base import GoalPredictor, TextEncoder, check_texts
+from aimc.prior.base import GoalPredictor, TextEncoder
 
 KIND = "cvae_prior"
 
@@ -135,11 +135,16 @@ class CVAEPrior(GoalPredictor):
         """Float (N, D) text embeddings, or instructions when bound -> float32 (N, D) goals; same seed, same goals."""
         if isinstance(text, np.ndarray | Tensor):
             return self._sample_embeddings(np.asarray(text), seed, deterministic)
-        texts = check_texts(text)
+        return super().sample(text, seed, deterministic)
+
+    def _predict(self, texts: list[str], generator: torch.Generator, deterministic: bool) -> Tensor:
+        """Instructions through the bound text side, then the decoder."""
         if self._text_encoder is None:
             raise AimcError("this CVAE prior has no text encoder bound: pass text embeddings, or load it with "
                             "load_predictor(path, text_encoder=embedder's text side)")
-        return self._sample_embeddings(np.asarray(self._text_encoder(texts)), seed, deterministic)
+        param = next(self.parameters())
+        text = torch.as_tensor(np.asarray(self._text_encoder(texts), np.float32), device=param.device)
+        return self.generate(text, generator, deterministic)
 
     def _sample_embeddings(self, text_emb: np.ndarray, seed: int, deterministic: bool) -> np.ndarray:
         text = np.asarray(text_emb, dtype=np.float32)

@@ -147,7 +147,7 @@ def test_goal_sources_text_prior_and_predictor_dirs(bundle, tmp_path, capsys, on
     with pytest.raises(Exception, match="empty"):
         agent.goal_from_text([" "])
 
-    from aimc.prior.train import GOAL_SPACE_FILE, embedder_identity
+    from aimc.prior.base import GOAL_SPACE_FILE, embedder_identity
 
     same = {"embedder": embedder_identity(str(TextAgent.from_bundle(bundle).bundle.embedder_ref())), "target": "visual"}
     (tmp_path / "cvae" / GOAL_SPACE_FILE).write_text(json.dumps(same))

@@ -20,7 +20,12 @@ from aimc.embed.config import BUNDLED
 
 
 @contextlib.contextmanager
-def _offline() -> Iterator[None]:
+def offline_load() -> Iterator[None]:
+    """Load Hugging Face files offline (a missing file fails fast instead of downloading), without transformers'
+    weight-loading progress bar (a bar per model load would clutter every command's output)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     try:
@@ -54,11 +59,9 @@ class SentenceTextEncoder:
 
     def __init__(self, name_or_dir: str = BUNDLED, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # a weight-loading bar per process would clutter every command's output
         path = resolve_text_model(name_or_dir)
-        with _offline():
+        with offline_load():
             try:
                 self.model = SentenceTransformer(str(path), device=device)
             except OSError as e:

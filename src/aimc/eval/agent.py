@@ -94,7 +94,7 @@ class TextAgent:
     def predictor(self, source: str) -> Any:
         """The goal predictor of a source ("text", "prior" = the bundle's, or a directory), loaded once, checked
         against the policy's goal dimension."""
-        from aimc.prior.base import TextSide, check_goal_dim, load_predictor
+        from aimc.prior.base import TextSide, check_goal_dim, check_goal_space, load_predictor
 
         if source not in self._predictors:
             if source == "text":
@@ -105,8 +105,6 @@ class TextAgent:
                     raise AimcError("goal source 'prior' but this bundle has no goal predictor; use 'text' or a predictor directory")
                 pred = load_predictor(path, device=self.device, text_encoder=self._encode_text)
                 check_goal_dim(pred, self.goal_dim, str(path))
-                from aimc.prior.train import check_goal_space
-
                 check_goal_space(path, self.bundle.embedder_ref())
                 self._predictors[source] = pred
         return self._predictors[source]

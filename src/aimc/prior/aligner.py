@@ -44,22 +44,14 @@ def backbone_path(name: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _offline() -> Any:
-    from aimc.embed.text import _offline as offline
-
-    with offline():
-        yield
-
-
 def load_backbone(name: str, load_in_4bit: bool = False, device: str = "cpu") -> tuple[nn.Module, Any]:
     """(model, tokenizer) from a local directory, offline; anything that is not a text model is one clear error."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # one model load is not long work; keep the CLI's output to its own bars
+    from aimc.embed.text import offline_load
+
     path = backbone_path(name)
-    with _offline():
+    with offline_load():
         try:
             AutoConfig.from_pretrained(str(path))
         except (OSError, ValueError, KeyError) as e:

@@ -13,6 +13,8 @@ trains through the same `loss(batch)` on the same pairs (`aimc.prior.train.build
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc.core.errors import AimcError, CheckpointError
+from aimc.core.io import TMP_PREFIX
 
 TextEncoder = Callable[[list[str]], np.ndarray]
 """The embedder's text side as a function: N instructions -> float32 (N, D)."""
@@ -158,8 +161,6 @@ def _class(type_name: str, where: str) -> type[GoalPredictor]:
 
 def predictor_type(path: str | Path) -> str:
     """The `config.json` type of a saved predictor directory ("cvae_prior" for a released `.pt` file)."""
-    import json
-
     path = Path(path)
     if path.is_file():
         return "cvae_prior"
@@ -203,3 +204,37 @@ def check_goal_dim(predictor: Any, goal_dim: int, where: str) -> None:
     if int(predictor.dim) != int(goal_dim):
         raise AimcError(f"goal predictor {where} outputs {predictor.dim}-d goals but the policy expects {goal_dim}-d "
                         "goals; train the predictor on the policy's embedder (aimc train prior --embedder ...)")
+
+
+GOAL_SPACE_FILE = "goal_space.json"
+"""Beside a trained predictor: which embedder's space its goals live in, so a policy of another space refuses it."""
+
+
+def check_goal_space(predictor_dir: str | Path, embedder_ref: str | Path | None) -> None:
+    """One clear error when a predictor was trained on another embedder than the policy's (same width, other space:
+    the dimension check cannot see it). Predictors without the record (released priors, pairs-only runs) pass."""
+    record = Path(predictor_dir) / GOAL_SPACE_FILE
+    if embedder_ref is None or not record.is_file():
+        return
+    trained_on = json.loads(record.read_text()).get("embedder")
+    mine = embedder_identity(str(embedder_ref))
+    if trained_on and trained_on != mine:
+        raise AimcError(f"goal predictor {predictor_dir} was trained on another embedder's goal space ({trained_on[:19]}...) "
+                        f"than this policy's embedder {embedder_ref} ({mine[:19]}...); train it with --embedder {embedder_ref}")
+
+
+def embedder_identity(name_or_dir: str) -> str:
+    """A registered name as is; a saved directory by the digest of its files (a retrained embedder written
+    to the same path is a different embedder)."""
+    path = Path(name_or_dir)
+    if not path.is_dir():
+        return name_or_dir
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        rel = f.relative_to(path)
+        if f.is_file() and not any(part.startswith(TMP_PREFIX) for part in rel.parts):
+            h.update(str(rel).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return "sha256:" + h.hexdigest()

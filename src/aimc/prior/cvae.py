@@ -5,10 +5,11 @@ trained on video goals acts poorly on raw text embeddings. The prior learns p(vi
 encoder q(z | visual, text) is only used in training; at inference z ~ N(0, I) is decoded together with
 the text embedding into a "visual-like" goal.
 
-Collapse and its fix: with STEVE-1's loss (KL summed over batch and latent, MSE averaged, beta 1) the KL term
-outweighs the reconstruction by orders of magnitude, the posterior collapses onto the prior and z carries nothing.
-`loss` also offers the KL averaged per dimension (`kl: mean`) and free bits (a per-dimension floor under which the
-KL is not penalised); `docs/goals.md` has the sweep that chose between them.
+Loss settings: with STEVE-1's loss (KL summed over batch and latent, MSE averaged, beta 1) the KL term outweighs
+the reconstruction by orders of magnitude, the posterior collapses onto the prior and z carries nothing, so the
+decoder outputs the task's mean clip embedding. `loss` also offers the KL averaged per dimension (`kl: mean`) and
+free bits (a per-dimension floor under which the KL is not penalised). The sweep in docs/goals.md found that the
+goal collapse measured before came from the embedder's clips, not from these settings.
 
 Layout (reference/steve1.md section 5; `nn.Sequential` indices 0, 1, 3, 4, 6 hold weights):
     encoder: [visual, text] -> Linear(2D, H) -> LN -> ReLU -> Linear(H, H) -> LN -> ReLU -> Linear(H, 2L) = [mu, logvar]
@@ -89,10 +90,8 @@ class CVAEPrior(GoalPredictor):
 
     def loss(self, batch: dict[str, Tensor], settings: Any, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """beta x KL + MSE, the KL summed (STEVE-1) or averaged per dimension, with an optional free-bits floor."""
-        mu, logvar = self.encode(batch["target"], batch["text"])
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        recon = self.decode(mu + eps * torch.exp(0.5 * logvar), batch["text"])
-        mse = nn.functional.mse_loss(recon, batch["target"])
+        out = self(batch["target"], batch["text"], generator=generator)
+        mu, logvar, mse = out["mu"], out["logvar"], out["mse"]
         kl_bd = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, L)
         per_dim = kl_bd.mean(dim=0)
         free_bits = float(getattr(settings, "free_bits", 0.0))
@@ -100,7 +99,7 @@ class CVAEPrior(GoalPredictor):
         mode = getattr(settings, "kl", "sum")
         kl = penalised.sum() * mu.shape[0] if mode == "sum" else penalised.mean()
         beta = float(getattr(settings, "beta", 1.0))
-        return {"loss": beta * kl + mse, "kl": kl_bd.sum() if mode == "sum" else kl_bd.mean(), "mse": mse,
+        return {"loss": beta * kl + mse, "kl": out["kl"] if mode == "sum" else kl_bd.mean(), "mse": mse,
                 "kl_per_dim": per_dim.mean()}
 
     def encode(self, visual: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,7 +112,7 @@ class CVAEPrior(GoalPredictor):
         return self.decoder(torch.cat([z, text], dim=1))
 
     def forward(self, visual: Tensor, text: Tensor, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Training pass: reparameterised z from q(z | v, t), reconstruction and the loss terms."""
+        """Training pass: reparameterised z from q(z | v, t), reconstruction, the posterior and STEVE-1's terms."""
         mu, logvar = self.encode(visual, text)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
@@ -121,7 +120,7 @@ class CVAEPrior(GoalPredictor):
         # STEVE-1: KL summed over batch and latent, MSE averaged; beta weighs them in `prior_loss`.
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
         mse = nn.functional.mse_loss(recon, visual)
-        return {"recon": recon, "kl": kl, "mse": mse}
+        return {"recon": recon, "mu": mu, "logvar": logvar, "kl": kl, "mse": mse}
 
     @torch.no_grad()
     def generate(self, text: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> Tensor:

@@ -12,7 +12,6 @@ besides those `pairs.npz` (cached, keyed by everything that shapes it), `summary
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,11 +21,11 @@ import numpy as np
 import torch
 
 from aimc.core.errors import AimcError, ConfigError
-from aimc.core.io import TMP_PREFIX, atomic_write_bytes, atomic_write_json, atomic_write_text
+from aimc.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from aimc.core.rundir import RunDir, read_jsonl
 from aimc.core.seeding import seed_everything
 from aimc.data.index import Skipped
-from aimc.prior.base import GoalPredictor, pair_targets, train_step
+from aimc.prior.base import GOAL_SPACE_FILE, GoalPredictor, embedder_identity, pair_targets, train_step
 from aimc.prior.config import PriorTrainConfig
 from aimc.prior.cvae import CVAEPrior, PriorConfig
 
@@ -93,42 +92,8 @@ def read_pairs_key(path: Path) -> dict[str, Any] | None:
         return json.loads(str(z["key"])) if "key" in z.files else None
 
 
-GOAL_SPACE_FILE = "goal_space.json"
-"""Beside a trained predictor: which embedder's space its goals live in, so a policy of another space refuses it."""
-
-
 def goal_space(cfg: PriorTrainConfig) -> dict[str, str]:
     return {"embedder": embedder_identity(cfg.embedder), "target": cfg.target}
-
-
-def check_goal_space(predictor_dir: str | Path, embedder_ref: str | Path | None) -> None:
-    """One clear error when a predictor was trained on another embedder than the policy's (same width, other space:
-    the dimension check cannot see it). Predictors without the record (released priors, pairs-only runs) pass."""
-    record = Path(predictor_dir) / GOAL_SPACE_FILE
-    if embedder_ref is None or not record.is_file():
-        return
-    trained_on = json.loads(record.read_text()).get("embedder")
-    mine = embedder_identity(str(embedder_ref))
-    if trained_on and trained_on != mine:
-        raise AimcError(f"goal predictor {predictor_dir} was trained on another embedder's goal space ({trained_on[:19]}...) "
-                        f"than this policy's embedder {embedder_ref} ({mine[:19]}...); train it with --embedder {embedder_ref}")
-
-
-def embedder_identity(name_or_dir: str) -> str:
-    """A registered name as is; a saved directory by the digest of its files (a retrained embedder written
-    to the same path is a different embedder)."""
-    path = Path(name_or_dir)
-    if not path.is_dir():
-        return name_or_dir
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        rel = f.relative_to(path)
-        if f.is_file() and not any(part.startswith(TMP_PREFIX) for part in rel.parts):
-            h.update(str(rel).encode() + b"\0")
-            with open(f, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def pairs_key(cfg: PriorTrainConfig, episodes: list[Path] | None,

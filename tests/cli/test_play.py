@@ -188,3 +188,38 @@ def test_bundle_names_an_aligner_and_play_uses_it(bundle, tiny_lm, tmp_path, cap
     assert not np.allclose(agent.goal_from_text(["chop a tree"]), agent.goal_from_text(["chop a tree"], use_prior=False))
     assert main(["play", "chop a tree", "--checkpoint", str(tmp_path / "with_aligner"), "--steps", "3", "--video", ""]) == 0
     assert capsys.readouterr().out.startswith("chop a tree: ")
+
+
+def test_play_with_the_chain_planner_prints_its_subgoals(bundle, tmp_path, capsys, one_thread):  # noqa: F811
+    """A pickaxe in a fresh world: the chain starts at its first missing prerequisite (wood), and says so."""
+    from aimc.eval.play import play
+
+    r = play(bundle, "craft a wooden pickaxe", steps=15, seed=0, planner="chain")
+    assert r["subgoals"][0] == (0, "chop a tree")
+    assert play(bundle, "craft a wooden pickaxe", steps=15, seed=0, planner="none")["subgoals"] == []
+    args = ["play", "craft a wooden pickaxe", "--checkpoint", str(bundle), "--steps", "15", "--video", ""]
+    assert main([*args, "--planner", "chain"]) == 0
+    assert "  step 0: now: chop a tree\n" in capsys.readouterr().out
+    assert main([*args, "--planner", "fancy"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown planner 'fancy'" in err and err.count("\n") == 1
+
+
+def test_eval_tasks_planner_flag_is_checked_before_any_rollout(bundle, tmp_path, capsys, one_thread):  # noqa: F811
+    import dataclasses
+    import json
+
+    from aimc.train.bundle import AgentBundle
+
+    args = ["eval", "tasks", "--tasks", "place_table", "--episodes", "1", "--max-steps", "4", "--workers", "0",
+            "--videos", "0", "--baselines", "", "--out", str(tmp_path / "ev")]
+    assert main([*args, "--checkpoint", str(bundle), "--planner", "fancy"]) == 2
+    assert "unknown planner 'fancy'" in capsys.readouterr().err
+    other = AgentBundle.read(bundle).copy_into(tmp_path / "elsewhere")
+    dataclasses.replace(other, world="minecraft").write(tmp_path / "elsewhere")
+    assert main([*args, "--checkpoint", str(tmp_path / "elsewhere"), "--planner", "chain"]) == 2
+    err = capsys.readouterr().err
+    assert "no chain planner for world 'minecraft'" in err and err.count("\n") == 1
+    assert not (tmp_path / "ev").exists()
+    assert main([*args, "--checkpoint", str(bundle), "--planner", "chain"]) == 0
+    assert json.loads((tmp_path / "ev" / "eval_config.json").read_text())["planner"] == "chain"

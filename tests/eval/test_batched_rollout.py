@@ -88,20 +88,41 @@ def test_agent_slots_sample_like_single_agents(bundle):
     assert len({tuple(a for _, a in v) for v in runs.values()}) == 4  # the slots really differ
 
 
-def test_lockstep_equals_run_episode_action_for_action(bundle):
+class _Alternating:
+    """A goal planner that switches the sub-instruction every 3 world steps (a chain that moves on often)."""
+
+    def start(self, prompt: str) -> Any:
+        from aimc.eval.planner import Plan
+
+        return Plan(prompt, "collect_wood", 1.0)
+
+    def prompt(self, plan: Any, env: Any) -> str:
+        return plan.prompt if (env.raw._step // 3) % 2 == 0 else "drink water"
+
+
+def _planned_actor(bundle: Path) -> TextActor:
+    from aimc.eval.agent import TextAgent
+
+    return TextActor(TextAgent.from_bundle(bundle), planner=_Alternating())
+
+
+@pytest.mark.parametrize("planned", [False, True], ids=["prompt", "planner"])
+def test_lockstep_equals_run_episode_action_for_action(bundle, planned):
     """10 episodes of mixed prompts and horizons through 3 slots (refilled as episodes end) take the same
-    actions and record the same events as each episode played alone by `run_episode`."""
+    actions and record the same events as each episode played alone by `run_episode`; with a planner whose
+    sub-instruction changes mid-episode too (each slot's goal moves on alone, its memory kept)."""
     episodes = [dict(world_seed=200 + i, max_steps=6 + 5 * (i % 4), actor_seed=30 + i, prompt=PROMPTS[i % 3])
                 for i in range(10)]
     env, alone = make("crafter", **ENV), []
-    actor = _text_actor(bundle)
+    make_actor = _planned_actor if planned else _text_actor
+    actor = make_actor(bundle)
     for ep in episodes:
         hook = _Actions()
         record = run_episode(env, actor, ep["world_seed"], ep["max_steps"], actor_seed=ep["actor_seed"],
                              prompt=ep["prompt"], hooks=[hook])
         alone.append((hook.actions, record))
 
-    lock, batched = Lockstep(lambda: make("crafter", **ENV), n_slots=3), _text_actor(bundle)
+    lock, batched = Lockstep(lambda: make("crafter", **ENV), n_slots=3), make_actor(bundle)
     todo, done, slots_used, peak = list(enumerate(episodes)), {}, Counter(), 0
     while todo or lock.active:
         for slot in lock.free_slots():
@@ -120,6 +141,15 @@ def test_lockstep_equals_run_episode_action_for_action(bundle):
     for i, (actions, record) in enumerate(alone):
         assert done[i][0] == actions, f"episode {i}"
         assert done[i][1] == record and len(actions) == record.steps
+    if planned:  # the switches reached the policy: the same episodes without them act otherwise
+        plain = _text_actor(bundle)
+        unplanned = []
+        for ep in episodes:
+            hook = _Actions()
+            run_episode(env, plain, ep["world_seed"], ep["max_steps"], actor_seed=ep["actor_seed"], prompt=ep["prompt"],
+                        hooks=[hook])
+            unplanned.append(hook.actions)
+        assert unplanned != [a for a, _ in alone]
 
 
 class _RaisesOnAct:
@@ -185,3 +215,30 @@ def test_batched_workers_retry_only_the_failing_episode(bundle, tmp_path):
     assert "crash: worker exited with code 3" in out.failures[1]
     clean = run_jobs(jobs, factories, EnvSpec("crafter", ENV), workers=0, progress=False, envs_per_worker=1)
     assert _summary(out) == _summary(clean)
+
+
+def test_served_games_chain_like_the_text_actor(bundle):
+    """`aimc serve`'s goal-table actor with a planner takes the same actions as `TextActor` with it: the same
+    sub-instructions at the same steps, memory kept across each change; clip slots (not in plan_slots) never chain."""
+    from aimc.eval.agent import TextAgent
+    from aimc.serve.agents import GoalTableActor
+
+    agent = TextAgent.from_bundle(bundle)
+    goals = {k: agent.goal_from_text([PROMPTS[k]])[0] for k in range(3)}
+    served = GoalTableActor(TextAgent.from_bundle(bundle), goals, 2.0, 3, _Alternating(),
+                            lambda text: agent.goal_from_text([text])[0])
+    served.plan_slots.update({0, 1})
+    lock = Lockstep(lambda: make("crafter", **ENV), n_slots=3)
+    hooks = [_Actions() for _ in range(3)]
+    for k in range(3):
+        lock.start(k, served, 300 + k, 12, actor_seed=7 + k, prompt=PROMPTS[k], hooks=[hooks[k]])
+    while lock.active:
+        for outcome in lock.step():
+            assert outcome.error is None, outcome.error
+    assert served.following(0) in (PROMPTS[0], "drink water") and served.following(2) is None
+    env = make("crafter", **ENV)
+    for k in range(3):
+        actor = _planned_actor(bundle) if k < 2 else _text_actor(bundle)
+        alone = _Actions()
+        run_episode(env, actor, 300 + k, 12, actor_seed=7 + k, prompt=PROMPTS[k], hooks=[alone])
+        assert hooks[k].actions == alone.actions, f"slot {k}"

@@ -186,6 +186,25 @@ def test_ppo_worlds_are_disjoint_from_the_eval_suites_and_jobs_are_seeded():
     assert make_jobs(specs, 4, 2, 0) == jobs[4:] and make_jobs(specs, 4, 2, 1) != jobs[4:]
 
 
+def test_task_weights_repeat_tasks_in_the_schedule_and_are_checked():
+    from aimc.core.errors import ConfigError, UnknownNameError
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune import load_ppo_config
+    from aimc.finetune.ppo_rollout import make_jobs, task_specs, weighted_schedule
+
+    specs = task_specs(load_suite(), ["chop_tree", "collect_coal", "eat_cow"], "crafter")
+    order = weighted_schedule(specs, {"collect_coal": 3})
+    assert [s.name for s in order] == ["chop_tree", "collect_coal", "collect_coal", "collect_coal", "eat_cow"]
+    tasks = [j.task for j in make_jobs(order, 50, 1, 0)]
+    assert tasks.count("collect_coal") == 30 and tasks.count("chop_tree") == tasks.count("eat_cow") == 10
+    cfg = load_ppo_config("ppo-crafter", ["task_weights.collect_coal=4"])
+    assert cfg.task_weights == {"collect_coal": 4}
+    for sets, error, message in ((["task_weights.fly=2"], UnknownNameError, "task_weights: 'fly' is not one of"),
+                                 (["task_weights.collect_coal=0"], ConfigError, "expected a whole number >= 1")):
+        with pytest.raises(error, match=message):
+            load_ppo_config("ppo-crafter", sets)
+
+
 def test_reward_hook_pays_success_once_shaping_at_first_occurrences_and_death():
     from aimc.envs import Step
     from aimc.eval.tasks import Success
@@ -336,3 +355,32 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, 
                  "--set", "clip=0.3"]) == 2
     assert "different clip (saved 0.2, now 0.3)" in capsys.readouterr().err
     assert (run_out / "ppo_config.json").read_text() == saved
+
+
+def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path):
+    """`planner=chain`: the policy acts on each step's sub-instruction ("chop a tree" before "place a crafting
+    table"), and the update replays those goals, not the prompt's: the first minibatch's ratio is still 1."""
+    from aimc.finetune import run_ppo
+    from aimc.finetune.ppo_rollout import PolicyActor
+
+    seen: list[int] = []
+    original = PolicyActor._replan
+
+    def spy(self, slots, envs):
+        original(self, slots, envs)
+        seen.extend(len(b.goals) for b in self.buffers if b is not None)
+
+    PolicyActor._replan = spy
+    try:
+        s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", "iterations=1", "value_warmup_iterations=0",
+                              "tasks=[place_table]", "planner=chain", "max_steps=12"), progress=False, log=lambda _: None)
+    finally:
+        PolicyActor._replan = original
+    (row,) = s["iterations"]
+    assert max(seen) > 1  # goals were recorded per step
+    assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0
+    from aimc.core.errors import ConfigError
+    from aimc.finetune import load_ppo_config
+
+    with pytest.raises(ConfigError, match="planner: expected none or chain"):
+        load_ppo_config("ppo-micro", ["planner=fancy"])

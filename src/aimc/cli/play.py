@@ -34,6 +34,8 @@ def play_cmd(
     size: int = typer.Option(384, help="Video frame size in pixels."),
     deterministic: bool = typer.Option(False, help="Greedy actions instead of sampling."),
     world: str | None = typer.Option(None, help="The world to play in; must be the agent's (default: the bundle's)."),
+    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table) or none "
+                                       "(the instruction on every step); default: the bundle's."),
     world_options: list[str] = typer.Option([], "--set", help="World option key=value over the bundle's "
                                             "world_config, e.g. backend=minerl for Minecraft."),
 ) -> None:
@@ -49,10 +51,11 @@ def play_cmd(
                         "--checkpoint (for Minecraft: `aimc convert steve1`, docs/minecraft.md)")
     r = play(checkpoint or shipped_bundle(), instruction, steps=steps, seed=seed, cond_scale=cond_scale, video=video,
              visual_goal=visual_goal, size=size, deterministic=deterministic, world=world,
-             world_config=parse_overrides(world_options))
+             world_config=parse_overrides(world_options), planner=planner)
     counts = ", ".join(f"{k} x{v}" for k, v in sorted(r["counts"].items(), key=lambda kv: -kv[1])) or "no events"
     typer.echo(f"{r['instruction']}: {r['steps']} steps; {counts}")
-    for step, event in r["events"]:
+    notes = sorted([(step, event) for step, event in r["events"]] + [(step, f"now: {text}") for step, text in r["subgoals"]])
+    for step, event in notes:
         typer.echo(f"  step {step}: {event}")
     if r["video"]:
         typer.echo(f"wrote {r['video']}")

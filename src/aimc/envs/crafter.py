@@ -230,6 +230,29 @@ class CrafterEnv(gym.Env):
     def player(self) -> Any:
         return self.raw._player
 
+    def _local_view(self) -> tuple[int, int, np.ndarray]:
+        """(x0, y0, material ids) of the local view, the part of the world the frame shows (`view` cells wide,
+        `view[1]-2` high, centred on the player; clipped at the world's edge)."""
+        world = self.raw._world
+        half_x, half_y = self.config.view[0] // 2, (self.config.view[1] - 2) // 2
+        x, y = (int(v) for v in self.raw._player.pos)
+        w, h = world._mat_map.shape
+        x0, y0 = max(0, x - half_x), max(0, y - half_y)
+        return x0, y0, world._mat_map[x0: min(w, x + half_x + 1), y0: min(h, y + half_y + 1)]
+
+    def visible_materials(self) -> tuple[str, ...]:
+        """Materials in the local view: what a goal planner may know of the surroundings, nothing hidden."""
+        names = self.raw._world._mat_names
+        return tuple(str(names[int(i)]) for i in np.unique(self._local_view()[2]) if names.get(int(i)))
+
+    def visible_cells(self, material: str) -> list[tuple[int, int]]:
+        """World cells of `material` in the local view (a planner remembers where it saw its stations)."""
+        ids = [i for i, n in self.raw._world._mat_names.items() if n == material]
+        if not ids:
+            return []
+        x0, y0, view = self._local_view()
+        return [(x0 + int(i), y0 + int(j)) for i, j in zip(*np.nonzero(view == ids[0]), strict=True)]
+
     def world_hash(self) -> str:
         """md5 of materials, objects and player inventory: equal hashes mean equal worlds."""
         import hashlib

@@ -165,6 +165,23 @@ class TextAgent:
         self._goals = table
         self._agent.reset(ids, seeds=seeds)
 
+    def set_goals(self, env_ids: list[int], goals: np.ndarray) -> None:
+        """Change the goals (k, D) of envs `env_ids` mid-episode, keeping their memory and sampling generators:
+        how a planner moves an episode on to its next sub-goal (`aimc.eval.planner`)."""
+        if self._agent is None or self._goals is None:
+            raise AimcError("call start(goals) before set_goals()")
+        if not self.goal_dim:
+            return
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        goals = np.asarray(goals, np.float32).reshape(len(ids), -1)
+        if goals.shape[1] != self.goal_dim:
+            raise AimcError(f"goals must be ({len(ids)}, {self.goal_dim}), got {goals.shape}")
+        if len(ids) and int(ids.max()) >= len(self._goals):
+            raise AimcError(f"env {int(ids.max())} has no episode (the agent holds {len(self._goals)})")
+        table = self._goals.copy()  # `start`'s array may be the caller's
+        table[ids] = goals
+        self._goals = table
+
     def act(self, pov: np.ndarray, first: np.ndarray, deterministic: bool = False,
             env_ids: list[int] | None = None) -> np.ndarray:
         """uint8 (B, H, W, 3) observations and (B,) episode-start flags -> (B,) int actions, for all N envs

@@ -38,7 +38,7 @@ class DemonstratorFactory:
 
 @dataclass(frozen=True)
 class TextAgentFactory:
-    """The trained agent from a bundle (`aimc.eval.agent.TextAgent`).
+    """The trained agent from a bundle (`aimc.eval.agent.TextAgent`), with the bundle's planner unless `planner` says.
 
     `zero_goal` gives the unconditional policy (all-zeros goal, no guidance); `cond_scale` None uses
     the bundle's default; `use_prior` None uses the bundle's prior when it has one; `goal_source` ("text",
@@ -51,12 +51,17 @@ class TextAgentFactory:
     use_prior: bool | None = None
     device: str = "cpu"
     goal_source: str | None = None
+    planner: str | None = None
+    """Prompt chaining (`aimc.eval.planner`): "chain", "none", or None for the bundle's own setting."""
 
     def __call__(self) -> Actor:
         from aimc.eval.agent import TextAgent
+        from aimc.eval.planner import make_planner
 
         agent = TextAgent.from_bundle(self.bundle, device=self.device, goal_source=self.goal_source)
-        return TextActor(agent, self.cond_scale, zero_goal=self.zero_goal, use_prior=self.use_prior)
+        name = agent.bundle.planner if self.planner is None else self.planner
+        planner = None if self.zero_goal else make_planner(name, agent.bundle.world)
+        return TextActor(agent, self.cond_scale, zero_goal=self.zero_goal, use_prior=self.use_prior, planner=planner)
 
 
 class TextActor:
@@ -64,6 +69,8 @@ class TextActor:
 
     `goal` (N=1, D) fixes the goal instead (play's video goal or an unconditional policy); `zero_goal` uses the
     all-zeros goal without guidance (the unconditional baseline); `cond_scale` None means the bundle's.
+    `planner` (`aimc.eval.planner.GoalPlanner`) chains a prompt into sub-instructions: before every step it
+    names the text to condition on, and a change moves the episode to that goal without resetting its memory.
 
     It is also an `aimc.envs.BatchActor`: `reset_slot` / `act_slots` play many episodes at once with one
     policy forward per step, each slot sampling from its own generator seeded by its episode's seed, so an
@@ -72,14 +79,24 @@ class TextActor:
     """
 
     def __init__(self, agent: Any, cond_scale: float | None = None, *, zero_goal: bool = False,
-                 use_prior: bool | None = None, goal: np.ndarray | None = None, deterministic: bool = False) -> None:
+                 use_prior: bool | None = None, goal: np.ndarray | None = None, deterministic: bool = False,
+                 planner: Any = None) -> None:
         self.agent = agent
         self.cond_scale = cond_scale
         self.zero_goal = zero_goal
         self.use_prior = use_prior
         self.goal = goal
         self.deterministic = deterministic
+        self.planner = planner
         self._slots_started = False  # the agent holds per-slot episodes (reset_slot), not one (reset)
+        self._plans: dict[int, Any] = {}  # slot -> its episode's Plan (only while a planner chains it)
+        self._texts: dict[int, str] = {}  # slot -> the text its goal was made from
+        self._goals: dict[int, dict[str, np.ndarray]] = {}  # slot -> text -> goal, for this episode
+        self._seeds: dict[int, int] = {}
+
+    def following(self, slot: int = 0) -> str | None:
+        """The sub-instruction the slot's episode is conditioned on now; None unless a planner chains it."""
+        return self._texts.get(slot) if slot in self._plans else None
 
     def _goal(self, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:
         """(1, D) goal and guidance scale of an episode."""
@@ -89,21 +106,57 @@ class TextActor:
             return np.zeros((1, max(self.agent.goal_dim, 1)), np.float32), 0.0
         return self.agent.goal_from_text([prompt], use_prior=self.use_prior, seed=seed), self.cond_scale
 
+    def _text_goal(self, slot: int, seed: int, text: str) -> np.ndarray:
+        cache = self._goals.setdefault(slot, {})
+        if text not in cache:
+            cache[text] = self.agent.goal_from_text([text], use_prior=self.use_prior, seed=seed)
+        return cache[text]
+
+    def _plan(self, slot: int, env: Any, seed: int, prompt: str) -> str:
+        """Start the slot's plan (when a planner chains this episode); the text to condition on first."""
+        self._plans.pop(slot, None)
+        self._goals.pop(slot, None)
+        self._seeds[slot] = seed
+        self._texts[slot] = prompt
+        if self.planner is not None and self.goal is None and not self.zero_goal and prompt.strip():
+            self._plans[slot] = plan = self.planner.start(prompt)
+            self._texts[slot] = self.planner.prompt(plan, env)
+        return self._texts[slot]
+
+    def _replan(self, slots: list[int], envs: list[Any]) -> None:
+        """Move each planned slot whose sub-instruction changed on to its new goal (memory kept)."""
+        for slot, env in zip(slots, envs, strict=True):
+            plan = self._plans.get(slot)
+            if plan is None:
+                continue
+            text = self.planner.prompt(plan, env)
+            if text != self._texts[slot]:
+                self._texts[slot] = text
+                self.agent.set_goals([slot], self._text_goal(slot, self._seeds[slot], text))
+
+    def _start_goal(self, slot: int, env: Any, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:
+        text = self._plan(slot, env, seed, prompt)
+        if slot in self._plans:
+            return self._text_goal(slot, seed, text), self.cond_scale
+        return self._goal(seed, prompt)
+
     def reset(self, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
-        goal, scale = self._goal(seed, prompt)
+        goal, scale = self._start_goal(0, env, seed, prompt)
         self.agent.start(goal, cond_scale=scale, seed=seed)
         self._slots_started = False
 
     def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
+        self._replan([0], [env])
         return int(self.agent.act(obs[keys.POV][None], np.array([first]), deterministic=self.deterministic)[0])
 
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
-        goal, scale = self._goal(seed, prompt)
+        goal, scale = self._start_goal(slot, env, seed, prompt)
         if not self._slots_started:  # fixes the guidance scale (one per actor) and the goal width
             self.agent.start(np.zeros_like(goal), cond_scale=scale)
             self._slots_started = True
         self.agent.restart([slot], goal, seeds=[seed])
 
     def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        self._replan(slots, envs)
         pov = np.stack([o[keys.POV] for o in obs])  # (B, H, W, 3)
         return self.agent.act(pov, np.asarray(first, bool), deterministic=self.deterministic, env_ids=slots).tolist()

@@ -39,6 +39,9 @@ class EvalConfig:
     goal_source: str | None = None
     """How prompts become goals: "text" (the embedder's text side), "prior" (the bundle's goal predictor) or a
     saved predictor directory (`aimc train prior`, cvae or aligner); None = the bundle's default."""
+    planner: str | None = None
+    """Prompt chaining (`aimc.eval.planner`): "chain" (sub-instructions from the world's recipe table), "none"
+    (the prompt on every step), or None = the bundle's setting (the shipped agent's is "chain")."""
     workers: int = 2
     """Parallel env worker processes (0 = in this process)."""
     envs_per_worker: int = 16
@@ -62,6 +65,11 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be >= 1 (or null for the suite's), got {value}")
         if self.goal_source is not None and self.use_prior is not None:
             raise ConfigError("give --goal-source or --use-prior/--no-prior, not both (--goal-source prior/text says the same)")
+        if self.planner is not None:
+            from aimc.eval.planner import PLANNER_NAMES
+
+            if self.planner not in PLANNER_NAMES:
+                raise ConfigError(f"planner: unknown planner {self.planner!r}; choose one of: {', '.join(PLANNER_NAMES)}")
         if self.goal_source is not None and not self.goal_source.strip():
             raise ConfigError("goal_source is empty; use text, prior or a predictor directory")
         if self.envs_per_worker < 1:

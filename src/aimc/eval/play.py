@@ -48,9 +48,13 @@ def play(
     hold: int = 12,
     world: str | None = None,
     world_config: dict[str, Any] | None = None,
+    planner: str | None = None,
 ) -> dict[str, Any]:
     """Run up to `steps` steps (stopping at death) and return the events, optionally writing an mp4
     whose frames show the instruction, the step and the events of the last `hold` steps.
+
+    A text instruction goes through the bundle's planner (`planner` overrides it: "chain" or "none",
+    `aimc.eval.planner`); the result's "subgoals" lists (step, sub-instruction) each time the chain moved on.
 
     The world is the bundle's; `world` (the CLI's `--world`) only confirms it, so a Crafter agent is never
     dropped into Minecraft, and `world_config` overrides the bundle's world options (e.g. `backend`)."""
@@ -64,21 +68,29 @@ def play(
     if world is not None and world != agent.meta["world"]:
         raise AimcError(f"--world {world}: the agent in {bundle} plays {agent.meta['world']!r}; pass a "
                         f"{world} agent with --checkpoint (docs/minecraft.md makes one for minecraft)")
+    from aimc.eval.planner import make_planner
+
+    goal: np.ndarray | None = None
+    chain = None
     if visual_goal is not None:
         goal = agent.goal_from_video(clip_goal_frames(visual_goal))[None]
         label = f"video goal: {Path(visual_goal).name}"
     elif agent.goal_dim:
-        goal = agent.goal_from_text([instruction], seed=seed)
-        label = instruction
+        chain = make_planner(agent.bundle.planner if planner is None else planner, agent.meta["world"])
+        label = instruction  # the actor turns it into goals (through the chain, when there is one)
     else:
         goal = np.zeros((1, 0), np.float32)
         label = f"{instruction} (unconditional policy)"
-    actor = TextActor(agent, cond_scale, goal=goal, deterministic=deterministic)
+    actor = TextActor(agent, cond_scale, goal=goal, deterministic=deterministic, planner=chain)
     env = make(agent.meta["world"], **{**agent.meta["world_config"], **(world_config or {})})
     writer = Mp4Writer(video, fps=10, lossless=False) if video is not None else None
+    subgoals = _SubgoalHook(actor)
     try:
-        record = run_episode(env, actor, seed, steps, actor_seed=seed,
-                             hooks=[OverlayHook(writer, label, size, hold)] if writer is not None else [])
+        hooks: list[EpisodeHook] = [subgoals]
+        if writer is not None:
+            hooks.append(OverlayHook(writer, label, size, hold, actor))
+        record = run_episode(env, actor, seed, steps, actor_seed=seed, prompt=instruction if goal is None else "",
+                             hooks=hooks)
         if writer is not None:
             writer.close()
     except BaseException:
@@ -91,7 +103,21 @@ def play(
     return {
         "instruction": label, "steps": record.steps, "events": happened,
         "counts": dict(Counter(e for _, e in happened)), "video": str(video) if video is not None else None,
+        "subgoals": subgoals.changes,
     }
+
+
+class _SubgoalHook(EpisodeHook):
+    """Records (step, sub-instruction) whenever the planner moves the episode on (nothing without a planner)."""
+
+    def __init__(self, actor: TextActor) -> None:
+        self.actor = actor
+        self.changes: list[tuple[int, str]] = []
+
+    def on_step(self, env: Any, step: Step) -> None:
+        text = self.actor.following()
+        if text is not None and (not self.changes or self.changes[-1][1] != text):
+            self.changes.append((step.t, text))
 
 
 class OverlayHook(EpisodeHook):
@@ -99,14 +125,17 @@ class OverlayHook(EpisodeHook):
     before every action, and at the end the state after the last one, so an episode of N steps is N + 1
     frames and what the last action caused (a death, the asked-for event) is on screen."""
 
-    def __init__(self, writer: Mp4Writer, label: str, size: int, hold: int) -> None:
+    def __init__(self, writer: Mp4Writer, label: str, size: int, hold: int, actor: TextActor | None = None) -> None:
         self.writer, self.label, self.size, self.hold = writer, label, size, hold
+        self.actor = actor  # its planner's current sub-instruction, when it differs from the label, is shown too
         self.happened: list[tuple[int, str]] = []  # (step after which it is visible, event)
         self._last_obs: dict[str, Any] | None = None
 
     def _write(self, env: Any, t: int, obs: dict[str, Any]) -> None:
         recent = [e for s, e in self.happened if t - s <= self.hold]
-        self.writer.add(annotate(video_frame(env, obs, self.size), [self.label, f"step {t}", *recent]))
+        following = self.actor.following() if self.actor is not None else None
+        now = [f"now: {following}"] if following is not None and following != self.label else []
+        self.writer.add(annotate(video_frame(env, obs, self.size), [self.label, *now, f"step {t}", *recent]))
 
     def before_action(self, env: Any, t: int, obs: dict[str, Any]) -> None:
         self._write(env, t, obs)

@@ -194,7 +194,7 @@ def evaluate_suite(
 
 def build_conditions(
     checkpoint: str | None, cfg_scales: list[float], baselines: list[str], use_prior: bool | None = None,
-    device: str = "cpu", goal_source: str | None = None,
+    device: str = "cpu", goal_source: str | None = None, planner: str | None = None,
 ) -> tuple[list[Condition], dict[str, Any]]:
     """Conditions for one run: the agent at the bundle's scale, the sweep scales, then the baselines.
 
@@ -214,11 +214,11 @@ def build_conditions(
         env_cfg = dict(meta.get("world_config") or {})
         main = float(meta.get("cond_scale", 6.0))
         conds.append(Condition("agent", TextAgentFactory(checkpoint, main, use_prior=use_prior, device=device,
-                                                         goal_source=goal_source),
+                                                         goal_source=goal_source, planner=planner),
                                True, main, "agent"))
         for s in sorted(set(cfg_scales) - {main}):
             conds.append(Condition(f"agent@{s:g}", TextAgentFactory(checkpoint, s, use_prior=use_prior, device=device,
-                                                                    goal_source=goal_source),
+                                                                    goal_source=goal_source, planner=planner),
                                    True, s, "cfg_sweep"))
         if "unconditional" in baselines:
             conds.append(Condition("unconditional", TextAgentFactory(checkpoint, zero_goal=True, device=device),
@@ -273,8 +273,14 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         from aimc.eval.agent import TextAgent
 
         TextAgent.from_bundle(cfg.checkpoint, goal_source=cfg.goal_source)  # a bad predictor fails here, once
+    if cfg.checkpoint is not None:
+        from aimc.eval.agent import read_bundle
+        from aimc.eval.planner import check_planner
+
+        meta = read_bundle(cfg.checkpoint)  # a planner the bundle's world lacks fails here, before any rollout
+        check_planner(cfg.planner or meta.get("planner"), meta["world"])
     conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device,
-                                      cfg.goal_source)
+                                      cfg.goal_source, cfg.planner)
     report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
                                       cfg.episode_timeout, progress=progress, env_config=env_cfg,
                                       envs_per_worker=cfg.envs_per_worker)

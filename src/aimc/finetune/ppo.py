@@ -49,6 +49,7 @@ from aimc.core.errors import AimcError, CheckpointError, ConfigError
 from aimc.core.io import atomic_write_bytes, atomic_write_json
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
+from aimc.eval.planner import check_planner, make_planner
 from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
 from aimc.finetune.ppo_rollout import (
     PolicyActor,
@@ -58,6 +59,7 @@ from aimc.finetune.ppo_rollout import (
     acting_logp,
     make_jobs,
     task_specs,
+    weighted_schedule,
 )
 from aimc.policy.base import entropy, log_prob
 from aimc.train.bundle import AgentBundle
@@ -157,7 +159,8 @@ class _Replay:
 @dataclass
 class _Minibatch:
     lengths: np.ndarray  # (B,) longest first
-    tensors: dict[str, Tensor]  # frames (B, T, H, W, 3), actions, logp_old, adv, vtarget (B, T), goal (B, D), anchor_<head> (B, T, n)
+    tensors: dict[str, Tensor]  # frames (B, T, H, W, 3), actions, logp_old, adv, vtarget (B, T), goal (B, D) or
+    # (B, T, D) under a planner, anchor_<head> (B, T, n)
 
 
 def _collate(trajs: list[Trajectory], per_step: dict[str, list[np.ndarray]], device: str) -> _Minibatch:
@@ -169,8 +172,15 @@ def _collate(trajs: list[Trajectory], per_step: dict[str, list[np.ndarray]], dev
     for i, tr in enumerate(trajs):
         frames[i, : tr.steps] = tr.frames
         actions[i, : tr.steps] = tr.actions
-    out = {"frames": torch.from_numpy(frames).to(device), "actions": torch.from_numpy(actions).to(device),
-           "goal": torch.from_numpy(np.stack(per_step["goal"]).astype(np.float32)).to(device)}
+    out = {"frames": torch.from_numpy(frames).to(device), "actions": torch.from_numpy(actions).to(device)}
+    goals = per_step["goal"]
+    if all(g.ndim == 1 for g in goals):  # one goal per episode: (B, D)
+        out["goal"] = torch.from_numpy(np.stack(goals).astype(np.float32)).to(device)
+    else:  # a planner changed some episode's goal: every step's, (B, T, D)
+        pad = np.zeros((b, t, goals[0].shape[-1]), np.float32)
+        for i, (g, tr) in enumerate(zip(goals, trajs, strict=True)):
+            pad[i, : tr.steps] = g
+        out["goal"] = torch.from_numpy(pad).to(device)
     for key, arrays in per_step.items():
         if key == "goal":
             continue
@@ -190,14 +200,15 @@ def _chunks(lengths: np.ndarray, chunk_len: int) -> list[tuple[int, slice]]:
 def _chunk_inputs(mb: _Minibatch, n: int, sl: slice) -> tuple[Tensor, Tensor, Tensor]:
     frames = mb.tensors["frames"][:n, sl]  # (n, t, H, W, 3)
     t = frames.shape[1]
-    goal = mb.tensors["goal"][:n, None].expand(n, t, -1)  # (n, t, D)
+    goal = mb.tensors["goal"]
+    goal = goal[:n, sl] if goal.ndim == 3 else goal[:n, None].expand(n, t, -1)  # (n, t, D)
     first = torch.zeros(n, t, dtype=torch.bool, device=frames.device)
     first[:, 0] = sl.start == 0
     return frames, goal, first
 
 
 @torch.no_grad()
-def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: np.ndarray, cond_scale: float, device: str = "cpu",
+def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: list[np.ndarray], cond_scale: float, device: str = "cpu",
                 chunk_len: int = ANCHOR_CHUNK[0], batch_episodes: int = ANCHOR_CHUNK[1]) -> list[dict[str, np.ndarray]]:
     """Per episode, the anchor's acting log-probabilities at every step {head: (L, n)}: one no-grad replay per
     iteration (they do not depend on the trained policy). Without gradients the chunking changes nothing but
@@ -228,8 +239,8 @@ class IterationData:
     """An iteration's episodes with what the update reads."""
 
     trajs: list[Trajectory]
-    goals: np.ndarray
-    """(N, D) each episode's goal."""
+    goals: list[np.ndarray]
+    """Each episode's goal (D,), or its goal at every step (L, D) when a planner changed it."""
     adv: list[np.ndarray]
     """Normalised advantages per episode (L,)."""
     vtarget: list[np.ndarray]
@@ -240,7 +251,7 @@ class IterationData:
     """Explained variance of the rollout values for the returns (how good the critic was)."""
 
 
-def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: np.ndarray, cfg: PPOConfig) -> IterationData:
+def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: list[np.ndarray], cfg: PPOConfig) -> IterationData:
     """GAE, advantage normalisation, the normaliser update and the normalised value targets."""
     n, t = len(trajs), max(tr.steps for tr in trajs)
     lengths = np.array([tr.steps for tr in trajs])
@@ -349,7 +360,8 @@ class Plan:
     world_config: dict[str, Any]
     specs: list[TaskSpec]
     goals: dict[str, np.ndarray]
-    """Training prompt -> its goal (the bundle's text embedding)."""
+    """Training prompt (and, under a planner, each sub-instruction it can name) -> its goal (the bundle's text
+    embedding)."""
     cond_scale: float
 
 
@@ -386,7 +398,12 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
     check_events(suite, world_events(world))
     specs = task_specs(suite, list(cfg.tasks), world)
     agent = TextAgent(policy, bundle, device=cfg.device)
+    check_planner(cfg.planner, world)
     prompts = sorted({p for s in specs for p in s.prompts})
+    if cfg.planner == "chain":  # the sub-instructions a chain can name: each event's canonical caption
+        from aimc.embed.captions import NOTHING, catalogue
+
+        prompts = sorted({*prompts, *(texts[0] for e, texts in catalogue(world).items() if e != NOTHING)})
     goals = dict(zip(prompts, agent.goal_from_text(prompts, use_prior=None, seed=0), strict=True))
     scale = float(cfg.cond_scale if cfg.cond_scale is not None else (bundle.cond_scale or 0.0))
     return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale)
@@ -515,20 +532,22 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     if rows and rows[-1]["iteration"] >= cfg.iterations:
         log(f"PPO run in {root} already finished {len(rows)} iteration(s)")
     specs = {s.name: s for s in plan.specs}
+    planner = make_planner(cfg.planner, plan.world)
+    schedule = weighted_schedule(plan.specs, cfg.task_weights)
     engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success)
     writer = SummaryWriter(str(root / "tensorboard"), purge_step=len(rows) + 1)
     try:
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
-            jobs = make_jobs(plan.specs, cfg.episodes_per_iteration, k, cfg.seed)
-            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device)
+            jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed)
+            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:
                 trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1))
             rollout_s = time.perf_counter() - start
             t0 = time.perf_counter()
-            goals = np.stack([plan.goals[tr.job.prompt] for tr in trajs])
+            goals = [plan.goals[tr.job.prompt] if tr.goals is None else tr.goals for tr in trajs]
             data = prepare_iteration(policy, trajs, goals, cfg)
             if not warmup:  # measured even without the anchor term (kl_coef 0), to show the drift
                 data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device)

@@ -53,6 +53,10 @@ class PPOConfig:
     """Task suite file the tasks and their success predicates come from; empty = the default Crafter suite."""
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     """Suite task names trained on; episode g of the run (counted over iterations) gets tasks[g % len(tasks)]."""
+    task_weights: dict[str, int] = field(default_factory=dict)
+    """Episodes of a task per round of the schedule (default 1 each), e.g. {collect_coal: 4}: PPO spends more of
+    its budget where the agent is weakest while it still plays every task (training on the hard tasks alone made
+    the others fall: rung 6b in docs/results.md)."""
     world: str = ""
     """World to play; empty = the bundle's world. Its actions and frame size must fit the policy."""
     world_config: dict[str, Any] = field(default_factory=dict)
@@ -104,6 +108,10 @@ class PPOConfig:
     """Clip the global gradient norm per optimiser step; 0 = off."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward definition (success, death, shaping)."""
+    planner: str = "none"
+    """Prompt chaining while playing (`aimc.eval.planner`): "chain" trains the policy on the sub-instructions the
+    shipped agent is given (the next missing prerequisite's instruction, then the prompt), "none" on the prompt
+    alone. Each step's goal is recorded, so the update replays what the policy acted on."""
     cond_scale: float | None = None
     """Classifier-free guidance scale the policy acts (and is trained) with; None = the bundle's. With a scale
     > 0 the policy is the renormalised guided distribution softmax((1+λ)·logp_cond − λ·logp_uncond)."""
@@ -119,6 +127,13 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         check_tasks(self.tasks, self.suite)
+        if not isinstance(self.task_weights, dict):
+            raise ConfigError(f"task_weights: expected a mapping task -> episodes per round, got {self.task_weights!r}")
+        for task, w in self.task_weights.items():
+            if task not in self.tasks:
+                raise UnknownNameError(f"task_weights: {task!r} is not one of the run's tasks ({', '.join(self.tasks)})")
+            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+                raise ConfigError(f"task_weights.{task}: expected a whole number >= 1, got {w!r}")
         for name in ("iterations", "episodes_per_iteration", "envs", "epochs", "minibatch_episodes", "chunk_len",
                      "max_steps", "threads"):
             if getattr(self, name) < 1:
@@ -137,6 +152,8 @@ class PPOConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cond_scale is not None and self.cond_scale < 0:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
+        if self.planner not in ("none", "chain"):
+            raise ConfigError(f"planner: expected none or chain, got {self.planner!r}")
         if not isinstance(self.world_config, dict):
             raise ConfigError(f"world_config: expected a mapping of world options, got {self.world_config!r}")
 

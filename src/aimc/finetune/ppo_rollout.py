@@ -110,6 +110,11 @@ class EpisodeJob:
     actor_seed: int
 
 
+def weighted_schedule(specs: list[TaskSpec], weights: dict[str, int]) -> list[TaskSpec]:
+    """The round-robin order `make_jobs` cycles through: each task `weights.get(name, 1)` times per round."""
+    return [s for s in specs for _ in range(weights.get(s.name, 1))]
+
+
 def make_jobs(specs: list[TaskSpec], episodes: int, iteration: int, seed: int) -> list[EpisodeJob]:
     """Iteration k's episodes: task round-robin over the run's episode count g = (k-1)·episodes + i, a prompt
     drawn from the task's paraphrases by a generator seeded by the episode, a derived world and actor seed."""
@@ -152,6 +157,8 @@ class Trajectory:
     terminal: bool
     died: bool
     success_step: int | None
+    goals: np.ndarray | None = None
+    """float32 (L, D): the goal of every step when a planner changed it during the episode; None = the prompt's."""
 
     @property
     def steps(self) -> int:
@@ -171,6 +178,7 @@ class Trajectory:
 @dataclass
 class _Buffer:
     goal: np.ndarray
+    goals: list[np.ndarray] = field(default_factory=list)  # per step, only under a planner
     frames: list[np.ndarray] = field(default_factory=list)
     actions: list[int] = field(default_factory=list)
     logp: list[float] = field(default_factory=list)
@@ -235,9 +243,14 @@ class PolicyActor:
     """The policy as an `aimc.envs.BatchActor` that records what PPO needs. One `aimc.policy.Agent` over
     `n_slots` rows (per-slot recurrent state and sampling generator); `begin(slot, goal)` before a slot's
     episode starts gives it its goal and a fresh buffer. With a guidance scale the acting distribution is the
-    renormalised guided one (Gumbel-max on the guided scores samples exactly from it)."""
+    renormalised guided one (Gumbel-max on the guided scores samples exactly from it).
 
-    def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu") -> None:
+    With a `planner` (`aimc.eval.planner`, as the shipped agent plays), each step's goal is the embedding (from
+    `goal_of`) of the text the planner names for the slot's prompt, recorded per step so the update replays
+    exactly what the policy acted on."""
+
+    def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu", planner: Any = None,
+                 goal_of: Callable[[str], np.ndarray] | None = None) -> None:
         from aimc.policy import Agent
 
         self.policy = policy
@@ -245,6 +258,9 @@ class PolicyActor:
         self.img_shape = tuple(policy.config.img_shape)
         self.goals = np.zeros((n_slots, policy.config.goal_dim), np.float32)
         self.buffers: list[_Buffer | None] = [None] * n_slots
+        self.planner = planner
+        self.goal_of = goal_of
+        self.plans: dict[int, Any] = {}
 
     def begin(self, slot: int, goal: np.ndarray) -> _Buffer:
         self.goals[slot] = goal
@@ -253,6 +269,20 @@ class PolicyActor:
 
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         self.agent.reset([slot], seeds=[seed])
+        self.plans.pop(slot, None)
+        if self.planner is not None and prompt:
+            self.plans[slot] = self.planner.start(prompt)
+
+    def _replan(self, slots: list[int], envs: list[Any]) -> None:
+        for slot, env in zip(slots, envs, strict=True):
+            plan = self.plans.get(slot)
+            if plan is None:
+                continue
+            text = self.planner.prompt(plan, env)
+            buffer = self.buffers[slot]
+            assert buffer is not None and self.goal_of is not None
+            self.goals[slot] = buffer.goal if text == plan.prompt else self.goal_of(text)
+            buffer.goals.append(self.goals[slot].copy())
 
     def _forward(self, slots: list[int], obs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, Any]:
         """One batched step for `slots`: (frames (B, H, W, 3), actions (B,), outputs)."""
@@ -264,6 +294,7 @@ class PolicyActor:
         return pov, a.astype(np.int64), self.agent.last_outputs
 
     def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        self._replan(slots, envs)
         pov, acts, out = self._forward(slots, obs)
         with torch.inference_mode():
             (lp,) = acting_logp(out, self.agent.cond_scale is not None).values()  # (B, 1, n)
@@ -345,9 +376,13 @@ class RolloutEngine:
         for _, p in ended:
             terminal = p.hook.died or (self.stop_on_success and p.hook.success_step is not None)
             b = p.buffer
+            goals = np.stack(b.goals).astype(np.float32) if b.goals else None
+            if goals is not None and np.array_equal(goals, np.broadcast_to(b.goal, goals.shape)):
+                goals = None  # the planner never moved on from the prompt: store the one goal
             trajs.append(Trajectory(p.job, np.stack(b.frames), np.asarray(b.actions, np.int64),
                                     np.asarray(b.logp, np.float32), np.asarray(b.values, np.float32),
-                                    np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step))
+                                    np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step,
+                                    goals))
         cut = [(i, o.slot) for i, (o, _) in enumerate(ended) if not trajs[i].terminal]
         if cut:  # truncated: bootstrap from the state after the last step, all such slots in one forward
             values = actor.values_after([s for _, s in cut], [ended[i][1].hook.last_obs for i, _ in cut])

@@ -75,23 +75,50 @@ class GoalTableActor:
 
     `aimc.eval.baselines.TextActor` embeds each slot's prompt with its own agent's embedder, which a per-game agent
     would load again; here the goals come from `AgentCache`, and text and clip goals share one policy forward.
-    Like TextActor, each slot samples from its own generator seeded by the episode's seed.
+    Like TextActor, each slot samples from its own generator seeded by the episode's seed. With a `planner`
+    (`aimc.eval.planner`), the slots in `plan_slots` chain their instruction like `aimc play` does: each step the
+    planner names the text to follow, embedded by `text_goal`, and a change keeps the slot's memory.
     """
 
-    def __init__(self, agent: TextAgent, goals: dict[int, np.ndarray], cond_scale: float | None, n_slots: int) -> None:
+    def __init__(self, agent: TextAgent, goals: dict[int, np.ndarray], cond_scale: float | None, n_slots: int,
+                 planner: Any = None, text_goal: Any = None) -> None:
         self.agent = agent
         self.goals = goals
         self.cond_scale = cond_scale
         self.n_slots = n_slots
+        self.planner = planner
+        self.text_goal = text_goal
+        self.plan_slots: set[int] = set()
+        self._plans: dict[int, Any] = {}
+        self._texts: dict[int, str] = {}
         self._started = False
+
+    def following(self, slot: int) -> str | None:
+        """The sub-instruction a chained slot follows now; None for a slot without a plan."""
+        return self._texts.get(slot) if slot in self._plans else None
 
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         goal = np.asarray(self.goals[slot], np.float32)[None]  # (1, D)
+        self._plans.pop(slot, None)
+        if self.planner is not None and slot in self.plan_slots and prompt.strip():
+            self._plans[slot] = plan = self.planner.start(prompt)
+            self._texts[slot] = text = self.planner.prompt(plan, env)
+            if text != prompt:
+                goal = np.asarray(self.text_goal(text), np.float32)[None]
         if not self._started:  # fixes the guidance scale and the goal width for all slots
             self.agent.start(np.zeros((self.n_slots, goal.shape[1]), np.float32), cond_scale=self.cond_scale, seed=seed)
             self._started = True
         self.agent.restart([slot], goal, seeds=[seed])
 
     def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        for slot, env in zip(slots, envs, strict=True):
+            plan = self._plans.get(slot)
+            if plan is None:
+                continue
+            text = self.planner.prompt(plan, env)
+            if text != self._texts[slot]:
+                self._texts[slot] = text
+                goal = self.goals[slot] if text == plan.prompt else self.text_goal(text)
+                self.agent.set_goals([slot], np.asarray(goal, np.float32)[None])
         pov = np.stack([o[keys.POV] for o in obs])  # (B, H, W, 3)
         return self.agent.act(pov, np.asarray(first, bool), env_ids=slots).tolist()

@@ -18,6 +18,7 @@ import numpy as np
 
 from aimc.core.errors import AimcError
 from aimc.envs import Lockstep, make
+from aimc.eval.planner import make_planner
 from aimc.eval.play import OverlayHook
 from aimc.serve.agents import AgentCache, GoalTableActor
 from aimc.serve.catalog import Catalog
@@ -127,11 +128,18 @@ class GameManager:
             panels.append(Panel(label, p.instruction.strip(), scale, goal_name))
         scales = list(dict.fromkeys(p.cond_scale for p in panels))  # one policy forward per scale and step
         agents = self.agents.game_agents(proto, len(scales))
-        actors = {s: GoalTableActor(a, {}, s, len(panels)) for s, a in zip(scales, agents, strict=True)}
         meta = proto.meta
+        planner = make_planner(proto.bundle.planner, meta["world"]) if proto.goal_dim else None  # as `aimc play` chains
+
+        def text_goal(text: str) -> np.ndarray:
+            return self.agents.text_goal(proto, text, spec.seed)
+
+        actors = {s: GoalTableActor(a, {}, s, len(panels), planner, text_goal) for s, a in zip(scales, agents, strict=True)}
         lockstep = Lockstep(lambda: make(meta["world"], **meta["world_config"]), n_slots=len(panels))
         for k, panel in enumerate(panels):
             actors[panel.cond_scale].goals[k] = np.asarray(goals[k], np.float32)
+            if spec.panels[k].goal is None:
+                actors[panel.cond_scale].plan_slots.add(k)
             hooks = [OverlayHook(panel, panel.label, self.cfg.frame_size, HOLD), _Recorder(panel)]
             lockstep.start(k, actors[panel.cond_scale], spec.seed, spec.max_steps, actor_seed=spec.seed,
                            prompt=panel.instruction, hooks=hooks, tag=k)

@@ -4,7 +4,8 @@ An agent bundle is a directory whose ``bundle.json`` names the policy, the embed
 space, an optional prior, the default guidance scale and the world the policy plays::
 
     {"format": "aimc-agent", "version": 1, "policy": "best", "embedder": "embedder" | <registered name> | null,
-     "embed_name": ..., "prior": "prior" | null, "cond_scale": 6.0, "world": "crafter", "world_config": {"size": 64}}
+     "embed_name": ..., "prior": "prior" | null, "cond_scale": 6.0, "world": "crafter", "world_config": {"size": 64},
+     "planner": "chain"}                          # optional: prompt chaining by default (aimc.eval.planner)
 
 Member paths are relative to the bundle directory. Training writes one into its run dir
 (`aimc.train.loop.write_bundle`), the pipeline makes a self-contained copy (`AgentBundle.copy_into`), and
@@ -32,6 +33,8 @@ BUNDLE_VERSION = 1
 DEFAULT_COND_SCALE = 6.0
 """STEVE-1's guidance scale λ, written into bundles unless the training config says otherwise."""
 _KEYS = ("format", "version", "policy", "embedder", "embed_name", "prior", "cond_scale", "world", "world_config")
+_OPTIONAL = ("planner",)
+"""Fields a v1 bundle may leave out (older bundles do); read as None."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +56,8 @@ class AgentBundle:
     """World name for `aimc.envs.make`, taken from the training data's episodes."""
     world_config: dict[str, Any]
     """Keyword options for `aimc.envs.make`; its observation size matches the policy's input."""
+    planner: str | None = None
+    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain" or "none"); None = none."""
     root: Path | None = field(default=None, compare=False)
     """Bundle directory (set by `read`, `write` and `copy_into`); not part of the file."""
 
@@ -87,17 +92,21 @@ class AgentBundle:
         for key in _KEYS:
             if key not in meta:
                 raise CheckpointError(f"{where}: missing field {key!r}")
-        unknown = sorted(set(meta) - set(_KEYS))
+        unknown = sorted(set(meta) - set(_KEYS) - set(_OPTIONAL))
         if unknown:
-            raise CheckpointError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; a v1 bundle has {', '.join(_KEYS)}")
-        bundle = cls(**{k: meta[k] for k in _KEYS[2:]}, root=root)
+            raise CheckpointError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; a v1 bundle has "
+                                  f"{', '.join(_KEYS + _OPTIONAL)}")
+        bundle = cls(**{k: meta[k] for k in _KEYS[2:]}, **{k: meta[k] for k in _OPTIONAL if k in meta}, root=root)
         bundle.validate(where)
         return bundle
 
     def to_dict(self) -> dict[str, Any]:
-        """bundle.json contents (format and version first, `root` left out)."""
+        """bundle.json contents (format and version first, `root` and unset optional fields left out)."""
         out: dict[str, Any] = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION}
         out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "root"})
+        for name in _OPTIONAL:  # left out when unset, so a bundle without them is the v1 file it always was
+            if out[name] is None:
+                del out[name]
         return out
 
     def write(self, path: str | Path) -> AgentBundle:
@@ -141,6 +150,10 @@ class AgentBundle:
         ok = self.cond_scale is None or (isinstance(self.cond_scale, int | float) and not isinstance(self.cond_scale, bool))
         _check(where, "cond_scale", self.cond_scale, ok, "a number or null")
         _check(where, "world_config", self.world_config, isinstance(self.world_config, dict), "an object of world options")
+        from aimc.eval.planner import PLANNER_NAMES
+
+        _check(where, "planner", self.planner, self.planner is None or self.planner in PLANNER_NAMES,
+               f"null or one of {', '.join(PLANNER_NAMES)}")
         if self.root is None:
             return
         if not self.policy_dir().is_dir():

@@ -1,0 +1,166 @@
+"""Prompt chaining: one instruction becomes the sequence of sub-instructions the policy was trained on.
+
+Why it exists. The goal policy learned from *intention* labels (docs/goals.md): each frame carries the
+demonstrator's current primitive step ("chop a tree", "place a crafting table", "craft a wooden pickaxe",
+"mine coal"), so "mine coal" was only ever seen once a pickaxe was in hand. Told "mine coal" in a fresh
+world, the policy has to guess the prerequisites it never saw under that instruction, and the long chains
+(mine stone, place stone, collect coal) were the tasks it did worst (docs/results.md). STEVE-1 chains prompts
+by hand for such tasks; a planner does it from the world's recipe table and what the screen shows:
+
+    planner = make_planner("chain", "crafter")       # None when planner is "none"
+    plan = planner.start("dig for coal")             # plan.event == "collect_coal" (matched by meaning)
+    text = planner.prompt(plan, env)                 # "chop a tree", ..., then "dig for coal" itself
+
+The instruction is matched to a world event by its nearest caption in the catalogue (frozen sentence
+embeddings, cosine >= `threshold`); a prompt that matches nothing is followed as it is. While a prerequisite is
+missing, the policy gets that prerequisite's canonical instruction; once the last step is next it gets the
+user's own words, so wording still reaches the policy. The planner reads only what a player sees and
+remembers: the inventory bar, and where it saw a table or furnace in the local view (`CrafterEnv.visible_cells`,
+with the player's position as its sense of place); acting stays the policy's. Worlds without a recipe planner have no `chain` planner (asking for one is a clear error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from aimc.core.errors import AimcError, UnknownNameError
+
+PLANNER_NAMES = ("none", "chain")
+CHAIN_WORLDS = ("crafter",)
+"""Worlds with a recipe planner (`aimc.envs.demo.planner`); Minecraft has none yet."""
+"""`none`: the instruction is the goal on every step; `chain`: `ChainPlanner` for the bundle's world."""
+MATCH_THRESHOLD = 0.5
+"""Cosine (MiniLM sentence embeddings) above which an instruction is taken to name a catalogue event. On the
+held-out wordings of `crafter-heldout` the nearest caption scored 0.59-0.95 (23 of 24 to the right event; the
+other, "get some rock", to coal, whose prerequisites are the same), prompts about nothing in the world
+("hello", "fly to the moon", "build a house") 0.28-0.40."""
+
+TextEncoder = Callable[[list[str]], np.ndarray]
+"""(N,) strings -> (N, D) embeddings; rows are normalised before use."""
+
+
+@dataclass
+class Plan:
+    """One episode's plan: the instruction, the event it names (None: follow the instruction as it is), the
+    similarity of that match, and the sub-goal event pursued now."""
+
+    prompt: str
+    event: str | None
+    similarity: float
+    current: str | None = None
+    seen: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
+    """Station -> world cells where the planner has seen one this episode."""
+
+
+class GoalPlanner(Protocol):
+    """Chooses, each step, the text the policy should be conditioned on for an episode's instruction."""
+
+    def start(self, prompt: str) -> Plan:
+        """A new episode's plan for `prompt`."""
+        ...
+
+    def prompt(self, plan: Plan, env: Any) -> str:
+        """The text to condition on now, given the world `env` as its player sees it; updates `plan.current`."""
+        ...
+
+
+class EventMatcher:
+    """Instruction -> the catalogue event whose caption is nearest in meaning (or None below `threshold`).
+
+    Uses the raw sentence encoder, not the bundle's embedder: the video-text model's text side is trained to
+    separate the events it saw and maps unrelated text ("hello") close to them (cosine 0.95+ against 0.28 here).
+    """
+
+    def __init__(self, captions: dict[str, tuple[str, ...]], encoder: TextEncoder | None = None,
+                 threshold: float = MATCH_THRESHOLD) -> None:
+        self.encoder = encoder or _minilm
+        self.threshold = float(threshold)
+        self.events = [e for e, texts in captions.items() for _ in texts]
+        self._captions = self._unit([t for texts in captions.values() for t in texts])
+
+    def _unit(self, texts: list[str]) -> np.ndarray:
+        x = np.asarray(self.encoder(texts), np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+
+    def match(self, prompt: str) -> tuple[str | None, float]:
+        """(event, cosine) of the nearest caption; event None when the cosine is below the threshold."""
+        sims = self._captions @ self._unit([prompt])[0]
+        best = int(np.argmax(sims))
+        score = float(sims[best])
+        return (self.events[best] if score >= self.threshold else None), score
+
+
+def _minilm(texts: list[str]) -> np.ndarray:
+    from aimc.embed.text import shared_text_encoder
+
+    return shared_text_encoder("minilm").encode(list(texts)).numpy()
+
+
+class ChainPlanner:
+    """Prompt chaining over a world's recipe table (`aimc.envs.demo.planner.next_step` for Crafter).
+
+    The next sub-goal is the demonstrator planner's: tools first, then materials up to the whole chain's need,
+    then a missing station (none seen this episode within `reach` cells, as the demonstrator judges it), then
+    the task's own step. Each
+    sub-goal is said with its event's canonical caption, the words the policy saw for it most; the last one
+    with the user's words.
+    """
+
+    def __init__(self, world: str = "crafter", encoder: TextEncoder | None = None,
+                 threshold: float = MATCH_THRESHOLD) -> None:
+        from aimc.embed.captions import NOTHING, catalogue, instruction
+        from aimc.envs.demo.planner import TASKS
+
+        check_planner("chain", world)
+        from crafter import constants
+
+        from aimc.envs.demo import DemonstratorConfig
+
+        self.tasks = set(TASKS)
+        self.stations = tuple(sorted({n for m in constants.make.values() for n in m["nearby"]}))
+        self.reach = DemonstratorConfig().nav_radius
+        """A station seen within this many cells (either axis) counts as at hand, as the demonstrator judges it
+        (its path search radius): it walks back to such a table rather than placing a new one."""
+        captions = {e: p for e, p in catalogue(world).items() if e != NOTHING}
+        self.matcher = EventMatcher(captions, encoder, threshold)
+        self._instruction = lambda event: instruction(event, world)
+
+    def start(self, prompt: str) -> Plan:
+        event, score = self.matcher.match(prompt)
+        return Plan(prompt, event if event in self.tasks else None, score)
+
+    def prompt(self, plan: Plan, env: Any) -> str:
+        if plan.event is None:
+            return plan.prompt
+        from aimc.envs.demo.planner import next_step
+
+        inventory = {k: int(v) for k, v in env.player.inventory.items()}
+        for station in self.stations:
+            plan.seen.setdefault(station, set()).update(env.visible_cells(station))
+        x, y = (int(v) for v in env.player.pos)
+
+        def missing(stations: tuple[str, ...]) -> list[str]:
+            return [s for s in stations
+                    if not any(abs(sx - x) <= self.reach and abs(sy - y) <= self.reach for sx, sy in plan.seen[s])]
+
+        sub = next_step(plan.event, inventory, missing).task
+        plan.current = sub
+        return plan.prompt if sub == plan.event else self._instruction(sub)
+
+
+def make_planner(name: str | None, world: str, encoder: TextEncoder | None = None) -> GoalPlanner | None:
+    """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`) for `world`."""
+    check_planner(name, world)
+    return ChainPlanner(world, encoder) if name == "chain" else None
+
+
+def check_planner(name: str | None, world: str | None = None) -> None:
+    """Fail early (before any rollout) on an unknown planner name, or one that `world` does not have."""
+    if name is not None and name not in PLANNER_NAMES:
+        raise UnknownNameError(f"unknown planner {name!r}; choose one of: {', '.join(PLANNER_NAMES)}")
+    if name == "chain" and world is not None and world not in CHAIN_WORLDS:
+        raise AimcError(f"no chain planner for world {world!r} (it needs the world's recipe table); use planner none")

@@ -1,0 +1,111 @@
+"""Prompt chaining (`aimc.eval.planner`): matching an instruction to its event, the sub-instruction sequence on a
+real Crafter world, goals that change mid-episode without losing memory, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aimc.core.errors import AimcError, CheckpointError, ConfigError
+from aimc.envs import make
+from aimc.eval.planner import ChainPlanner, EventMatcher, check_planner, make_planner
+
+
+def words(texts: list[str]) -> np.ndarray:
+    """A stand-in sentence encoder: bag of words hashed into 64 bins (no model to load)."""
+    out = np.zeros((len(texts), 64), np.float32)
+    for i, text in enumerate(texts):
+        for w in text.lower().split():
+            out[i, sum(map(ord, w)) % 64] += 1.0
+    return out
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from aimc.embed.text import shared_text_encoder
+
+    enc = shared_text_encoder("minilm")
+    return lambda texts: enc.encode(list(texts)).numpy()
+
+
+def test_matcher_finds_the_event_or_nothing():
+    m = EventMatcher({"collect_coal": ("mine coal", "collect coal"), "collect_wood": ("chop a tree",)}, words, 0.5)
+    assert m.match("collect the coal")[0] == "collect_coal"
+    assert m.match("chop a tree")[0] == "collect_wood"
+    event, score = m.match("sing loudly")
+    assert event is None and score < 0.5
+
+
+def test_heldout_wordings_match_their_events(minilm):
+    """The threshold and the encoder, on the held-out wordings no caption uses, and on prompts about nothing."""
+    from aimc.eval.tasks import load_suite
+
+    suite = load_suite("crafter-heldout")
+    planner = ChainPlanner("crafter", minilm)
+    pairs = [(t.success.events[0], p) for t in suite.tasks for p in t.prompts]
+    right = sum(planner.start(p).event == e for e, p in pairs)
+    assert right >= len(pairs) - 2, f"{right} of {len(pairs)} held-out wordings matched their event"
+    for nonsense in ("hello", "fly to the moon", "what time is it"):
+        assert planner.start(nonsense).event is None
+
+
+def test_chain_on_a_crafter_world_follows_the_recipe():
+    env = make("crafter", size=64)
+    env.reset(seed=1)
+    planner = ChainPlanner("crafter", words)
+    plan = planner.start("collect coal please")
+    assert plan.event == "collect_coal"
+    inv = env.player.inventory
+    assert planner.prompt(plan, env) == "chop a tree" and plan.current == "collect_wood"
+    inv["wood"] = 3  # enough for a table (2) and a pickaxe (1)
+    assert planner.prompt(plan, env) == "place a crafting table"
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 1, y)] = "table"  # a table in view: craft beside it
+    assert "table" in env.visible_materials()
+    assert planner.prompt(plan, env) == "craft a wooden pickaxe"
+    home = env.player.pos.copy()
+    env.player.pos = home + (20, 0)  # far from the table: it no longer counts as at hand, place another
+    assert "table" not in env.visible_materials()
+    assert planner.prompt(plan, env) == "place a crafting table"
+    env.player.pos = home + (10, 0)  # out of view but remembered within reach: walk back and craft
+    assert "table" not in env.visible_materials()
+    assert planner.prompt(plan, env) == "craft a wooden pickaxe"
+    inv["wood_pickaxe"] = 1
+    assert planner.prompt(plan, env) == "collect coal please"  # the last step keeps the user's words
+    assert plan.current == "collect_coal"
+
+    other = planner.start("sing loudly")  # no event: the prompt is followed as it is
+    assert other.event is None and planner.prompt(other, env) == "sing loudly"
+    survival = planner.start("drink water")  # a task without prerequisites
+    assert planner.prompt(survival, env) == "drink water"
+
+
+def test_visible_materials_are_the_local_view_only():
+    env = make("crafter", size=64)
+    env.reset(seed=1)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x + 4, y + 3)] = "furnace"  # the view's corner: 9 wide, 7 high
+    env.world[(x + 5, y)] = "table"  # one cell outside
+    seen = env.visible_materials()
+    assert "furnace" in seen and "table" not in seen
+    assert env.visible_cells("furnace") == [(x + 4, y + 3)] and env.visible_cells("table") == []
+
+
+def test_bad_planner_names_and_worlds():
+    with pytest.raises(AimcError, match="unknown planner 'fancy'"):
+        make_planner("fancy", "crafter")
+    with pytest.raises(AimcError, match="no chain planner for world 'minecraft'"):
+        check_planner("chain", "minecraft")
+    assert make_planner("none", "minecraft") is None and make_planner(None, "crafter") is None
+    from aimc.eval.config import EvalConfig
+
+    with pytest.raises(ConfigError, match="planner: unknown planner"):
+        EvalConfig(planner="fancy")
+    from aimc.train.bundle import AgentBundle
+
+    meta = {"format": "aimc-agent", "version": 1, "policy": "p", "embedder": None, "embed_name": None, "prior": None,
+            "cond_scale": 0.0, "world": "crafter", "world_config": {}}
+    assert AgentBundle.from_dict(meta).planner is None  # older bundles have no planner field
+    assert AgentBundle.from_dict({**meta, "planner": "chain"}).planner == "chain"
+    with pytest.raises(CheckpointError, match="field 'planner' must be"):
+        AgentBundle.from_dict({**meta, "planner": "fancy"})

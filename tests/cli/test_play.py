@@ -223,3 +223,5 @@ def test_eval_tasks_planner_flag_is_checked_before_any_rollout(bundle, tmp_path,
     assert not (tmp_path / "ev").exists()
     assert main([*args, "--checkpoint", str(bundle), "--planner", "chain"]) == 0
     assert json.loads((tmp_path / "ev" / "eval_config.json").read_text())["planner"] == "chain"
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["planner"] == "chain"
+    assert "chained by planner <b>chain</b>" in (tmp_path / "ev" / "report.html").read_text()

@@ -139,7 +139,9 @@ def tasks_report_html(report: dict[str, Any], videos: list[tuple[str, bytes]] | 
            f"<style>{CSS}</style></head><body><h1>Task suite {_esc(report['suite'])}</h1>",
            f"<p class='note'>{report['episodes']} episodes per task and condition; world {_esc(report['world'])}; "
            f"{report['retries']} episode(s) retried after a worker error, crash or timeout; "
-           f"{report['lost_episodes']} lost after all attempts.</p>"]
+           f"{report['lost_episodes']} lost after all attempts."
+           + (f" Agent prompts chained by planner <b>{_esc(report['planner'])}</b>." if report.get("planner") == "chain" else "")
+           + "</p>"]
     rows = [[_esc(n), _fmt(c["mean_success"]), _fmt(c["death_rate"]["rate"]), _fmt(c.get("mean_deaths_before_success")),
              str(c["episodes_run"]),
              _fmt(c["cond_scale"], 1) if c["cond_scale"] is not None else "–",

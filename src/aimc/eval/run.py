@@ -278,12 +278,15 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         from aimc.eval.planner import check_planner
 
         meta = read_bundle(cfg.checkpoint)  # a planner the bundle's world lacks fails here, before any rollout
-        check_planner(cfg.planner or meta.get("planner"), meta["world"])
+        planner = cfg.planner or meta.get("planner") or "none"
+        check_planner(planner, meta["world"])
     conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device,
                                       cfg.goal_source, cfg.planner)
     report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
                                       cfg.episode_timeout, progress=progress, env_config=env_cfg,
                                       envs_per_worker=cfg.envs_per_worker)
+    if cfg.checkpoint is not None:
+        report["planner"] = planner  # how the agent's prompts became goals over an episode (docs/evaluation.md)
     paths = write_outputs(cfg.out, report, recorded)
     config_path = str(Path(cfg.out) / "eval_config.json")
     save_config(cfg, config_path)

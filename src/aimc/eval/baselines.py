@@ -125,14 +125,10 @@ class TextActor:
 
     def _replan(self, slots: list[int], envs: list[Any]) -> None:
         """Move each planned slot whose sub-instruction changed on to its new goal (memory kept)."""
-        for slot, env in zip(slots, envs, strict=True):
-            plan = self._plans.get(slot)
-            if plan is None:
-                continue
-            text = self.planner.prompt(plan, env)
-            if text != self._texts[slot]:
-                self._texts[slot] = text
-                self.agent.set_goals([slot], self._text_goal(slot, self._seeds[slot], text))
+        from aimc.eval.planner import advance
+
+        for slot, text in advance(self.planner, self._plans, self._texts, slots, envs):
+            self.agent.set_goals([slot], self._text_goal(slot, self._seeds[slot], text))
 
     def _start_goal(self, slot: int, env: Any, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:
         text = self._plan(slot, env, seed, prompt)

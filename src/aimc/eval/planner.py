@@ -152,6 +152,20 @@ class ChainPlanner:
         return plan.prompt if sub == plan.event else self._instruction(sub)
 
 
+def advance(planner: GoalPlanner, plans: dict[int, Plan], texts: dict[int, str], slots: list[int],
+            envs: list[Any]) -> list[tuple[int, str]]:
+    """One step of the planned `slots` (those in `plans`): ask for each one's text and return (slot, text) where it
+    changed, updating `texts`; the one loop every actor that plays a planner runs before acting."""
+    changed = []
+    for slot, env in zip(slots, envs, strict=True):
+        if slot in plans:
+            text = planner.prompt(plans[slot], env)
+            if text != texts.get(slot):
+                texts[slot] = text
+                changed.append((slot, text))
+    return changed
+
+
 def make_planner(name: str | None, world: str, encoder: TextEncoder | None = None) -> GoalPlanner | None:
     """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`) for `world`."""
     check_planner(name, world)

@@ -261,6 +261,7 @@ class PolicyActor:
         self.planner = planner
         self.goal_of = goal_of
         self.plans: dict[int, Any] = {}
+        self.texts: dict[int, str] = {}
 
     def begin(self, slot: int, goal: np.ndarray) -> _Buffer:
         self.goals[slot] = goal
@@ -270,19 +271,20 @@ class PolicyActor:
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         self.agent.reset([slot], seeds=[seed])
         self.plans.pop(slot, None)
+        self.texts.pop(slot, None)
         if self.planner is not None and prompt:
             self.plans[slot] = self.planner.start(prompt)
 
     def _replan(self, slots: list[int], envs: list[Any]) -> None:
-        for slot, env in zip(slots, envs, strict=True):
-            plan = self.plans.get(slot)
-            if plan is None:
-                continue
-            text = self.planner.prompt(plan, env)
+        from aimc.eval.planner import advance
+
+        for slot, text in advance(self.planner, self.plans, self.texts, slots, envs):
+            assert self.goal_of is not None
+            self.goals[slot] = self.buffers[slot].goal if text == self.plans[slot].prompt else self.goal_of(text)  # type: ignore[union-attr]
+        for slot in slots:
             buffer = self.buffers[slot]
-            assert buffer is not None and self.goal_of is not None
-            self.goals[slot] = buffer.goal if text == plan.prompt else self.goal_of(text)
-            buffer.goals.append(self.goals[slot].copy())
+            if slot in self.plans and buffer is not None:
+                buffer.goals.append(self.goals[slot].copy())
 
     def _forward(self, slots: list[int], obs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, Any]:
         """One batched step for `slots`: (frames (B, H, W, 3), actions (B,), outputs)."""

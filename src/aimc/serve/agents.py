@@ -18,6 +18,7 @@ import numpy as np
 
 from aimc.core import keys
 from aimc.eval.agent import TextAgent
+from aimc.eval.planner import advance
 
 
 class AgentCache:
@@ -111,14 +112,8 @@ class GoalTableActor:
         self.agent.restart([slot], goal, seeds=[seed])
 
     def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
-        for slot, env in zip(slots, envs, strict=True):
-            plan = self._plans.get(slot)
-            if plan is None:
-                continue
-            text = self.planner.prompt(plan, env)
-            if text != self._texts[slot]:
-                self._texts[slot] = text
-                goal = self.goals[slot] if text == plan.prompt else self.text_goal(text)
-                self.agent.set_goals([slot], np.asarray(goal, np.float32)[None])
+        for slot, text in advance(self.planner, self._plans, self._texts, slots, envs):
+            goal = self.goals[slot] if text == self._plans[slot].prompt else self.text_goal(text)
+            self.agent.set_goals([slot], np.asarray(goal, np.float32)[None])
         pov = np.stack([o[keys.POV] for o in obs])  # (B, H, W, 3)
         return self.agent.act(pov, np.asarray(first, bool), env_ids=slots).tolist()

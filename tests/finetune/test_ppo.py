@@ -14,6 +14,7 @@ import torch
 
 from aimc.cli.app import main
 from aimc.finetune.ppo import VOLATILE
+from tests.train.fixtures import demo_store  # noqa: F401
 
 
 def micro_cfg(bundle: Path, out: Path, *sets: str):
@@ -384,3 +385,63 @@ def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path)
 
     with pytest.raises(ConfigError, match="planner: expected none or chain"):
         load_ppo_config("ppo-micro", ["planner=fancy"])
+
+
+BC_SETS = ("bc.preset=test", "bc.overrides=[segment.goal_source=intention,segment.embed_name=null]", "bc.segments=2")
+
+
+def test_aux_bc_loss_is_the_training_loss_and_moves_the_update(tiny_bundle, demo_store, tmp_path):  # noqa: F811
+    """The auxiliary term is the BC trainer's validation NLL of the same segments; a run with it ends at other
+    weights than the same run without it, and reports the term; it draws the same segments on a rerun."""
+    from safetensors.torch import load_file
+
+    from aimc.data.dataset import val_keys
+    from aimc.finetune import load_ppo_config, run_ppo
+    from aimc.finetune.ppo_bc import BCStream
+    from aimc.policy import from_pretrained
+    from aimc.train.bundle import AgentBundle
+    from aimc.train.loop import evaluate
+
+    bundle = AgentBundle.read(tiny_bundle)
+    policy = from_pretrained(bundle.policy_dir())
+    cfg = load_ppo_config("ppo-micro", [*BC_SETS, "bc.coef=1", f"bc.data=[{demo_store}]"])
+    stream = BCStream(cfg.bc, bundle.embedder_ref(), policy.config.goal_dim, policy.config.img_shape, seed=0)
+    keys = val_keys(stream.index, 0, 4)
+    from aimc.data.dataset import collate_segments
+
+    batch = collate_segments([stream.dataset[k] for k in keys])
+    with torch.no_grad():
+        ours = float(stream.loss(policy, batch, "cpu"))
+    ref = evaluate(policy, stream.dataset, keys, stream.tc, torch.device("cpu"))["loss"]
+    assert ours == pytest.approx(ref, rel=1e-4)
+    a, b = stream.batch(3, 5), stream.batch(3, 5)
+    assert torch.equal(a["goal"], b["goal"]) and torch.equal(a["pov"], b["pov"])
+    assert not torch.equal(stream.batch(3, 6)["pov"], a["pov"])
+
+    common = ["iterations=1", "value_warmup_iterations=0", "max_steps=12", "tasks=[chop_tree]", *BC_SETS]
+    runs = {}
+    for coef in (0, 1):
+        out = tmp_path / f"coef{coef}"
+        s = run_ppo(micro_cfg(tiny_bundle, out, *common, f"bc.coef={coef}", f"bc.data=[{demo_store}]"),
+                    progress=False, log=lambda _: None)
+        runs[coef] = (s["iterations"][0], load_file(str(out / "bundle" / "policy" / "model.safetensors")))
+    assert "bc_nll" not in runs[0][0] and runs[1][0]["bc_nll"] > 0
+    key = "pi_head.action.linear_layer.weight"
+    assert not torch.equal(runs[0][1][key], runs[1][1][key])
+
+
+def test_aux_bc_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path, capsys):
+    from aimc.core.errors import ConfigError
+    from aimc.finetune import load_ppo_config
+
+    with pytest.raises(ConfigError, match="bc.coef > 0 needs demonstrations"):
+        load_ppo_config("ppo-micro", ["bc.coef=0.5"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
+            *[a for s in (*BC_SETS, "bc.coef=1", f"bc.data=[{empty}]") for a in ("--set", s)]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no valid episodes" in err
+    assert not out.exists()

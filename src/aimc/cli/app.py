@@ -103,6 +103,7 @@ COMMAND_MODULES: list[str] = [
     "aimc.cli.train_prior",
     "aimc.cli.eval_tasks",
     "aimc.cli.eval_prior",
+    "aimc.cli.eval_goal_gain",
     "aimc.cli.study",
 ]
 

@@ -50,6 +50,7 @@ from aimc.core.io import atomic_write_bytes, atomic_write_json
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
 from aimc.eval.planner import check_planner, make_planner
+from aimc.finetune.ppo_bc import BCStream
 from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
 from aimc.finetune.ppo_rollout import (
     PolicyActor,
@@ -287,12 +288,15 @@ def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
 
 
 def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationData, cfg: PPOConfig, k: int,
-               cond_scale: float, warmup: bool, progress: Any = None) -> dict[str, float]:
+               cond_scale: float, warmup: bool, progress: Any = None, bc: BCStream | None = None) -> dict[str, float]:
     """`epochs` passes over the iteration's episodes, one optimiser step per minibatch; returns the mean of each
     loss term over the minibatches, the gradient norm, and ``ratio_dev_first``: max |r − 1| over the first
-    minibatch of the first epoch (0 up to float noise: the replay recomputes the rollout's log-probabilities)."""
+    minibatch of the first epoch (0 up to float noise: the replay recomputes the rollout's log-probabilities).
+    With `bc` (and outside the value warm-up) each step also adds ``cfg.bc.coef`` times the NLL of that step's
+    demonstration segments; ``bc_nll`` is its mean over the steps."""
     kl_coef = kl_coef_at(cfg, k)
     sums = dict.fromkeys(STAT_KEYS, 0.0)
+    bc_nll: list[float] = []
     grad_norms: list[float] = []
     ratio_dev_first = 0.0
     steps = 0
@@ -328,6 +332,10 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 if epoch == 0 and lo == 0:
                     dev = (lp_new.detach() - tens["logp_old"]).exp().sub(1).abs()[mask]
                     ratio_dev_first = max(ratio_dev_first, float(dev.max()) if dev.numel() else 0.0)
+            if bc is not None and not warmup:
+                nll = bc.loss(policy, bc.batch(k, steps), cfg.device)
+                (cfg.bc.coef * nll).backward()
+                bc_nll.append(float(nll.detach()))
             params = [p for p in policy.parameters() if p.grad is not None]
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)))
             optimizer.step()
@@ -336,6 +344,8 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
             if progress is not None:
                 progress.update(1)
     stats = {key: v / max(steps, 1) for key, v in sums.items()}
+    if bc_nll:
+        stats["bc_nll"] = float(np.mean(bc_nll))
     return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
 
 
@@ -484,7 +494,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 
 
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "entropy",
-           "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "wall_s")
+           "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""
@@ -518,6 +528,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     from tqdm.auto import tqdm
 
     cfg, plan = prepare(cfg)
+    bc = (BCStream(cfg.bc, plan.bundle.embedder_ref(), plan.policy.config.goal_dim, plan.policy.config.img_shape,
+                   cfg.seed) if cfg.bc.coef > 0 else None)  # its data checked before the run dir is written
     root = Path(cfg.out)
     rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
     cfg = rundir.start(cfg)
@@ -553,7 +565,7 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                 data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device)
             n_mb = cfg.epochs * math.ceil(len(trajs) / cfg.minibatch_episodes)
             with tqdm(total=n_mb, desc=f"ppo {k}/{cfg.iterations} update", unit="mb", leave=False, disable=not progress) as bar:
-                stats = ppo_update(policy, optimizer, data, cfg, k, plan.cond_scale, warmup, bar)
+                stats = ppo_update(policy, optimizer, data, cfg, k, plan.cond_scale, warmup, bar, bc)
             update_s = time.perf_counter() - t0
             frames = sum(tr.steps for tr in trajs)
             stats.update(value_ev=data.value_ev, rollout_s=rollout_s, update_s=update_s,
@@ -578,7 +590,8 @@ def format_line(row: dict[str, Any], iterations: int) -> str:
     return (f"iter {row['iteration']}/{iterations}{what}: success {row['success']:.2f}, deaths {row['death_rate']:.2f}, "
             f"length {row['episode_len']:.0f}, KL {row['kl_anchor']:.4f} (coef {row['kl_coef']:.3g}), entropy "
             f"{row['entropy']:.3f}, value loss {row['value_loss']:.4f}, EV {row['value_ev']:.2f}; "
-            f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
+            + (f"BC NLL {row['bc_nll']:.3f}, " if row.get("bc_nll") is not None else "")
+            + f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
 
 
 def format_ppo_table(summary: dict[str, Any]) -> str:

@@ -42,6 +42,28 @@ class RewardConfig:
 
 
 @dataclass
+class BCAuxConfig:
+    """An auxiliary behaviour-cloning loss on demonstrations, added at every PPO optimiser step (issue 14).
+
+    PPO optimises the task reward only; on demonstrator data the policy's NLL, and how much of it its goal
+    explains (`aimc eval goal-gain`), drift while it does. Cloning a few demonstrator segments per step keeps the
+    policy a model of the expert it was trained from (VPT's RL fine-tuning used a KL to the pretrained policy;
+    this is the data-side counterpart: the same segments, goals and labels as BC training)."""
+
+    coef: float = 0.0
+    """Weight of the mean per-frame NLL of the demonstrations in the loss; 0 = off."""
+    data: list[str] = field(default_factory=list)
+    """Episode stores of demonstrations (e.g. `aimc collect` free play with the recipe's noise)."""
+    preset: str = "instruct-lstm"
+    """Training preset whose segment settings (length, text goal source, DART labels, p_uncond) and chunking
+    (trunc_t) cut the demonstrations: the one the starting policy was trained with."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides on that preset (e.g. segment.segment_len=128)."""
+    segments: int = 2
+    """Demonstration segments per optimiser step (each costs a forward and backward of segment_len frames)."""
+
+
+@dataclass
 class PPOConfig:
     """A PPO run: K iterations of (complete episodes from instructions, GAE, clipped PPO + KL to the start)."""
 
@@ -108,6 +130,8 @@ class PPOConfig:
     """Clip the global gradient norm per optimiser step; 0 = off."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward definition (success, death, shaping)."""
+    bc: BCAuxConfig = field(default_factory=BCAuxConfig)
+    """Auxiliary BC loss on demonstrations (off by default)."""
     planner: str = "none"
     """Prompt chaining while playing (`aimc.eval.planner`): "chain" trains the policy on the sub-instructions the
     shipped agent is given (the next missing prerequisite's instruction, then the prompt), "none" on the prompt
@@ -154,6 +178,10 @@ class PPOConfig:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
         if self.planner not in ("none", "chain"):
             raise ConfigError(f"planner: expected none or chain, got {self.planner!r}")
+        if self.bc.coef < 0 or self.bc.segments < 1:
+            raise ConfigError(f"bc.coef must be >= 0 and bc.segments >= 1, got {self.bc.coef} and {self.bc.segments}")
+        if self.bc.coef > 0 and not self.bc.data:
+            raise ConfigError("bc.coef > 0 needs demonstrations: --set bc.data=[STORE] (an `aimc collect` store)")
         if not isinstance(self.world_config, dict):
             raise ConfigError(f"world_config: expected a mapping of world options, got {self.world_config!r}")
 

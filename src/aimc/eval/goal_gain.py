@@ -11,7 +11,6 @@ segments (each batch a mean over its segments), which is what varies when the st
 from __future__ import annotations
 
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,15 +54,12 @@ def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, A
     import torch
     from tqdm.auto import tqdm
 
-    from aimc.data.dataset import SegmentDataset, build_segment_index, val_keys
-    from aimc.data.index import DatasetIndex, Skipped
-    from aimc.embed.base import make_embedder
+    from aimc.data.dataset import val_keys
     from aimc.eval.play import shipped_bundle
     from aimc.policy import from_pretrained
     from aimc.train.bundle import AgentBundle
-    from aimc.train.config import load_train_config
     from aimc.train.loop import evaluate
-    from aimc.train.text_goals import build_text_goal_table
+    from aimc.train.text_goals import text_goal_segments
 
     bundle_dir = Path(cfg.checkpoint) if cfg.checkpoint else shipped_bundle()
     bundle = AgentBundle.read(bundle_dir)
@@ -71,32 +67,13 @@ def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, A
     if embedder_ref is None:
         raise AimcError(f"{bundle_dir}: the bundle has no embedder, so its policy reads no goal; goal gain needs a "
                         "goal-conditioned agent")
-    with tempfile.TemporaryDirectory() as scratch:  # the train config wants an out dir; nothing is written there
-        tc = load_train_config(cfg.preset, cfg.overrides, out=scratch, embedder=str(embedder_ref),
-                               data=[{"path": p} for p in cfg.data], batch_size=cfg.batch_size)
-    if tc.goal_sources() == {"visual"}:
-        raise ConfigError(f"preset {cfg.preset!r} relabels with visual goals; goal gain here measures text goals "
-                          "(pass a preset or --set segment.goal_source=intention|event_text)")
-    skipped = Skipped(echo=None)
-    parts = []
-    for path in cfg.data:
-        idx = DatasetIndex.scan(path, check_video=False, skipped=skipped)
-        if len(idx) == 0:
-            raise AimcError(f"{path} holds no valid episodes; run `aimc collect --out {path}` first")
-        parts.append((idx.episodes, 1.0, None))
-    index = build_segment_index(parts, tc.segment, skipped)
-    if len(index) == 0:
-        raise AimcError(f"no usable segments of {tc.segment.segment_len} frames in {', '.join(cfg.data)} "
-                        f"({skipped.summary()}); collect longer episodes")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     policy = from_pretrained(bundle.policy_dir())
     if policy.config.goal_dim == 0:
         raise AimcError(f"{bundle_dir}: its policy has no goal input; goal gain needs a goal-conditioned agent")
-    table = build_text_goal_table(make_embedder(embedder_ref, device="cpu"), tc.segment, tc.goal_sources())
-    if table.dim != policy.config.goal_dim:
-        raise AimcError(f"the bundle's embedder gives {table.dim}-d goals but its policy reads {policy.config.goal_dim}-d")
-    ds = SegmentDataset(index, tc.segment, policy.config.img_shape, None, None, table)
+    tc, index, ds = text_goal_segments(cfg.preset, cfg.overrides, cfg.data, embedder_ref, policy.config.goal_dim,
+                                       policy.config.img_shape, "goal gain", batch_size=cfg.batch_size)
     keys = val_keys(index, cfg.seed, cfg.segments)
     batches = [keys[i: i + cfg.batch_size] for i in range(0, len(keys), cfg.batch_size)]
     rows = []
@@ -115,7 +92,7 @@ def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, A
         "goal_gain": mean, "ci95": [mean - half, mean + half],
         "loss": float(np.average(loss, weights=w)), "loss_zero_goal": float(np.average(zero, weights=w)),
         "segments": len(keys), "batches": len(rows), "episodes": len(index.episodes),
-        "skipped_episodes": len(skipped),
+        "skipped_episodes": len(index.skipped),
     }
 
 

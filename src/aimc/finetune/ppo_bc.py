@@ -9,14 +9,12 @@ iteration, step), so a resumed run draws the same ones.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from aimc.core.errors import AimcError, ConfigError
 from aimc.core.seeding import derive_seed
 from aimc.finetune.ppo_config import BCAuxConfig
 
@@ -26,33 +24,11 @@ class BCStream:
 
     def __init__(self, cfg: BCAuxConfig, embedder_ref: str | Path, goal_dim: int, img_shape: tuple[int, int],
                  seed: int) -> None:
-        from aimc.data.dataset import SegmentDataset, build_segment_index
-        from aimc.data.index import DatasetIndex, Skipped
-        from aimc.embed.base import make_embedder
-        from aimc.train.config import load_train_config
-        from aimc.train.text_goals import build_text_goal_table
+        from aimc.train.text_goals import text_goal_segments
 
-        with tempfile.TemporaryDirectory() as scratch:  # the train config wants an out dir; nothing goes there
-            tc = load_train_config(cfg.preset, cfg.overrides, out=scratch, embedder=str(embedder_ref),
-                                   data=[{"path": p} for p in cfg.data])
-        if tc.goal_sources() == {"visual"}:
-            raise ConfigError(f"bc.preset {cfg.preset!r} relabels with visual goals; the auxiliary BC loss reads text "
-                              "goals (set bc.overrides: [segment.goal_source=intention])")
-        skipped = Skipped(echo=None)
-        parts = []
-        for path in cfg.data:
-            idx = DatasetIndex.scan(path, check_video=False, skipped=skipped)
-            if len(idx) == 0:
-                raise AimcError(f"bc.data {path} holds no valid episodes; run `aimc collect --out {path}` first")
-            parts.append((idx.episodes, 1.0, None))
-        self.index = build_segment_index(parts, tc.segment, skipped)
-        if len(self.index) == 0:
-            raise AimcError(f"bc.data: no usable segments of {tc.segment.segment_len} frames ({skipped.summary()})")
-        table = build_text_goal_table(make_embedder(embedder_ref, device="cpu"), tc.segment, tc.goal_sources())
-        if table.dim != goal_dim:
-            raise AimcError(f"bc: the bundle's embedder gives {table.dim}-d goals but the policy reads {goal_dim}-d")
-        self.dataset = SegmentDataset(self.index, tc.segment, img_shape, None, None, table)
-        self.cfg, self.tc, self.seed = cfg, tc, seed
+        self.tc, self.index, self.dataset = text_goal_segments(cfg.preset, cfg.overrides, cfg.data, embedder_ref,
+                                                               goal_dim, img_shape, "bc.data")
+        self.cfg, self.seed = cfg, seed
 
     def batch(self, k: int, step: int) -> dict[str, Any]:
         """The collated segments of optimiser step `step` of iteration `k` (drawn by the index's weights)."""

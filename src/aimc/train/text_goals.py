@@ -72,3 +72,40 @@ def run_text_goal_table(run_dir: str | Path, embedder_path: str | None, cfg: Seg
     table = build_text_goal_table(make_embedder(embedder_path, device=device), cfg, wanted)
     table.save(path)
     return table
+
+
+def text_goal_segments(preset: str, overrides: list[str], stores: list[str], embedder_ref: str | Path, goal_dim: int,
+                       img_shape: tuple[int, int], what: str, **fields: Any) -> tuple[Any, Any, Any]:
+    """(train config, segment index, dataset) for scoring or cloning an existing agent on demonstration stores:
+    every episode of `stores`, cut, relabelled with text goals from the agent's own embedder (`embedder_ref`),
+    and labelled as training preset `preset` (+ `overrides`, `fields`) does. `what` names the caller in the one-line
+    errors (an empty store, no usable segment, a visual-goal preset, an embedder of the wrong width)."""
+    import tempfile
+
+    from aimc.core.errors import AimcError
+    from aimc.data.dataset import SegmentDataset, build_segment_index
+    from aimc.data.index import DatasetIndex, Skipped
+    from aimc.embed.base import make_embedder
+    from aimc.train.config import load_train_config
+
+    with tempfile.TemporaryDirectory() as scratch:  # the train config wants an out dir; nothing is written there
+        tc = load_train_config(preset, overrides, out=scratch, embedder=str(embedder_ref),
+                               data=[{"path": p} for p in stores], **fields)
+    if tc.goal_sources() == {"visual"}:
+        raise ConfigError(f"{what}: preset {preset!r} relabels with visual goals; this reads text goals "
+                          "(override segment.goal_source=intention or event_text)")
+    skipped = Skipped(echo=None)
+    parts = []
+    for path in stores:
+        idx = DatasetIndex.scan(path, check_video=False, skipped=skipped)
+        if len(idx) == 0:
+            raise AimcError(f"{what}: {path} holds no valid episodes; run `aimc collect --out {path}` first")
+        parts.append((idx.episodes, 1.0, None))
+    index = build_segment_index(parts, tc.segment, skipped)
+    if len(index) == 0:
+        raise AimcError(f"{what}: no usable segments of {tc.segment.segment_len} frames in {', '.join(stores)} "
+                        f"({skipped.summary()})")
+    table = build_text_goal_table(make_embedder(embedder_ref, device="cpu"), tc.segment, tc.goal_sources())
+    if table.dim != goal_dim:
+        raise AimcError(f"{what}: the bundle's embedder gives {table.dim}-d goals but its policy reads {goal_dim}-d")
+    return tc, index, SegmentDataset(index, tc.segment, img_shape, None, None, table)

@@ -52,14 +52,9 @@ class GoalGainConfig:
 def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, Any]:
     """{"goal_gain", "ci95", "loss", "loss_zero_goal", "segments", "batches", "episodes", ...} for the bundle."""
     import torch
-    from tqdm.auto import tqdm
 
-    from aimc.data.dataset import val_keys
     from aimc.eval.play import shipped_bundle
-    from aimc.policy import from_pretrained
     from aimc.train.bundle import AgentBundle
-    from aimc.train.loop import evaluate
-    from aimc.train.text_goals import text_goal_segments
 
     bundle_dir = Path(cfg.checkpoint) if cfg.checkpoint else shipped_bundle()
     bundle = AgentBundle.read(bundle_dir)
@@ -67,8 +62,24 @@ def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, A
     if embedder_ref is None:
         raise AimcError(f"{bundle_dir}: the bundle has no embedder, so its policy reads no goal; goal gain needs a "
                         "goal-conditioned agent")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _measure(cfg, bundle_dir, bundle, embedder_ref, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(cfg: GoalGainConfig, bundle_dir: Path, bundle: Any, embedder_ref: Any, progress: bool) -> dict[str, Any]:
+    import torch
+    from tqdm.auto import tqdm
+
+    from aimc.data.dataset import val_keys
+    from aimc.policy import from_pretrained
+    from aimc.train.loop import evaluate
+    from aimc.train.text_goals import text_goal_segments
+
     policy = from_pretrained(bundle.policy_dir())
     if policy.config.goal_dim == 0:
         raise AimcError(f"{bundle_dir}: its policy has no goal input; goal gain needs a goal-conditioned agent")

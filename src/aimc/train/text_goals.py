@@ -80,17 +80,13 @@ def text_goal_segments(preset: str, overrides: list[str], stores: list[str], emb
     every episode of `stores`, cut, relabelled with text goals from the agent's own embedder (`embedder_ref`),
     and labelled as training preset `preset` (+ `overrides`, `fields`) does. `what` names the caller in the one-line
     errors (an empty store, no usable segment, a visual-goal preset, an embedder of the wrong width)."""
-    import tempfile
-
     from aimc.core.errors import AimcError
     from aimc.data.dataset import SegmentDataset, build_segment_index
     from aimc.data.index import DatasetIndex, Skipped
     from aimc.embed.base import make_embedder
     from aimc.train.config import load_train_config
 
-    with tempfile.TemporaryDirectory() as scratch:  # the train config wants an out dir; nothing is written there
-        tc = load_train_config(preset, overrides, out=scratch, embedder=str(embedder_ref),
-                               data=[{"path": p} for p in stores], **fields)
+    tc = load_train_config(preset, overrides, embedder=str(embedder_ref), data=[{"path": p} for p in stores], **fields)
     if tc.goal_sources() == {"visual"}:
         raise ConfigError(f"{what}: preset {preset!r} relabels with visual goals; this reads text goals "
                           "(override segment.goal_source=intention or event_text)")

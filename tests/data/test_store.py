@@ -44,6 +44,33 @@ def test_round_trip_is_exact(tmp_path):
     assert (tmp_path / "ep" / "len.txt").read_text().strip() == "25"
 
 
+@pytest.mark.parametrize("size", [(64, 64), (37, 21)])
+def test_planar_decode_equals_the_rgb24_conversion(tmp_path, size):
+    """`read_mp4` copies the decoded GBR planes itself (no libswscale); at sizes whose rows are padded in the
+    decoder's buffers too, it must give the written frames, as PyAV's rgb24 conversion does."""
+    import av
+
+    from aimc.core.video import Mp4Writer, read_mp4
+
+    frames = np.random.default_rng(0).integers(0, 256, (6, *size, 3), dtype=np.uint8)
+    with Mp4Writer(tmp_path / "f.mp4", lossless=True) as w:
+        for f in frames:
+            w.add(f)
+    with av.open(str(tmp_path / "f.mp4")) as c:
+        converted = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+    assert np.array_equal(read_mp4(tmp_path / "f.mp4"), frames)
+    assert np.array_equal(converted, frames)
+    assert np.array_equal(read_mp4(tmp_path / "f.mp4", 2, 5), frames[2:5])
+
+
+def test_info_values_reads_one_field_of_every_step(tmp_path):
+    _write_episode(tmp_path, n=12)
+    ep = Episode(tmp_path / "ep")
+    want = [info.get("inventory") for info in Episode(tmp_path / "ep").infos]
+    assert ep.info_values("inventory") == want and "infos" not in ep.__dict__  # the step log is not kept
+    assert ep.info_values("no_such_field") == [None] * 12
+
+
 def test_embeddings_round_trip(tmp_path):
     _write_episode(tmp_path, n=20)
     ep = Episode(tmp_path / "ep")

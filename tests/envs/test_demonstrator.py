@@ -314,3 +314,41 @@ def test_explore_follow_facing_continues_the_executed_motion():
     assert checked >= 10 and base_checked >= 10
     assert agree / checked >= 0.6, (agree, checked)
     assert base_agree / base_checked <= agree / checked - 0.2, (base_agree, base_checked, agree, checked)
+
+
+def test_first_move_reports_every_direction_that_starts_a_shortest_path():
+    """`ties`: a target diagonal from the player has two shortest first moves (the faced one first); a wall
+    leaves one; the returned move is always the first tie."""
+    import numpy as np
+
+    from aimc.envs.demo.navigation import first_move
+
+    walk = np.ones((5, 5), bool)
+    goal = np.zeros((5, 5), bool)
+    goal[4, 4] = True  # player at (2, 2): right (1) and down (3) both start a 4-step path
+    ties: list[int] = []
+    assert first_move(walk, goal, (2, 2), (3, 0, 1, 2), ties=ties) == 3 and ties == [3, 1]
+    assert first_move(walk, goal, (2, 2), (0, 1, 2, 3), ties=ties) == 1 and ties == [1, 3]
+    walk[3, 2] = False  # the cell to the right is blocked: only down stays shortest
+    assert first_move(walk, goal, (2, 2), (1, 3, 0, 2), ties=ties) == 3 and ties == [3]
+    assert first_move(walk, goal, (2, 2), (1, 3, 0, 2)) == 3  # without `ties`, the same answer
+
+
+def test_label_set_holds_the_action_and_the_equally_short_moves():
+    """The demonstrator's `label_set` starts with the action it returns (without noise); over an episode some
+    steps have two equally short moves, and every extra member is a move."""
+    from aimc.envs import make
+    from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
+    from aimc.envs.demo.state import MOVES
+
+    env = make("crafter")
+    env.reset(seed=3)
+    demo = CrafterDemonstrator(DemonstratorConfig(mode="task", noise_prob=0.0), seed=0)
+    demo.reset(env)
+    sizes = []
+    for _ in range(60):
+        a = demo.act(env, "collect_stone")
+        assert demo.label_set[0] == a and all(m in MOVES for m in demo.label_set[1:])
+        sizes.append(len(demo.label_set))
+        env.step(a)
+    assert max(sizes) == 2 and min(sizes) == 1

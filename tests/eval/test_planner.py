@@ -80,6 +80,38 @@ def test_chain_on_a_crafter_world_follows_the_recipe():
     assert planner.prompt(survival, env) == "drink water"
 
 
+def test_night_rule_shelters_from_dusk_sleeps_when_walled_in_and_resumes_in_the_morning():
+    """`chain-night`: the chain by day; from dusk (daylight < 0.35) "build a shelter", "fall asleep" once the
+    player's walkable pocket is a 2x2 room; the chain again once the morning light is full (>= 0.85)."""
+    from aimc.eval.planner import NightRule
+
+    env = make("crafter", size=64)
+    env.reset(seed=5)
+    planner = ChainPlanner("crafter", words, night=NightRule())
+    plan = planner.start("collect coal please")
+    changes = []
+    for t in range(320):
+        text = planner.prompt(plan, env)
+        if not changes or changes[-1][1] != text:
+            changes.append((t, text, float(env.world.daylight)))
+        if t == 200:  # midnight: wall the player into a 2x2 room (itself and the cell to its right)
+            x, y = (int(v) for v in env.player.pos)
+            for i in range(x - 1, x + 3):
+                for j in range(y - 1, y + 3):
+                    env.world[(i, j)] = "grass" if i in (x, x + 1) and j in (y, y + 1) else "stone"
+            assert planner.prompt(plan, env) == "fall asleep"
+        env.step(0)
+    texts = [c[1] for c in changes]
+    assert texts == ["chop a tree", "build a shelter", "fall asleep", "chop a tree"], changes
+    assert changes[1][2] < 0.35 <= changes[0][2] and changes[3][2] >= 0.85
+    day = ChainPlanner("crafter", words)  # without the rule the night changes nothing
+    env.reset(seed=5)
+    plan = day.start("collect coal please")
+    for _ in range(220):
+        assert day.prompt(plan, env) == "chop a tree"
+        env.step(0)
+
+
 def test_visible_materials_are_the_local_view_only():
     env = make("crafter", size=64)
     env.reset(seed=1)
@@ -97,6 +129,9 @@ def test_bad_planner_names_and_worlds():
     with pytest.raises(AimcError, match="no chain planner for world 'minecraft'"):
         check_planner("chain", "minecraft")
     assert make_planner("none", "minecraft") is None and make_planner(None, "crafter") is None
+    with pytest.raises(AimcError, match="no chain planner for world 'minecraft'"):
+        check_planner("chain-night", "minecraft")
+    assert make_planner("chain-night", "crafter").night is not None
     from aimc.eval.config import EvalConfig
 
     with pytest.raises(ConfigError, match="planner: unknown planner"):

@@ -383,7 +383,7 @@ def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path)
     from aimc.core.errors import ConfigError
     from aimc.finetune import load_ppo_config
 
-    with pytest.raises(ConfigError, match="planner: expected none or chain"):
+    with pytest.raises(ConfigError, match="planner: expected none, chain or chain-night"):
         load_ppo_config("ppo-micro", ["planner=fancy"])
 
 
@@ -445,3 +445,107 @@ def test_aux_bc_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no valid episodes" in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- expert labels
+def test_expert_labels_are_the_demonstrators_and_their_nll_moves_the_update(tiny_bundle, tmp_path, monkeypatch):
+    """`expert.coef`: every step of a rollout carries the task-mode demonstrator's label for that state (replayed
+    here with a fresh demonstrator on the same world and executed actions), the executed actions stay the
+    learner's, the update's expert NLL is -mean log pi(label) under the acting policy, and the term changes the
+    weights the run ends with."""
+    from safetensors.torch import load_file
+
+    from aimc.core.seeding import derive_seed
+    from aimc.envs import make
+    from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
+    from aimc.finetune import ppo as ppo_mod
+    from aimc.finetune import run_ppo
+    from aimc.finetune.ppo import acting_logp, make_optimizer, policy_step, ppo_update
+    from aimc.policy import from_pretrained
+    from aimc.train.bundle import AgentBundle
+
+    captured = {}
+    original = ppo_mod.prepare_iteration
+
+    def spy(policy, trajs, goals, cfg):
+        data = original(policy, trajs, goals, cfg)
+        captured.setdefault("data", data)
+        return data
+
+    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    common = ["iterations=1", "value_warmup_iterations=0", "max_steps=16", "tasks=[chop_tree,drink_water]"]
+    runs = {}
+    for coef in (0, 1):
+        out = tmp_path / f"coef{coef}"
+        s = run_ppo(micro_cfg(tiny_bundle, out, *common, f"expert.coef={coef}"), progress=False, log=lambda _: None)
+        runs[coef] = (s["iterations"][0], load_file(str(out / "bundle" / "policy" / "model.safetensors")))
+        if coef == 0:
+            assert all(tr.labels is None for tr in captured.pop("data").trajs)
+    row = runs[1][0]
+    assert "expert_nll" not in runs[0][0] and row["expert_nll"] > 0 and 0 <= row["expert_agreement"] <= 1
+    key = "pi_head.action.linear_layer.weight"
+    assert not torch.equal(runs[0][1][key], runs[1][1][key])
+
+    data = captured["data"]
+    bundle = AgentBundle.read(tiny_bundle)
+    for tr in data.trajs:  # replay: the same world, the learner's actions, a fresh labeller with the slot's seed
+        assert tr.labels is not None and tr.labels.shape == tr.actions.shape
+        env = make("crafter", **bundle.world_config)
+        env.reset(seed=tr.job.world_seed)
+        demo = CrafterDemonstrator(DemonstratorConfig(mode="task", noise_prob=0.0, explore_follow_facing=True,
+                                                      explore_turn_prob=0.0))
+        demo.reset(env, seed=derive_seed(tr.job.actor_seed, "labeller"))
+        labels = []
+        for a in tr.actions:
+            label = demo.act(env, {"chop_tree": "collect_wood", "drink_water": "collect_drink"}[tr.job.task])
+            assert demo.label_set[0] == label
+            # skip_explore (default): exploring steps are left out (empty set); tied_moves: equally short moves too
+            labels.append(0 if demo.explored else sum(1 << x for x in set(demo.label_set)))
+            env.step(int(a))
+        assert labels == tr.labels.tolist()
+    every = np.concatenate([tr.labels for tr in data.trajs])
+    assert (every > 0).any() and (every == 0).any()  # a micro world run both explores and targets trees
+    assert any(bin(m).count("1") > 1 for m in every)  # some labels hold two equally short moves
+    assert any(not (m >> a) & 1 for tr in data.trajs for m, a in zip(tr.labels, tr.actions, strict=True) if m)
+
+    cfg = micro_cfg(tiny_bundle, tmp_path / "x", *common, "expert.coef=1", "epochs=1", "minibatch_episodes=4")
+    policy = from_pretrained(bundle.policy_dir())
+    scale = float(bundle.cond_scale or 0.0)
+    with torch.no_grad():  # independent: each episode in one piece, -log pi(label) summed over all steps
+        total = 0.0
+        for tr, goal in zip(data.trajs, data.goals, strict=True):
+            pov = torch.from_numpy(tr.frames)[None]
+            g = torch.from_numpy(np.broadcast_to(goal, (tr.steps, goal.shape[-1])).copy())[None]
+            first = torch.zeros(1, tr.steps, dtype=torch.bool)
+            first[0, 0] = True
+            out, _ = policy_step(policy, pov, g, first, None, scale)
+            (lp,) = acting_logp(out, bool(scale)).values()
+            for t, m in enumerate(tr.labels.tolist()):
+                if m:
+                    total -= float(torch.logsumexp(lp[0, t, [a for a in range(lp.shape[-1]) if (m >> a) & 1]], 0))
+    ref = total / int((every > 0).sum())
+    data.anchor = None
+    stats = ppo_update(policy, make_optimizer(policy, cfg), data, cfg, 1, scale, warmup=False)
+    assert stats["optimizer_steps"] == 1 and stats["expert_nll"] == pytest.approx(ref, rel=1e-4)
+
+
+def test_expert_labels_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path, capsys):
+    from aimc.core.errors import ConfigError
+    from aimc.finetune import load_ppo_config
+
+    with pytest.raises(ConfigError, match="expert.coef must be >= 0"):
+        load_ppo_config("ppo-micro", ["expert.coef=-1"])
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nworld: crafter\ntasks:\n  - name: table_or_wood\n    success: {all: [place_table, collect_wood]}\n"
+                     "    prompts: [place a table]\n    max_steps: 10\n")
+    out = tmp_path / "run"
+    for sets, message in (
+        (["expert.coef=1", f"suite={suite}", "tasks=[table_or_wood]"], "name no demo_task in the suite"),
+        (["expert.coef=1", "expert.demonstrator={speed: 3}"], "speed"),
+    ):
+        args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
+                *[a for s in sets for a in ("--set", s)]]
+        assert main(args) == 2, message
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()

@@ -115,6 +115,51 @@ def test_sigkill_resumes_without_corruption(demo_store, tmp_path, one_thread):  
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_validation_shares_image_features_with_the_same_numbers(demo_store, tmp_path, one_thread):  # noqa: F811
+    """`evaluate` runs the CNN once per chunk for the goal and the zero-goal pass; its losses must equal, to the
+    bit, two full `policy(...)` passes (a transcription of the loop before the features were shared)."""
+    from aimc.data.dataset import (
+        ACTION,
+        FIRST,
+        GOAL,
+        OK,
+        POV,
+        STEP_OK,
+        SegmentDataset,
+        collate_segments,
+        val_keys,
+    )
+    from aimc.train.loop import build_data, build_policy, evaluate
+    from aimc.train.objectives import bc_loss, head_targets
+
+    cfg = tiny_cfg(demo_store, tmp_path / "val", "val_segments=6", "trunc_t=8", "seed=1", "frame_cache=null")
+    _, val, _ = build_data(cfg)
+    torch.manual_seed(0)
+    policy, _ = build_policy(cfg, val.goal_dim)
+    ds = SegmentDataset(val, cfg.segment, policy.config.img_shape)
+    keys = val_keys(val, cfg.seed, cfg.val_segments)
+    assert len(keys) > cfg.batch_size and cfg.chunks_per_segment == 2  # several batches, state carried once
+
+    total, count = {False: 0.0, True: 0.0}, 0.0
+    with torch.no_grad():
+        for lo in range(0, len(keys), cfg.batch_size):
+            batch = collate_segments([ds[k] for k in keys[lo : lo + cfg.batch_size]])
+            targets = head_targets(batch[ACTION], policy.config.head_sizes)
+            w, step_ok = batch[OK], batch[STEP_OK]
+            for zero_goal in (False, True):
+                state = None
+                for c in range(cfg.chunks_per_segment):
+                    sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
+                    goal = torch.zeros_like(batch[GOAL][:, sl]) if zero_goal else batch[GOAL][:, sl]
+                    out, state = policy(batch[POV][:, sl], goal, batch[FIRST][:, sl], state)
+                    nll = bc_loss(out, {h: t[:, sl] for h, t in targets.items()}, w, False, step_ok[:, sl])["nll"]
+                    total[zero_goal] += float(nll) * float((step_ok[:, sl] & w[:, None]).sum())
+            count += float((step_ok & w[:, None]).sum())
+    got = evaluate(policy, ds, keys, cfg, torch.device("cpu"))
+    assert got == {"loss": total[False] / count, "loss_zero_goal": total[True] / count}
+    assert got["loss"] != got["loss_zero_goal"]  # the goal does reach the policy
+
+
 def test_goal_run_starts_from_unconditional_pretrain(demo_store, tmp_path, one_thread):  # noqa: F811
     pre = run(tiny_cfg(demo_store, tmp_path / "pre", "segment.embed_name=null", "n_frames=64", "val_every=0"), progress=False)
     assert pre["step"] == 2

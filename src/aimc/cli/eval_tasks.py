@@ -58,7 +58,7 @@ def eval_tasks_cmd(
     use_prior: bool | None = typer.Option(None, "--use-prior/--no-prior", help="Force the bundle's prior on/off."),
     goal_source: str | None = typer.Option(None, help="text (embedder's text side), prior (the bundle's predictor) "
                                            "or a predictor directory (aimc train prior); default: the bundle's."),
-    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table) or none "
+    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-night (and shelter at night) or none "
                                        "(the prompt on every step); default: the bundle's."),
     out: Path = typer.Option(Path(D.out), help="Output directory (report.json, report.html, videos/, eval_config.json)."),
     seed: int = typer.Option(D.seed, help="Seed for agent sampling (worlds come from the suite's seeds)."),

@@ -34,7 +34,7 @@ def play_cmd(
     size: int = typer.Option(384, help="Video frame size in pixels."),
     deterministic: bool = typer.Option(False, help="Greedy actions instead of sampling."),
     world: str | None = typer.Option(None, help="The world to play in; must be the agent's (default: the bundle's)."),
-    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table) or none "
+    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-night (and shelter at night) or none "
                                        "(the instruction on every step); default: the bundle's."),
     world_options: list[str] = typer.Option([], "--set", help="World option key=value over the bundle's "
                                             "world_config, e.g. backend=minerl for Minecraft."),

@@ -11,11 +11,15 @@ import os
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aimc.core.errors import AimcError
 from aimc.core.io import TMP_PREFIX, write_error, writes_to
+
+if TYPE_CHECKING:
+    import av
 
 
 class VideoError(AimcError):
@@ -144,6 +148,24 @@ def count_frames(path: str | Path) -> int:
     return int(n)
 
 
+def frame_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as uint8 (H, W, 3) RGB.
+
+    The lossless store's frames decode to planar GBR (`gbrp`), whose three planes are copied into place here.
+    Asking PyAV for ``rgb24`` instead runs libswscale on every frame: about twice the CPU time of the decode
+    and copy, and on a busy machine up to 7x the wall time (its worker threads wait for a free core), which
+    made decoding the slowest part of embedding a store (docs/training.md, "Speed"). Other pixel formats
+    (watchable yuv420p videos) still go through libswscale.
+    """
+    if frame.format.name != "gbrp":
+        return frame.to_ndarray(format="rgb24")
+    h, w = frame.height, frame.width
+    out = np.empty((h, w, 3), np.uint8)
+    for channel, plane in zip((1, 2, 0), frame.planes, strict=True):  # the planes are G, B, R
+        out[:, :, channel] = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+    return out
+
+
 def read_mp4(path: str | Path, start: int = 0, end: int | None = None) -> np.ndarray:
     """Decode frames [start, end) as uint8 (T, H, W, 3)."""
     import av
@@ -155,7 +177,7 @@ def read_mp4(path: str | Path, start: int = 0, end: int | None = None) -> np.nda
                 if end is not None and i >= end:
                     break
                 if i >= start:
-                    out.append(frame.to_ndarray(format="rgb24"))
+                    out.append(frame_rgb(frame))
     except (av.error.FFmpegError, IndexError, OSError) as e:
         raise VideoError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
     if not out:

@@ -20,6 +20,7 @@ cached as ``.npy`` files (``frame_cache``) that every worker memory-maps: each e
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from aimc.data.config import SegmentConfig
 from aimc.data.index import Skipped
 from aimc.data.relabel import EMBED_OFFSET, min_episode_length, relabelled_goals
 from aimc.data.store import BAD_EMBEDS, MISSING_EMBEDS, TOO_SHORT, Episode
-from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_targets
+from aimc.data.text_goals import TextGoalTable, event_text_targets, intention_targets_from_goals
 
 # batch keys; STEP_OK (T,) marks the real steps of an item (padding past a short episode's end is False)
 POV, GOAL, ACTION, FIRST, OK, STEP_OK = "pov", "goal", "action", "first", "ok", "step_ok"
@@ -200,6 +201,25 @@ class FrameCache:
         return frames[start:end].copy()
 
 
+@dataclass
+class _EpisodeRecord:
+    """What items read from one episode besides its frames, read once per process.
+
+    Without it every item re-opened its episode (metadata, actions, a count of every events and infos line)
+    and re-parsed all of infos.jsonl for the DART labels: about 14 ms for a 1000-step episode, more than the
+    item's 64 frames cost from the frame cache (docs/training.md, "Speed"). Per step it keeps only what items
+    use: the action targets and the recorded goal names (intention goals only). Goal embeddings are still
+    read per item (a small ``.npy`` read, ~40 us), so memory does not grow with the store's embeddings.
+    """
+
+    episode: Episode
+    """The episode, opened once (its small `events` stay cached on it)."""
+    labels: np.ndarray
+    """(N,) int64 action targets: the executed actions, or their DART labels where recorded."""
+    goals: list[str | None] | None = None
+    """Recorded ``infos[t]["goal"]`` per step (None until an intention item needs them)."""
+
+
 class SegmentDataset(Dataset):
     """Items are dicts: pov uint8 (T,H,W,3), goal float32 (T,D), action int64 (T,), first bool (T,), ok bool,
     step_ok bool (T,). A row past its episode's end is padded: the last frame repeated, action 0, zero goals,
@@ -221,6 +241,7 @@ class SegmentDataset(Dataset):
         self.fixed_goal = None if fixed_goal is None else np.asarray(fixed_goal, np.float32).reshape(-1)
         self.goal_dim = len(self.fixed_goal) if self.fixed_goal is not None else index.goal_dim
         self.text_goals = text_goals
+        self._records: dict[Path, _EpisodeRecord] = {}
         text_sources = sorted({cfg.goal_source, *index.goal_sources.values()} - {"visual"})
         if text_sources and self.fixed_goal is None:
             if text_goals is None:
@@ -235,6 +256,28 @@ class SegmentDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Worker processes start with an empty record cache (each fills its own as it reads)."""
+        return {**self.__dict__, "_records": {}}
+
+    def _record(self, path: Path, ep: Episode | None = None) -> _EpisodeRecord:
+        """The episode's record, made on first use (from `ep` when given: the caller opened it already)."""
+        rec = self._records.get(path)
+        if rec is None:
+            ep = Episode(path, check_video=False) if ep is None else ep
+            rec = _EpisodeRecord(ep, self._read_labels(ep))
+            self._records[path] = rec
+        return rec
+
+    def _read_labels(self, ep: Episode) -> np.ndarray:
+        """Action targets of the whole episode: the executed actions, or their DART labels where recorded."""
+        action = np.array(ep.actions, np.int64)
+        if self.cfg.dart_labels and ep.metadata.get("dart_labels"):
+            for t, label in enumerate(ep.info_values(keys.LABEL)):
+                if label is not None:
+                    action[t] = int(label)
+        return action
 
     def _goals(self, ep: Episode, start: int, end: int, rng: np.random.Generator, override: str | None = None) -> np.ndarray:
         """Goals (t, D) for frames [start, end); `override` is the episode's part goal source, if it has one."""
@@ -265,18 +308,12 @@ class SegmentDataset(Dataset):
                 return goals
             targets = event_text_targets(ep.events, self.cfg.text_horizon, self.cfg.p_later_event, rng, known=table)
         else:
-            targets = intention_targets(ep.infos, rng, self.cfg.intention_interrupts)
+            rec = self._record(ep.path, ep)
+            if rec.goals is None:
+                rec.goals = [sys.intern(g) if isinstance(g, str) else None for g in ep.info_values("goal")]
+            targets = intention_targets_from_goals(rec.goals, rng, self.cfg.intention_interrupts)
         text, has = table.lookup(targets, start, end)  # (t, D), (t,)
         return np.where(has[:, None], text, goals).astype(np.float32)
-
-    def _labels(self, ep: Episode, start: int, end: int) -> np.ndarray:
-        """Action targets for [start, end): the executed actions, or their DART labels where recorded."""
-        action = np.array(ep.actions[start:end], np.int64)
-        if self.cfg.dart_labels and ep.metadata.get("dart_labels"):
-            for i, info in enumerate(ep.infos[start:end]):
-                if keys.LABEL in info:
-                    action[i] = int(info[keys.LABEL])
-        return action
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         i, item_seed = key
@@ -287,13 +324,14 @@ class SegmentDataset(Dataset):
         first[0] = True
         step_ok = np.ones(t, bool)
         try:
-            ep = Episode(self.index.episodes[e], check_video=False)
+            rec = self._record(Path(self.index.episodes[e]))
+            ep = rec.episode
             real_end = min(end, ep.length)  # a short recorded-goal episode's row runs past its end
             if real_end <= start:
                 raise EpisodeError(f"{ep.path}: segment [{start}, {end}) starts past the episode's {ep.length} steps")
             goal = self._goals(ep, start, real_end, rng, self.index.goal_sources.get(e))
             pov = self.cache.frames(ep, start, real_end)
-            action = self._labels(ep, start, real_end)
+            action = rec.labels[start:real_end].copy()
             if pov.shape[1:3] != tuple(self.img_shape):
                 raise EpisodeError(f"{ep.path}: frames are {pov.shape[1:3]}, the policy expects {tuple(self.img_shape)}")
             pad = end - real_end

@@ -254,6 +254,14 @@ class Episode:
     def infos(self) -> list[dict[str, Any]]:
         return self._read_jsonl(keys.INFOS_FILE)
 
+    def info_values(self, key: str) -> list[Any]:
+        """``infos[t].get(key)`` for every step, without keeping the step log: a training dataset reads one
+        field (the DART label, the recorded goal) of every episode, and the parsed dicts of a 1000-step
+        episode take megabytes."""
+        if "infos" in self.__dict__:  # already parsed
+            return [info.get(key) for info in self.infos]
+        return [row.get(key) for row in self._read_jsonl(keys.INFOS_FILE)]
+
     def frames(self, start: int = 0, end: int | None = None) -> np.ndarray:
         """Decoded frames [start, end) as uint8 (T, H, W, 3); a short decode raises EpisodeError."""
         end = self.length if end is None else min(end, self.length)

@@ -92,7 +92,15 @@ def intention_targets(
     previous one; an episode with no instruction at all keeps the recorded names. A policy trained so learns
     to stay alive whatever it is asked, as the demonstrator does in task mode.
     """
-    names: list[str | None] = [info.get("goal") if isinstance(info.get("goal"), str) else None for info in infos]
+    return intention_targets_from_goals([info.get("goal") for info in infos], rng, interrupts)
+
+
+def intention_targets_from_goals(
+    goals: Sequence[Any], rng: np.random.Generator, interrupts: Collection[str] = ()
+) -> TextTargets:
+    """`intention_targets` from the recorded ``infos[t].get("goal")`` values alone (same draws), for a dataset
+    that keeps this one field of each episode rather than its whole step log."""
+    names: list[str | None] = [g if isinstance(g, str) else None for g in goals]
     if interrupts:
         names = _fill_interrupts(names, set(interrupts))
     draws = np.zeros(len(names), np.float64)

@@ -95,3 +95,13 @@ class DemonstratorActor:
 
     def act(self, env: Any, obs: dict[str, Any], first: bool) -> int:
         return self.demo.act(env, self.task)
+
+    @property
+    def label_set(self) -> tuple[int, ...]:
+        """The last action and the moves equally good as it (`CrafterDemonstrator.label_set`)."""
+        return self.demo.label_set
+
+    @property
+    def explored(self) -> bool:
+        """Whether the last action came from exploring (no target known or reachable)."""
+        return self.demo.explored

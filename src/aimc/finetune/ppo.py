@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from aimc.finetune.ppo_rollout import (
     Trajectory,
     acting_logp,
     make_jobs,
+    mask_bits,
     task_specs,
     weighted_schedule,
 )
@@ -284,6 +286,8 @@ def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
         "adv": [data.adv[i] for i in idx], "vtarget": [data.vtarget[i] for i in idx]}
     for head in data.anchor[0] if data.anchor is not None else ():
         per_step[f"anchor_{head}"] = [data.anchor[i][head] for i in idx]
+    if data.trajs[idx[0]].labels is not None:
+        per_step["labels"] = [data.trajs[i].labels for i in idx]  # type: ignore[misc]
     return _collate([data.trajs[i] for i in idx], per_step, device)
 
 
@@ -293,10 +297,13 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     loss term over the minibatches, the gradient norm, and ``ratio_dev_first``: max |r − 1| over the first
     minibatch of the first epoch (0 up to float noise: the replay recomputes the rollout's log-probabilities).
     With `bc` (and outside the value warm-up) each step also adds ``cfg.bc.coef`` times the NLL of that step's
-    demonstration segments; ``bc_nll`` is its mean over the steps."""
+    demonstration segments; ``bc_nll`` is its mean over the steps. With the rollouts' expert labels
+    (`Trajectory.labels`, `cfg.expert.coef` > 0, outside the warm-up) each step adds ``cfg.expert.coef`` times the
+    mean NLL of the minibatch's labels (over its labelled steps) under the acting policy; ``expert_nll``."""
     kl_coef = kl_coef_at(cfg, k)
     sums = dict.fromkeys(STAT_KEYS, 0.0)
     bc_nll: list[float] = []
+    expert_sum, expert_on = 0.0, cfg.expert.coef > 0 and data.trajs[0].labels is not None and not warmup
     grad_norms: list[float] = []
     ratio_dev_first = 0.0
     steps = 0
@@ -307,6 +314,9 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
             mb = _minibatch(data, perm[lo: lo + cfg.minibatch_episodes].tolist(), cfg.device)
             lengths = torch.as_tensor(mb.lengths, device=cfg.device)
             replay = _Replay(policy, cond_scale)
+            if expert_on:  # labelled steps of the minibatch (padding is 0, a label; lengths mask it)
+                valid = torch.arange(mb.tensors["labels"].shape[1])[None] < torch.as_tensor(mb.lengths)[:, None]
+                mb_labelled = int(((mb.tensors["labels"].cpu() > 0) & valid).sum())
             for n, sl in _chunks(mb.lengths, cfg.chunk_len):
                 pov, goal, first = _chunk_inputs(mb, n, sl)  # (n, t, H, W, 3), (n, t, D), (n, t)
                 if warmup:  # the policy is frozen: only the value head sees gradients, on detached features
@@ -325,6 +335,14 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,
                                  clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, kl_coef=kl_coef,
                                  denom=float(mb.lengths.sum()))
+                if expert_on:  # -log of the probability the acting policy gives the expert's action set
+                    (lp,) = logp.values()  # one categorical head (checked before the run)
+                    allowed = mask_bits(tens["labels"], lp.shape[-1])
+                    lab = mask & allowed.any(-1)
+                    set_lp = torch.logsumexp(lp.masked_fill(~allowed, -math.inf), -1)
+                    nll = -torch.where(lab, set_lp, torch.zeros_like(set_lp)).sum() / max(mb_labelled, 1)
+                    terms["loss"] = terms["loss"] + cfg.expert.coef * nll
+                    expert_sum += float(nll.detach())
                 if terms["loss"].requires_grad:
                     terms["loss"].backward()
                 for key in STAT_KEYS:
@@ -346,6 +364,8 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     stats = {key: v / max(steps, 1) for key, v in sums.items()}
     if bc_nll:
         stats["bc_nll"] = float(np.mean(bc_nll))
+    if expert_on:
+        stats["expert_nll"] = expert_sum / max(steps, 1)
     return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
 
 
@@ -409,14 +429,39 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
     specs = task_specs(suite, list(cfg.tasks), world)
     agent = TextAgent(policy, bundle, device=cfg.device)
     check_planner(cfg.planner, world)
+    if cfg.expert.coef > 0:
+        check_labeller(cfg, world, specs)
     prompts = sorted({p for s in specs for p in s.prompts})
-    if cfg.planner == "chain":  # the sub-instructions a chain can name: each event's canonical caption
-        from aimc.embed.captions import NOTHING, catalogue
+    if cfg.planner in ("chain", "chain-night"):  # the sub-instructions a chain can name: each event's canonical
+        from aimc.embed.captions import INTENTIONS, NOTHING, catalogue  # caption, and the night rule's two
 
-        prompts = sorted({*prompts, *(texts[0] for e, texts in catalogue(world).items() if e != NOTHING)})
+        prompts = sorted({*prompts, *(texts[0] for e, texts in catalogue(world).items() if e != NOTHING),
+                          *([INTENTIONS["shelter"][0], INTENTIONS["sleep"][0]] if cfg.planner == "chain-night" else [])})
     goals = dict(zip(prompts, agent.goal_from_text(prompts, use_prior=None, seed=0), strict=True))
     scale = float(cfg.cond_scale if cfg.cond_scale is not None else (bundle.cond_scale or 0.0))
     return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale)
+
+
+def check_labeller(cfg: PPOConfig, world: str, specs: list[TaskSpec]) -> None:
+    """One line when the expert labeller cannot run: a world the scripted demonstrator cannot play, a task with no
+    `demo_task`, or bad demonstrator options."""
+    from aimc.envs import world_info
+
+    if not world_info(world).has_demonstrator:
+        raise ConfigError(f"expert.coef > 0 needs the scripted demonstrator to label the rollouts, which cannot play "
+                          f"world {world!r}; set expert.coef=0")
+    missing = [s.name for s in specs if not s.demo_task]
+    if missing:
+        raise ConfigError(f"expert.coef > 0: task(s) {', '.join(missing)} name no demo_task in the suite, so the "
+                          "demonstrator has nothing to pursue; give them one or leave them out")
+    make_labeller(cfg)  # checks the demonstrator options now
+
+
+def make_labeller(cfg: PPOConfig) -> Any:
+    """One expert labeller: the scripted demonstrator in task mode without noise, with `cfg.expert.demonstrator`."""
+    from aimc.envs.actor import DemonstratorActor
+
+    return DemonstratorActor({**cfg.expert.demonstrator, "mode": "task", "noise_prob": 0.0}, where="expert.demonstrator")
 
 
 def _save(rundir: RunDir, k: int, policy: Any, optimizer: torch.optim.Optimizer, rows: list[dict[str, Any]]) -> Path:
@@ -482,6 +527,12 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
         t["deaths"] += int(tr.died)
     wins = [tr.success_step + 1 for tr in trajs if tr.success_step is not None]
     n = len(trajs)
+    if trajs and trajs[0].labels is not None:  # how often the learner did what the expert would have done
+        labels, acts = np.concatenate([tr.labels for tr in trajs]), np.concatenate([tr.actions for tr in trajs])
+        on = labels > 0
+        agree = (labels[on] >> acts[on]) & 1
+        stats = {**stats, "expert_labelled": float(on.mean()),
+                 "expert_agreement": float(np.mean(agree)) if on.any() else float("nan")}
     return {
         "iteration": k, "kl_coef": kl_coef_at(cfg, k), "warmup": warmup, "episodes": n,
         "env_steps": int(sum(tr.steps for tr in trajs)),
@@ -494,7 +545,8 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 
 
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "entropy",
-           "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "wall_s")
+           "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
+           "expert_agreement", "expert_labelled", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""
@@ -553,7 +605,10 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
             jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed)
-            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__)
+            labeller = functools.partial(make_labeller, cfg) if cfg.expert.coef > 0 else None
+            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__,
+                                labeller, {s.name: s.demo_task for s in plan.specs}, cfg.expert.skip_explore,
+                                cfg.expert.tied_moves)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:
                 trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1))
@@ -591,6 +646,8 @@ def format_line(row: dict[str, Any], iterations: int) -> str:
             f"length {row['episode_len']:.0f}, KL {row['kl_anchor']:.4f} (coef {row['kl_coef']:.3g}), entropy "
             f"{row['entropy']:.3f}, value loss {row['value_loss']:.4f}, EV {row['value_ev']:.2f}; "
             + (f"BC NLL {row['bc_nll']:.3f}, " if row.get("bc_nll") is not None else "")
+            + (f"expert NLL {row['expert_nll']:.3f}, " if row.get("expert_nll") is not None else "")
+            + (f"expert agreement {row['expert_agreement']:.2f}, " if row.get("expert_agreement") is not None else "")
             + f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
 
 

@@ -63,6 +63,36 @@ class BCAuxConfig:
     """Demonstration segments per optimiser step (each costs a forward and backward of segment_len frames)."""
 
 
+def _default_labeller() -> dict[str, Any]:
+    return {"explore_follow_facing": True, "explore_turn_prob": 0.0}
+
+
+@dataclass
+class ExpertAuxConfig:
+    """An auxiliary loss on the expert's labels of the rollouts' own states: DAgger inside PPO.
+
+    Every step a rollout plays, the scripted demonstrator in task mode (no noise; a labeller per world slot,
+    with the episode's memory, pursuing the suite task's `demo_task`) names the action it would take in that
+    state; the update adds ``coef`` times the mean NLL of those labels under the acting policy. Unlike the BC term
+    (`bc`: demonstrations of the demonstrator's own states), the labels cover the states the learner actually
+    reaches: a coal block in view that it walks past, the first night it spends in the open. The executed actions
+    stay the learner's, so the rollouts (and what PPO learns from their rewards) do not change."""
+
+    coef: float = 0.0
+    """Weight of the mean NLL of the expert's labels over the labelled steps; 0 = off (no labeller runs)."""
+    tied_moves: bool = True
+    """Count every move that starts an equally short path to the expert's target as its label (the loss is then
+    -log of the probability of that set): the expert breaks such ties by the way the player faces, and a learner
+    that takes the other shortest way is not wrong. It raised the shipped agent's agreement only from 0.38 to
+    0.42: most disagreements are a different target (another tree), or the expert's survival steps (docs)."""
+    skip_explore: bool = True
+    """Leave out the steps the expert would spend exploring (no target known): where to look next is a choice the
+    learner's own search makes as well, and the labeller's heading there is its own hidden state."""
+    demonstrator: dict[str, Any] = field(default_factory=_default_labeller)
+    """DemonstratorConfig fields of the labellers (mode task and noise 0 are forced). The default makes an
+    exploring label continue the way the player faces (docs/dagger.md: labels that follow the learner's motion)."""
+
+
 @dataclass
 class PPOConfig:
     """A PPO run: K iterations of (complete episodes from instructions, GAE, clipped PPO + KL to the start)."""
@@ -132,6 +162,8 @@ class PPOConfig:
     """Reward definition (success, death, shaping)."""
     bc: BCAuxConfig = field(default_factory=BCAuxConfig)
     """Auxiliary BC loss on demonstrations (off by default)."""
+    expert: ExpertAuxConfig = field(default_factory=ExpertAuxConfig)
+    """Auxiliary loss on the scripted expert's labels of the rollouts' states (off by default)."""
     planner: str = "none"
     """Prompt chaining while playing (`aimc.eval.planner`): "chain" trains the policy on the sub-instructions the
     shipped agent is given (the next missing prerequisite's instruction, then the prompt), "none" on the prompt
@@ -176,12 +208,17 @@ class PPOConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cond_scale is not None and self.cond_scale < 0:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
-        if self.planner not in ("none", "chain"):
-            raise ConfigError(f"planner: expected none or chain, got {self.planner!r}")
+        if self.planner not in ("none", "chain", "chain-night"):
+            raise ConfigError(f"planner: expected none, chain or chain-night, got {self.planner!r}")
         if self.bc.coef < 0 or self.bc.segments < 1:
             raise ConfigError(f"bc.coef must be >= 0 and bc.segments >= 1, got {self.bc.coef} and {self.bc.segments}")
         if self.bc.coef > 0 and not self.bc.data:
             raise ConfigError("bc.coef > 0 needs demonstrations: --set bc.data=[STORE] (an `aimc collect` store)")
+        if self.expert.coef < 0:
+            raise ConfigError(f"expert.coef must be >= 0, got {self.expert.coef}")
+        if not isinstance(self.expert.demonstrator, dict):
+            raise ConfigError(f"expert.demonstrator: expected a mapping of demonstrator options, got "
+                              f"{self.expert.demonstrator!r}")
         if not isinstance(self.world_config, dict):
             raise ConfigError(f"world_config: expected a mapping of world options, got {self.world_config!r}")
 

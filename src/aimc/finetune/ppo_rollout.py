@@ -50,6 +50,8 @@ class TaskSpec:
     """Training paraphrases: the caption catalogue's for the success events (else the suite's prompts)."""
     shaping: tuple[str, ...]
     """Prerequisite events paid `RewardConfig.shaping` at their first occurrence in an episode."""
+    demo_task: str | None = None
+    """What the scripted demonstrator pursues for this task (the suite's `demo_task`): the expert labeller's task."""
 
 
 def prerequisites(event: str) -> tuple[str, ...]:
@@ -94,7 +96,8 @@ def task_specs(suite: Suite, names: list[str], world: str) -> list[TaskSpec]:
         t = suite.task(name)
         prompts = tuple(p for ev in t.success.events for p in table.get(ev, ()))
         pre = [p for ev in t.success.events for p in prerequisites(ev) if p not in t.success.events]
-        out.append(TaskSpec(name, t.success, tuple(dict.fromkeys(prompts)) or t.prompts, tuple(dict.fromkeys(pre))))
+        out.append(TaskSpec(name, t.success, tuple(dict.fromkeys(prompts)) or t.prompts, tuple(dict.fromkeys(pre)),
+                            t.demo_task))
     return out
 
 
@@ -130,6 +133,19 @@ def make_jobs(specs: list[TaskSpec], episodes: int, iteration: int, seed: int) -
 
 
 # ------------------------------------------------------------------------------------------- one episode
+def label_mask(actions: tuple[int, ...] | list[int]) -> int:
+    """The action set as a bit mask (bit a = action a), as `Trajectory.labels` stores it."""
+    mask = 0
+    for a in actions:
+        mask |= 1 << int(a)
+    return mask
+
+
+def mask_bits(masks: torch.Tensor, n: int) -> torch.Tensor:
+    """Bit masks (...,) of `label_mask` as booleans (..., n)."""
+    return ((masks.long()[..., None] >> torch.arange(n, device=masks.device)) & 1).bool()
+
+
 def acting_logp(out: Any, guided: bool) -> dict[str, torch.Tensor]:
     """Per head log-probabilities of the distribution the policy acts with: the forward's log-softmax, or with
     guidance the guided scores renormalised (what Gumbel-max sampling on them draws from)."""
@@ -159,6 +175,10 @@ class Trajectory:
     success_step: int | None
     goals: np.ndarray | None = None
     """float32 (L, D): the goal of every step when a planner changed it during the episode; None = the prompt's."""
+    labels: np.ndarray | None = None
+    """int64 (L,): per step, the set of actions the expert labeller would take in that state (`PPOConfig.expert`)
+    as a bit mask (bit a = action a: its action and the moves that start an equally short path); 0 where the step
+    was left out (an exploring label with `skip_explore`). None = no labeller."""
 
     @property
     def steps(self) -> int:
@@ -184,6 +204,7 @@ class _Buffer:
     logp: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)  # only with an expert labeller
 
 
 class SuccessStop:
@@ -247,10 +268,18 @@ class PolicyActor:
 
     With a `planner` (`aimc.eval.planner`, as the shipped agent plays), each step's goal is the embedding (from
     `goal_of`) of the text the planner names for the slot's prompt, recorded per step so the update replays
-    exactly what the policy acted on."""
+    exactly what the policy acted on.
+
+    With `make_labeller` (an `aimc.envs.Actor` factory: the scripted demonstrator in task mode), each slot gets
+    its own labeller, reset with the slot's episode (`demo_tasks` maps the suite task to what it pursues), and
+    every step it labels the state before the policy acts; the labels are recorded as action sets (`label_mask`),
+    never executed: the labeller's action, with `tied_moves` also the moves equally good as it, and an empty set
+    where the labeller explored, with `skip_explore`."""
 
     def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu", planner: Any = None,
-                 goal_of: Callable[[str], np.ndarray] | None = None) -> None:
+                 goal_of: Callable[[str], np.ndarray] | None = None, make_labeller: Callable[[], Any] | None = None,
+                 demo_tasks: dict[str, str | None] | None = None, skip_explore: bool = False,
+                 tied_moves: bool = False) -> None:
         from aimc.policy import Agent
 
         self.policy = policy
@@ -262,6 +291,11 @@ class PolicyActor:
         self.goal_of = goal_of
         self.plans: dict[int, Any] = {}
         self.texts: dict[int, str] = {}
+        self.make_labeller = make_labeller
+        self.demo_tasks = dict(demo_tasks or {})
+        self.labellers: dict[int, Any] = {}
+        self.skip_explore = skip_explore
+        self.tied_moves = tied_moves
 
     def begin(self, slot: int, goal: np.ndarray) -> _Buffer:
         self.goals[slot] = goal
@@ -270,6 +304,10 @@ class PolicyActor:
 
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         self.agent.reset([slot], seeds=[seed])
+        if self.make_labeller is not None:
+            if slot not in self.labellers:
+                self.labellers[slot] = self.make_labeller()
+            self.labellers[slot].reset(env, derive_seed(seed, "labeller"), self.demo_tasks.get(task or "", task), prompt)
         self.plans.pop(slot, None)
         self.texts.pop(slot, None)
         if self.planner is not None and prompt:
@@ -296,6 +334,13 @@ class PolicyActor:
         return pov, a.astype(np.int64), self.agent.last_outputs
 
     def act_slots(self, slots: list[int], envs: list[Any], obs: list[dict[str, Any]], first: list[bool]) -> list[int]:
+        if self.make_labeller is not None:  # the expert reads each state before any world steps
+            for s, env, o, f in zip(slots, envs, obs, first, strict=True):
+                labeller = self.labellers[s]
+                action = int(labeller.act(env, o, f))
+                actions = tuple(getattr(labeller, "label_set", ())) if self.tied_moves else ()
+                left_out = self.skip_explore and getattr(labeller, "explored", False)
+                self.buffers[s].labels.append(0 if left_out else label_mask(actions or (action,)))  # type: ignore[union-attr]
         self._replan(slots, envs)
         pov, acts, out = self._forward(slots, obs)
         with torch.inference_mode():
@@ -384,7 +429,7 @@ class RolloutEngine:
             trajs.append(Trajectory(p.job, np.stack(b.frames), np.asarray(b.actions, np.int64),
                                     np.asarray(b.logp, np.float32), np.asarray(b.values, np.float32),
                                     np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step,
-                                    goals))
+                                    goals, np.asarray(b.labels, np.int64) if actor.make_labeller is not None else None))
         cut = [(i, o.slot) for i, (o, _) in enumerate(ended) if not trajs[i].terminal]
         if cut:  # truncated: bootstrap from the state after the last step, all such slots in one forward
             values = actor.values_after([s for _, s in cut], [ended[i][1].hook.last_obs for i, _ in cut])

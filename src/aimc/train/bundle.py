@@ -57,7 +57,7 @@ class AgentBundle:
     world_config: dict[str, Any]
     """Keyword options for `aimc.envs.make`; its observation size matches the policy's input."""
     planner: str | None = None
-    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain" or "none"); None = none."""
+    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-night" or "none"); None = none."""
     root: Path | None = field(default=None, compare=False)
     """Bundle directory (set by `read`, `write` and `copy_into`); not part of the file."""
 

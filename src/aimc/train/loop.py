@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from aimc.core.errors import AimcError, ConfigError
 from aimc.core.io import atomic_dir, remove_stale_tmp
+from aimc.core.memory import reuse_freed_memory
 from aimc.core.rundir import RunDir
 from aimc.data.dataset import (
     ACTION,
@@ -39,7 +40,7 @@ from aimc.data.dataset import (
     val_keys,
 )
 from aimc.data.index import DatasetIndex, Skipped
-from aimc.policy import VPTPolicy, get_config, save_pretrained
+from aimc.policy import VPTPolicy, VPTState, get_config, save_pretrained
 from aimc.train.bundle import AgentBundle, training_world
 from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
 from aimc.train.config import TrainConfig
@@ -142,7 +143,9 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
              device: torch.device) -> dict[str, float]:
     """Mean val NLL with the same chunking (state reset at each segment start): ``{"loss": ...}``, plus
     ``"loss_zero_goal"`` for goal-conditioned data (same segments, goals zeroed), whose difference to ``loss``
-    is how much the policy actually uses its goal input. Each segment is decoded once for both. Each chunk
+    is how much the policy actually uses its goal input. Each segment is decoded once for both, and each chunk's
+    frames go through the CNN once for both: the goal joins after the image features (`VPTPolicy.forward`),
+    so the two runs share them (the same numbers as two full forwards, for half the CNN work). Each chunk
     counts by its real steps (padding after a short episode's end is not scored)."""
     policy.eval()
     goal_runs = (False, True) if dataset.goal_dim else (False,)
@@ -152,16 +155,20 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
         w = batch[OK].to(device)  # (B,)
         step_ok = batch[STEP_OK].to(device)  # (B, T)
         targets = head_targets(batch[ACTION], policy.config.head_sizes)
-        for zero_goal in goal_runs:
-            state = None
-            for c in range(cfg.chunks_per_segment):
-                sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
-                goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None
+        states: dict[bool, VPTState | None] = dict.fromkeys(goal_runs)  # each pass carries its own memory
+        for c in range(cfg.chunks_per_segment):
+            sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
+            feats = policy.encode_images(batch[POV][:, sl].to(device))  # (B, t, hidsize)
+            b, t = feats.shape[:2]
+            first = batch[FIRST][:, sl].to(device)
+            chunk_targets = {h: tg[:, sl].to(device) for h, tg in targets.items()}
+            for zero_goal in goal_runs:
+                goal = batch[GOAL][:, sl].to(device) if dataset.goal_dim else None  # (B, t, D)
                 if zero_goal:
                     goal = torch.zeros_like(goal)
-                out, state = policy(batch[POV][:, sl].to(device), goal, batch[FIRST][:, sl].to(device), state)
-                losses = bc_loss(out, {h: t[:, sl].to(device) for h, t in targets.items()}, w, cfg.camera_mask,
-                                 step_ok[:, sl])
+                g = policy.embed_goal(goal, b, t, feats)
+                out, states[zero_goal] = policy.forward_features(feats if g is None else feats + g, first, states[zero_goal])
+                losses = bc_loss(out, chunk_targets, w, cfg.camera_mask, step_ok[:, sl])
                 total[zero_goal] += float(losses["nll"]) * float((step_ok[:, sl] & w[:, None]).sum())
         count += float((step_ok & w[:, None]).sum())
     policy.train()
@@ -197,7 +204,15 @@ def run(cfg: TrainConfig, stop_after_steps: int | None = None, progress: bool = 
     """Train (or resume) the run in ``cfg.out``; returns a summary. ``stop_after_steps`` ends the call at the
     first checkpointable point after that many optimiser steps (a clean interruption, for tests).
     ``skipped`` decides what happens to damaged episodes (default: reported on stderr and left out;
-    ``Skipped(strict=True)`` fails instead); only the main process reports them."""
+    ``Skipped(strict=True)`` fails instead); only the main process reports them.
+
+    The CNN's activations are tens of MB per chunk; while the run lasts, freed memory stays in the process
+    (`aimc.core.memory`), so each chunk reuses the previous one's pages instead of faulting in fresh ones."""
+    with reuse_freed_memory():
+        return _run(cfg, stop_after_steps, progress, skipped)
+
+
+def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped: Skipped | None) -> dict[str, Any]:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 

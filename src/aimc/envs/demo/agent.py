@@ -65,6 +65,14 @@ class CrafterDemonstrator(SurvivalMixin):
         self.current_step = ""
         self.expert_action: int | None = None
         """The action the last `act` chose before noise (equal to the executed one when no noise fired)."""
+        self.label_set: tuple[int, ...] = ()
+        """The last `act`'s expert action and the other moves that start an equally short path to the same target
+        (ties the path search broke by the facing): any of them is what the expert would do."""
+        self._ties: list[int] = []
+        self.explored = False
+        """Whether the last `act` chose its action by exploring (no target known, or none reachable): such a label
+        says where to look next, a choice a learner's own search makes as well (the expert labeller of
+        `aimc train ppo` can leave these steps out)."""
         self._clear()
 
     def _clear(self) -> None:
@@ -114,11 +122,16 @@ class CrafterDemonstrator(SurvivalMixin):
             check_task(task)
         self._sync(env)
         s = self._observe(env)
+        self.explored = False
+        self._ties = []
         if task is None and cfg.mode == "chain":
             task = self._free_goal(s)  # drawn as in free play, then pursued (survival included) as in task mode
         action = self._decide(s, task)
         # DART: the action the expert would take here, whatever noise executes instead (the training label)
         self.expert_action = int(self._safe(s, action))
+        tied = [MOVES[i] for i in self._ties]
+        self.label_set = ((self.expert_action, *(m for m in tied if m != self.expert_action))
+                          if tied and tied[0] == self.expert_action else (self.expert_action,))
         if cfg.noise_prob > 0 and not s.sleeping and self.rng.random() < cfg.noise_prob:
             # Sealed in a room, a random `do` would only break a wall: moves and noop stay harmless there.
             choices = NOISE_ACTIONS[:-1] if self._enclosed(s) else NOISE_ACTIONS
@@ -230,7 +243,7 @@ class CrafterDemonstrator(SurvivalMixin):
         if avoid is not None:
             passable = passable & ~avoid
         if targets.any():
-            move = first_move(passable, dilate4(targets) & passable, s.start, s.order)
+            move = first_move(passable, dilate4(targets) & passable, s.start, s.order, ties=self._ties)
             if move is not None and move >= 0:
                 return self._step(s, move, dig)
         if remember is not None:
@@ -320,14 +333,14 @@ class CrafterDemonstrator(SurvivalMixin):
             if turn[i, j] or walk_in[i, j]:
                 return MOVES[d]
             goal |= turn | walk_in
-        move = first_move(s.walk, goal, s.start, s.order)
+        move = first_move(s.walk, goal, s.start, s.order, ties=self._ties)
         return MOVES[move] if move is not None and move >= 0 else self._explore(s, None)
 
     def _make(self, s: State, tool: str) -> int:
         goal = s.walk.copy()
         for station in constants.make[tool]["nearby"]:
             goal &= dilate8(s.mask(station))
-        move = first_move(s.walk, goal, s.start, s.order)
+        move = first_move(s.walk, goal, s.start, s.order, ties=self._ties)
         if move == -1:
             return ACTION[f"make_{tool}"]
         return self._explore(s, None) if move is None else MOVES[move]
@@ -375,6 +388,7 @@ class CrafterDemonstrator(SurvivalMixin):
     # ------------------------------------------------------------------ exploration
     def _explore(self, s: State, hint: str | None) -> int:
         """Walk a persistent heading toward unseen (and, with a hint, likely) ground, turning at obstacles."""
+        self.explored = True
         # Tunnel through stone when the goal lies underground, or when boxed in (a room, a small pocket
         # between water and rock) where walking alone only paces back and forth.
         dig = s.inv["wood_pickaxe"] > 0 and (hint in UNDERGROUND or pocket_size(WALK[s.mat], s.start, _BOXED) <= _BOXED)

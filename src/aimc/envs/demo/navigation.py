@@ -46,13 +46,15 @@ def shifted(a: np.ndarray, d: tuple[int, int]) -> np.ndarray:
 
 
 def first_move(
-    passable: np.ndarray, goal: np.ndarray, start: tuple[int, int], order: tuple[int, ...], max_iter: int = 64
+    passable: np.ndarray, goal: np.ndarray, start: tuple[int, int], order: tuple[int, ...], max_iter: int = 64,
+    ties: list[int] | None = None,
 ) -> int | None:
     """Index into DIRS of the first move on a shortest path from `start` to a goal cell.
 
     Paths run over `passable` cells (goal cells must be passable too); returns -1 when `start` is a goal,
     None when no goal is reachable. Ties go to the first direction in `order` (e.g. the one faced), so
     the demonstrator keeps walking straight when it can, which is easier to imitate than zig-zags.
+    With `ties`, the list is set to every direction that starts a shortest path (the returned one first).
     """
     sx, sy = start
     if goal[sx, sy]:
@@ -65,10 +67,11 @@ def first_move(
             return None
         grown = dilate4(frontier) & ~visited
         if grown[sx, sy]:
-            for i in order:
-                nx, ny = sx + DIRS[i][0], sy + DIRS[i][1]
-                if 0 <= nx < w and 0 <= ny < h and frontier[nx, ny]:
-                    return i
+            best = [i for i in order if 0 <= sx + DIRS[i][0] < w and 0 <= sy + DIRS[i][1] < h
+                    and frontier[sx + DIRS[i][0], sy + DIRS[i][1]]]
+            if ties is not None:
+                ties[:] = best
+            return best[0]
         frontier = grown & passable
         visited |= frontier
     return None

@@ -67,6 +67,7 @@ class SurvivalMixin:
 
     config: DemonstratorConfig
     _survival: str | None
+    _ties: list[int]
     _resting: bool
     _last_step: int
     _room: tuple[int, int] | None
@@ -469,7 +470,7 @@ class SurvivalMixin:
             goal = np.zeros_like(passable)
             for c in cells:
                 goal[c] = passable[c]
-            move = first_move(passable, goal, s.start, s.order)
+            move = first_move(passable, goal, s.start, s.order, ties=self._ties)
             return None if move is None or move < 0 else self._step(s, move, can_dig)
         return self._seal_from_inside(s, set(cells), set(wall_cells(room)), exposed(s.mat, room))
 

@@ -119,3 +119,28 @@ def test_reuse_freed_memory_is_scoped_and_reentrant():
             np.ones(2**23)
             assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000
     assert memory._depth == 0
+
+
+# ------------------------------------------------------------------------------------------ precision
+def test_mixed_precision_follows_the_hardware(monkeypatch):
+    from aimc.core.precision import ENV_OVERRIDE, native_bf16_cpu, resolve_mixed_precision
+
+    assert resolve_mixed_precision("no", "cuda") == resolve_mixed_precision("no", "cpu") == "no"
+    assert resolve_mixed_precision("bf16", "cuda") == "bf16"
+    monkeypatch.setenv(ENV_OVERRIDE, "0")  # a CPU without native bf16: fp32 whatever the config says
+    assert not native_bf16_cpu() and resolve_mixed_precision("bf16", "cpu") == "no"
+    monkeypatch.setenv(ENV_OVERRIDE, "1")
+    assert native_bf16_cpu() and resolve_mixed_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="'no' or 'bf16'"):
+        resolve_mixed_precision("fp16", "cpu")
+
+
+def test_yes_no_on_off_stay_strings_in_configs(tmp_path):
+    """YAML 1.1 reads `no` as False; a string option such as `mixed_precision: no` must stay a string."""
+    from aimc.core.config import load_yaml, parse_overrides
+
+    assert parse_overrides(["mixed_precision=no", "a=off", "b=true", "c=False", "d=1e-4"]) == {
+        "mixed_precision": "no", "a": "off", "b": True, "c": False, "d": 1e-4}
+    f = tmp_path / "c.yaml"
+    f.write_text("mixed_precision: no\nflag: yes\nreal: false\n")
+    assert load_yaml(f) == {"mixed_precision": "no", "flag": "yes", "real": False}

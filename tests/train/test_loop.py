@@ -199,3 +199,19 @@ def test_data_flag_parsing():
     with pytest.raises(ConfigError, match="weight"):
         parse_data(["task:lots"])
 
+
+
+@pytest.mark.parametrize("native", ["0", "1"])
+def test_cpu_training_precision_follows_the_hardware(demo_store, tmp_path, one_thread, monkeypatch, native):  # noqa: F811
+    """bf16 autocast on a CPU that computes bf16 natively (forced here both ways), fp32 elsewhere; either way
+    the run trains, keeps fp32 weights and reports which precision it used; `mixed_precision=no` is always fp32."""
+    monkeypatch.setenv("AIMC_CPU_BF16", native)
+    s = run(tiny_cfg(demo_store, tmp_path / "run", "n_frames=128", "seed=1", "val_every=2"), progress=False)
+    assert s["precision"] == ("bf16" if native == "1" else "no")
+    rows = [r for r in read_metrics(tmp_path / "run") if "train/loss" in r]
+    assert rows and all(np.isfinite(r["train/loss"]) for r in rows)
+    w = weights(tmp_path / "run" / "latest")
+    assert all(v.dtype == torch.float32 for v in w.values())  # autocast never changes the stored weights
+    no = run(tiny_cfg(demo_store, tmp_path / "fp32", "n_frames=128", "seed=1", "val_every=2",
+                      "mixed_precision=no"), progress=False)
+    assert no["precision"] == "no"

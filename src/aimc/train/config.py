@@ -85,7 +85,9 @@ class TrainConfig:
     camera_mask: bool = False
     """Minecraft: drop the camera term where the label's button combo has the camera off."""
     mixed_precision: Literal["no", "bf16"] = "bf16"
-    """bf16 autocast (GPU only; CPU runs use fp32 whatever this says)."""
+    """bf16 autocast of the training step on a GPU, and on a CPU that computes bf16 natively (AMX or AVX-512
+    BF16: about twice the fp32 speed there); other CPUs train in fp32 whatever this says
+    (`aimc.core.precision`). Validation always runs in fp32."""
     num_workers: int = 2
     """DataLoader worker processes decoding segments."""
     frame_cache: str | None = ""

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from aimc.core.errors import AimcError, ConfigError
 from aimc.core.io import atomic_dir, remove_stale_tmp
 from aimc.core.memory import reuse_freed_memory
+from aimc.core.precision import resolve_mixed_precision
 from aimc.core.rundir import RunDir
 from aimc.data.dataset import (
     ACTION,
@@ -216,7 +217,12 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    acc = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no")
+    cuda = torch.cuda.is_available()
+    precision = resolve_mixed_precision(cfg.mixed_precision, "cuda" if cuda else "cpu")
+    # On a CPU the autocast is torch's own: accelerate keeps one process-wide precision, so a second run in the
+    # same process with another setting would be refused.
+    acc = Accelerator(cpu=not cuda, mixed_precision=precision if cuda else "no")
+    autocast = acc.autocast if cuda else (lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"))
     rundir = _run_dir(cfg)
     cfg = rundir.start(cfg, main=acc.is_main_process)  # resolved against the saved config; stale temp files gone
     out = rundir.path
@@ -289,7 +295,7 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
             goal = batch[GOAL][:, sl].to(acc.device) if goal_dim else None  # (B, t, D)
             loop["micro"] += 1
             sync = loop["micro"] % cfg.grad_accum == 0
-            with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), acc.autocast():
+            with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), autocast():
                 out_, state = policy(pov[:, sl].to(acc.device), goal, first[:, sl].to(acc.device), state)
                 losses = bc_loss(out_, {h: t[:, sl].to(acc.device) for h, t in targets.items()}, weight, cfg.camera_mask,
                                  step_ok[:, sl])
@@ -345,7 +351,7 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
     return {
         **loop, "out": str(out), "interrupted": interrupted, "train_segments": len(train_idx), "val_segments": len(vkeys),
         "skipped_episodes": len(skipped), "skipped_by_reason": skipped.counts(), "fresh_keys": fresh_keys,
-        "num_parameters": model.num_parameters(), "processes": world,
+        "num_parameters": model.num_parameters(), "processes": world, "precision": precision,
     }
 
 

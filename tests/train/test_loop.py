@@ -182,8 +182,8 @@ def test_loss_below_marginal_entropy_on_demonstrator_data(demo_store, tmp_path, 
     acts = np.concatenate([Episode(p).actions for p in list_episodes(demo_store)])
     p = np.bincount(acts, minlength=17) / len(acts)
     marginal = float(-(p[p > 0] * np.log(p[p > 0])).sum())
-    cfg = tiny_cfg(demo_store, tmp_path / "smoke", "n_frames=12800", "batch_size=8", "segment.segment_len=16",
-                   "trunc_t=16", "grad_accum=1", "lr=3e-3", "warmup_frames=640", "val_every=0", "log_every=10", "val_fraction=0")
+    cfg = tiny_cfg(demo_store, tmp_path / "smoke", "n_frames=25600", "batch_size=8", "segment.segment_len=16",
+                   "trunc_t=16", "grad_accum=1", "lr=3e-3", "warmup_frames=640", "val_every=0", "log_every=20", "val_fraction=0")
     run(cfg, progress=False)
     rows = [r["train/loss"] for r in read_metrics(tmp_path / "smoke") if "train/loss" in r]
     assert len(rows) == 10

@@ -73,7 +73,7 @@ def main() -> None:
         sys.exit(f"{parent} already holds a 'before' or 'after' run; pass a new --out")
     srcs = {"after": REPO / "src"}
     if "before" in sides:
-        (parent / "before_code").mkdir()
+        (parent / "before_code").mkdir(exist_ok=True)  # a re-extract overwrites the same files
         srcs["before"] = _extract(args.before_ref, parent / "before_code")
     results = {s: _run(s, srcs[s], parent / s, args) for s in sides}
 

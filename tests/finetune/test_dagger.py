@@ -244,3 +244,50 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, 
     (foreign / "notes.txt").write_text("x")
     assert main([*common[:-1], str(foreign), "--bundle", str(tiny_bundle)]) == 2
     assert "is not empty and holds no DAgger run" in capsys.readouterr().err
+
+
+def test_chained_learner_labels_each_frame_with_its_sub_goal(tiny_bundle, demo_store, tmp_path):  # noqa: F811
+    """planner=chain: the learner is told the chain's sub-instructions, each stored frame's goal is the sub-goal
+    it was told at that step (replayed here with a fresh planner over the executed actions), and the final
+    bundle plays with the chain."""
+    import torch
+
+    from aimc.data.store import Episode, list_episodes
+    from aimc.envs import make
+    from aimc.eval.planner import make_planner
+    from aimc.finetune import run_dagger
+    from aimc.train.bundle import AgentBundle
+
+    out = tmp_path / "chained"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = run_dagger(micro_cfg(tiny_bundle, demo_store, out, "iterations=1", "episodes=1", "tasks=[place_table]", "train.val_fraction=0",
+                                 "planner=chain", "stop_on_success=true", "final_rollouts=false"),
+                       progress=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(n)
+    assert s["planner"] == "chain" and AgentBundle.read(out / "bundle").planner == "chain"
+    (path,) = list_episodes(out / "iter_01" / "data")
+    ep = Episode(path)
+    meta = ep.metadata["dagger"]
+    goals = [i["goal"] for i in ep.infos]
+    assert goals[0] == "collect_wood"  # an empty inventory: the chain starts with the wood a table needs
+    planner = make_planner("chain", "crafter")
+    env = make("crafter", size=64)
+    env.reset(seed=meta["world_seed"])
+    plan = planner.start(meta["prompt"])
+    assert plan.event == "place_table"
+    replayed = []
+    for info in ep.infos:
+        planner.prompt(plan, env)
+        replayed.append(plan.current)
+        env.step(info["executed_action"])
+    assert replayed == goals
+
+
+def test_planner_none_keeps_the_instructed_task_and_a_plain_bundle(micro_run):
+    out, s, _ = micro_run
+    from aimc.train.bundle import AgentBundle
+
+    assert s["planner"] == "none" and AgentBundle.read(out / "bundle").planner is None

@@ -65,6 +65,9 @@ def test_every_method_runs_and_the_table_compares_it_with_the_pretrained_agent(s
     assert (out / "plots" / "gain_forgetting.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "<table>" in page and "progressive" in page
+    # every policy is played the same way: the pretrained bundle's planner (the tiny one has none)
+    evals = [json.loads(p.read_text()) for p in out.rglob("eval_config.json")]
+    assert len(evals) == len(s["rows"]) and {e["planner"] for e in evals} == {"none"}
 
 
 def test_rerun_skips_finished_stages_and_new_methods_are_added(study, tiny_bundle, demo_store):
@@ -101,6 +104,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_bundle, demo_store, tmp_p
         (["--second-task", "collect_wood", "--method", "joint"], "second_task is the target task"),
         (["--method", "fixed", "--set", "train.data=[]"], "train: the study sets ['data'] itself"),
         (["--method", "fixed", "--set", "train.lr=-1"], "lr must be > 0"),
+        (["--method", "fixed", "--set", "planner=fancy"], "unknown planner 'fancy'"),
     ]
     for extra, message in cases:
         out = tmp_path / "m"

@@ -380,6 +380,10 @@ def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path)
     (row,) = s["iterations"]
     assert max(seen) > 1  # goals were recorded per step
     assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0
+    # the fine-tuned agent plays the way it was trained: its bundle chains by default (the start did not)
+    assert json.loads((tmp_path / "run" / "bundle" / "bundle.json").read_text()).get("planner") == "chain"
+    assert json.loads((tiny_bundle / "bundle.json").read_text()).get("planner") in (None, "none")
+    assert s["planner"] == "chain"
     from aimc.core.errors import ConfigError
     from aimc.finetune import load_ppo_config
 

@@ -45,6 +45,7 @@ def test_micro_grid_runs_every_cell_and_writes_the_report(study):
             assert rows[("ppo", init, n)]["wall_min"] > bc["wall_min"]
     ppo = json.loads((out / "cells" / "s0" / "scratch" / "n2" / "ppo" / "ppo_config.json").read_text())
     assert ppo["bundle"] == str(out / "cells" / "s0" / "scratch" / "n2" / "bc") and ppo["tasks"] == ["chop_tree"]
+    assert ppo["planner"] == "none"  # the pretrained bundle's own: the tiny bundle does not chain
     # N demonstrations = the pool's first N episodes; BC trained on exactly them
     demos = json.loads((out / "stages" / "s0_demos.json").read_text())
     assert len(demos["lengths"]) == 2
@@ -96,11 +97,15 @@ def test_dagger_route_aggregates_the_demonstrations(tiny_bundle, tmp_path):
     from aimc.finetune.study import run_study
 
     out = tmp_path / "dagger"
-    s = run_study(micro(tiny_bundle, out, "demos=[2]", "inits=[pretrained]", "routes=[bc_dagger]", "eval_baseline=false"),
-                  progress=False, log=lambda _: None)
+    s = run_study(micro(tiny_bundle, out, "demos=[2]", "inits=[pretrained]", "routes=[bc_dagger]", "eval_baseline=false",
+                        "planner=chain"), progress=False, log=lambda _: None)
     (row,) = s["rows"]
     assert (row["route"], row["n"], row["episodes"]) == ("bc_dagger", 2, 2)
     dc = json.loads((out / "cells" / "s0" / "pretrained" / "n2" / "dagger" / "dagger_config.json").read_text())
+    # the study's planner plays every rollout: DAgger's learner and each policy's evaluation
+    assert dc["planner"] == "chain"
+    evals = [json.loads(p.read_text()) for p in out.rglob("eval_config.json")]
+    assert evals and all(e["planner"] == "chain" for e in evals)
     assert dc["bundle"] == str(out / "cells" / "s0" / "pretrained" / "n2" / "bc") and dc["tasks"] == ["collect_wood"]
     assert dc["data"] == [{"path": str(out / "demos" / "seed0"), "weight": 1.0, "goal_source": "intention", "max_episodes": 2}]
     tc = json.loads((out / "cells" / "s0" / "pretrained" / "n2" / "dagger" / "iter_01" / "train" / "train_config.json").read_text())
@@ -117,6 +122,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_bundle, tmp_path, capsys)
         (["--demos", "0"], "demos: give one or more counts >= 1"),
         (["--set", "bc.n_frames=10"], "bc: the study sets ['n_frames'] itself"),
         (["--set", "ppo.tasks=[chop_tree]"], "ppo: the study sets ['tasks'] itself"),
+        (["--set", "planner=fancy"], "unknown planner 'fancy'"),
     ]
     for extra, message in cases:
         out = tmp_path / "s"

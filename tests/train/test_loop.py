@@ -132,7 +132,8 @@ def test_validation_shares_image_features_with_the_same_numbers(demo_store, tmp_
     from aimc.train.loop import build_data, build_policy, evaluate
     from aimc.train.objectives import bc_loss, head_targets
 
-    cfg = tiny_cfg(demo_store, tmp_path / "val", "val_segments=6", "trunc_t=8", "seed=1", "frame_cache=null")
+    cfg = tiny_cfg(demo_store, tmp_path / "val", "val_segments=6", "trunc_t=8", "seed=1", "frame_cache=null",
+                   "segment.p_uncond=0.5")
     _, val, _ = build_data(cfg)
     torch.manual_seed(0)
     policy, _ = build_policy(cfg, val.goal_dim)
@@ -156,8 +157,15 @@ def test_validation_shares_image_features_with_the_same_numbers(demo_store, tmp_
                     total[zero_goal] += float(nll) * float((step_ok[:, sl] & w[:, None]).sum())
             count += float((step_ok & w[:, None]).sum())
     got = evaluate(policy, ds, keys, cfg, torch.device("cpu"))
-    assert got == {"loss": total[False] / count, "loss_zero_goal": total[True] / count}
+    assert {k: got[k] for k in ("loss", "loss_zero_goal")} == {"loss": total[False] / count,
+                                                               "loss_zero_goal": total[True] / count}
     assert got["loss"] != got["loss_zero_goal"]  # the goal does reach the policy
+    # goal gain on the goal-carrying segments: the unconditional ones differ by exactly 0, so the sum of the
+    # differences is the same over every segment and over those
+    uncond = [k for k in keys if not ds[k][GOAL].any()]
+    assert uncond and len(uncond) < len(keys)  # p_uncond 0.5: both kinds are in the split
+    assert 0 < got["goal_frames"] < count
+    assert got["goal_gain"] * got["goal_frames"] == pytest.approx((total[True] - total[False]), rel=1e-5, abs=1e-6)
 
 
 def test_goal_run_starts_from_unconditional_pretrain(demo_store, tmp_path, one_thread):  # noqa: F811

@@ -98,6 +98,20 @@ class TextActor:
         """The sub-instruction the slot's episode is conditioned on now; None unless a planner chains it."""
         return self._texts.get(slot) if slot in self._plans else None
 
+    def sub_goal(self, slot: int = 0) -> str | None:
+        """The event the slot's planner is after now (the prompt's own event once its prerequisites are in
+        hand); None unless a planner chains the episode."""
+        plan = self._plans.get(slot)
+        if plan is None:
+            return None
+        if plan.night:  # chain-night: the night's instructions are survival intentions, not the chain's events
+            from aimc.embed.captions import INTENTIONS
+
+            for key in ("shelter", "sleep"):
+                if self._texts.get(slot) == INTENTIONS[key][0]:
+                    return key
+        return plan.current or plan.event
+
     def _goal(self, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:
         """(1, D) goal and guidance scale of an episode."""
         if self.goal is not None:

@@ -50,7 +50,10 @@ class GoalGainConfig:
 
 
 def measure_goal_gain(cfg: GoalGainConfig, progress: bool = True) -> dict[str, Any]:
-    """{"goal_gain", "ci95", "loss", "loss_zero_goal", "segments", "batches", "episodes", ...} for the bundle."""
+    """{"goal_gain", "ci95", "loss", "loss_zero_goal", "segments", "batches", "episodes", ...} for the bundle.
+
+    `goal_gain` is over the segments that carry a goal; `goal_gain_all_segments` also averages in the ones whose
+    goal the preset's `p_uncond` draw zeroed (a difference of exactly 0 each), the definition before 2026-12-03."""
     import torch
 
     from aimc.eval.play import shipped_bundle
@@ -90,18 +93,27 @@ def _measure(cfg: GoalGainConfig, bundle_dir: Path, bundle: Any, embedder_ref: A
     rows = []
     for batch in tqdm(batches, desc="goal gain", unit="batch", disable=not progress):
         res = evaluate(policy, ds, batch, tc, torch.device("cpu"))
-        rows.append((res["loss"], res["loss_zero_goal"], len(batch)))
+        rows.append((res["loss"], res["loss_zero_goal"], len(batch), res["goal_gain"], res["goal_frames"]))
     loss = np.array([r[0] for r in rows])
     zero = np.array([r[1] for r in rows])
     w = np.array([r[2] for r in rows], float)
-    gains = zero - loss
-    mean = float(np.average(gains, weights=w))
-    half = _half_width(gains, w)
+    # the gain is over the segments that carry a goal (`evaluate`); a batch whose segments were all drawn
+    # unconditional has nothing to say about it
+    on = np.array([r[4] for r in rows], float) > 0
+    if not on.any():
+        raise AimcError("goal gain: every segment drawn was unconditional (its goal zeroed); lower "
+                        "segment.p_uncond or pass more --segments")
+    gains = np.array([r[3] for r in rows])[on]
+    gw = np.array([r[4] for r in rows], float)[on]
+    mean = float(np.average(gains, weights=gw))
+    half = _half_width(gains, gw)
     return {
         "checkpoint": str(bundle_dir), "data": list(cfg.data), "preset": cfg.preset, "overrides": list(cfg.overrides),
         "goal_source": sorted(tc.goal_sources()), "segment_len": tc.segment.segment_len, "seed": cfg.seed,
         "goal_gain": mean, "ci95": [mean - half, mean + half],
         "loss": float(np.average(loss, weights=w)), "loss_zero_goal": float(np.average(zero, weights=w)),
+        "goal_gain_all_segments": float(np.average(zero - loss, weights=w)),
+        "goal_frames": float(gw.sum()),
         "segments": len(keys), "batches": len(rows), "episodes": len(index.episodes),
         "skipped_episodes": len(index.skipped),
     }
@@ -119,6 +131,7 @@ def _half_width(values: np.ndarray, weights: np.ndarray) -> float:
 
 def summary_line(r: dict[str, Any]) -> str:
     lo, hi = r["ci95"]
-    return (f"goal gain {r['goal_gain']:.3f} nats/frame [{lo:.3f}, {hi:.3f}] (NLL {r['loss']:.3f} with goals, "
+    return (f"goal gain {r['goal_gain']:.3f} nats/frame [{lo:.3f}, {hi:.3f}] on the segments that carry a goal "
+            f"({r['goal_gain_all_segments']:.3f} over all segments; NLL {r['loss']:.3f} with goals, "
             f"{r['loss_zero_goal']:.3f} with goals zeroed; {r['segments']} segments of {r['segment_len']} frames "
             f"from {r['episodes']} episodes)")

@@ -62,6 +62,11 @@ class DaggerConfig:
     """Linear: β lost per iteration; exponential: factor per iteration (in [0, 1])."""
     cond_scale: float | None = None
     """Learner's classifier-free guidance scale during rollouts; None = each bundle's default."""
+    planner: str | None = None
+    """Prompt chaining of the learner during rollouts (`aimc.eval.planner`: "none", "chain", "chain-night");
+    None = the starting bundle's own (the shipped agent chains). Under a planner each labelled frame's goal is
+    the sub-goal the learner was told at that step (what it will be told there at play time), and the final
+    bundle keeps the planner."""
     demonstrator: dict[str, Any] = field(default_factory=dict)
     """DemonstratorConfig fields for the labeller over mode=task, noise_prob=0 (e.g. survival_in_task_mode)."""
     train_preset: str = "finetune"
@@ -101,6 +106,9 @@ class DaggerConfig:
             raise ConfigError(f"dagger_weight must be > 0, got {self.dagger_weight}")
         if self.cond_scale is not None and self.cond_scale < 0:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
+        from aimc.eval.planner import check_planner
+
+        check_planner(self.planner)
         for p in self.data:
             if not p.path:
                 raise ConfigError("data: every base store needs a path")

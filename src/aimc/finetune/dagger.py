@@ -4,7 +4,8 @@ Iteration k (1..K): the policy of iteration k-1 (the starting bundle for k = 1) 
 instruction prompt while the demonstrator in task mode labels every state (`aimc.finetune.rollout`), executing
 the expert's action with probability β_k; the episodes go to ``iter_<k>/data``. Then a fine-tune initialised
 from that same policy trains on the base stores plus every DAgger store so far (DAgger stores with
-``goal_source: intention``, so their goal is the instructed task's text) and writes the bundle of iteration k
+``goal_source: intention``, so their goal is the instructed task's text, or under a planner the sub-goal the
+learner was told at that step) and writes the bundle of iteration k
 into ``iter_<k>/train``. Finally the last bundle is measured with pure-learner rollouts (``eval_<K>/``) and
 copied, self-contained, to ``bundle/``.
 
@@ -88,6 +89,8 @@ class Plan:
     policy: str
     policy_overrides: dict[str, Any]
     """The starting policy's architecture as a preset + changed fields (goal_dim is set from the data)."""
+    planner: str = "none"
+    """The learner's prompt chaining in every rollout: the config's, else the starting bundle's."""
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -129,8 +132,12 @@ def prepare(cfg: DaggerConfig) -> tuple[DaggerConfig, Plan]:
     for part in cfg.data:
         if not list_episodes(part.path):
             raise AimcError(f"{part.path} holds no episodes; run `aimc collect --out {part.path}` first")
+    from aimc.eval.planner import check_planner
+
+    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
+    check_planner(planner, bundle.world)
     policy, overrides = policy_spec(bundle)
-    plan = Plan(bundle, str(bundle.embedder_ref()), policy, overrides)
+    plan = Plan(bundle, str(bundle.embedder_ref()), policy, overrides, planner)
     first = train_config(cfg, plan, 1)
     if first.val_fraction > 0 and cfg.episodes < 2:
         raise ConfigError("episodes must be >= 2 while the fine-tune holds out validation episodes "
@@ -170,11 +177,11 @@ def train_config(cfg: DaggerConfig, plan: Plan, k: int) -> TrainConfig:
 
 # ------------------------------------------------------------------------------------------- stages
 def _rollouts(cfg: DaggerConfig, bundle: str, store: Path, beta: float, tag: str, meta: dict[str, Any],
-              log: Callable[[str], None]) -> dict[str, Any]:
+              log: Callable[[str], None], planner: str = "none") -> dict[str, Any]:
     """Collect (or finish collecting) one batch of labelled rollouts; returns its statistics."""
     start = time.perf_counter()
     spec = RolloutSpec(bundle=bundle, store=str(store), demonstrator=demonstrator_options(cfg), cond_scale=cfg.cond_scale,
-                       stop_on_success=cfg.stop_on_success, device=cfg.device, metadata=meta)
+                       planner=planner, stop_on_success=cfg.stop_on_success, device=cfg.device, metadata=meta)
     jobs = make_jobs(cfg.tasks, cfg.episodes, beta, cfg.max_steps, cfg.seed, tag)
     done = [0]
 
@@ -247,7 +254,8 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
             tag = f"iter{k}"
             log(f"DAgger iteration {k}/{cfg.iterations} (beta {beta:.3g}, learner {learner_bundle(cfg, k)})")
             collected, ran_c = _stage(paths, f"iter_{k:02d}_collect", lambda k=k, beta=beta, tag=tag: _rollouts(
-                cfg, learner_bundle(cfg, k), paths.data(k), beta, tag, {"iteration": k, "stage": "dagger"}, log))
+                cfg, learner_bundle(cfg, k), paths.data(k), beta, tag, {"iteration": k, "stage": "dagger"}, log,
+                plan.planner))
             trained, ran_t = _stage(paths, f"iter_{k:02d}_train", lambda k=k: _train(train_config(cfg, plan, k), progress))
             row = {"iteration": k, **collected, **trained, "bundle": str(paths.train(k))}
             rows.append(row)
@@ -258,24 +266,28 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
         if cfg.final_rollouts:
             final, ran = _stage(paths, f"eval_{k_last:02d}", lambda: _rollouts(
                 cfg, str(paths.train(k_last)), paths.eval(k_last), 0.0, f"eval{k_last}",
-                {"iteration": k_last, "stage": "final"}, log))
+                {"iteration": k_last, "stage": "final"}, log, plan.planner))
             if ran:
                 _log_row(writer, k_last + 1, final)
-        bundle = _final_bundle(paths, k_last)
+        bundle = _final_bundle(paths, k_last, plan.planner)
     finally:
         if writer is not None:
             writer.close()
     summary = {"iterations": rows, "final": final, "bundle": bundle, "out": str(paths.root), "seed": cfg.seed,
-               "tasks": list(cfg.tasks)}
+               "tasks": list(cfg.tasks), "planner": plan.planner}
     atomic_write_json(paths.root / SUMMARY_FILE, summary)
     return summary
 
 
-def _final_bundle(paths: Paths, k: int) -> str:
-    """Copy iteration k's bundle to bundle/ (once per k; a run extended to more iterations copies again)."""
+def _final_bundle(paths: Paths, k: int, planner: str = "none") -> str:
+    """Copy iteration k's bundle to bundle/ (once per k; a run extended to more iterations copies again). It
+    plays with the planner its rollouts used (none: no planner in bundle.json)."""
+    import dataclasses
+
     marker = paths.marker("bundle")
     if not (marker.is_file() and json.loads(marker.read_text()).get("iteration") == k and paths.bundle.is_dir()):
-        AgentBundle.read(paths.train(k)).copy_into(paths.bundle)
+        bundle = AgentBundle.read(paths.train(k))
+        dataclasses.replace(bundle, planner=None if planner == "none" else planner).copy_into(paths.bundle)
         atomic_write_json(marker, {"iteration": k})
     return str(paths.bundle)
 

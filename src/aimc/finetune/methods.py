@@ -67,6 +67,8 @@ class Plan:
     """The target's suite task name (collect_coal -> collect_coal, collect_wood -> chop_tree)."""
     second: str
     fixed_prompt: str
+    planner: str = "none"
+    """Prompt chaining of every evaluation (`MethodsConfig.planner`, else the pretrained bundle's)."""
 
 
 @dataclass
@@ -160,8 +162,12 @@ def prepare(cfg: MethodsConfig) -> tuple[MethodsConfig, Plan]:
     suite = cfg.suite or None
     target, _ = suite_task_for(cfg.task, suite)
     second, _ = suite_task_for(cfg.second_task, suite)
+    from aimc.eval.planner import check_planner
+
+    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
+    check_planner(planner, bundle.world)
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, suite, target, second,
-                cfg.fixed_prompt or load_suite(suite).task(target).prompts[0])
+                cfg.fixed_prompt or load_suite(suite).task(target).prompts[0], planner)
     taken = sorted(set(cfg.train) & set(STUDY_SETS) - {"n_frames"})
     if taken:
         raise ConfigError(f"train: the study sets {taken} itself; remove them from the train section")
@@ -212,7 +218,7 @@ def _evaluate(cfg: MethodsConfig, plan: Plan, bundle: str, out: Path) -> dict[st
 
     ec = EvalConfig(checkpoint=bundle, suite=plan.suite, tasks=[], episodes=cfg.eval_episodes,
                     max_steps=cfg.eval_max_steps, cfg_scales=[], baselines=[], videos=0, workers=cfg.eval_workers,
-                    seed=derive_seed(cfg.seed, "eval"), device=cfg.device, out=str(out))
+                    seed=derive_seed(cfg.seed, "eval"), device=cfg.device, out=str(out), planner=plan.planner)
     start = time.perf_counter()
     r = run_eval(ec, progress=False)
     report = json.loads(Path(r["json"]).read_text())

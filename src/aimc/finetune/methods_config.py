@@ -93,12 +93,17 @@ class MethodsConfig:
     segments in the training process (num_workers 0), so the study stays on that many cores."""
     device: str = "cpu"
     """torch device for evaluation (training picks its own through accelerate)."""
+    planner: str | None = None
+    """Prompt chaining (`aimc.eval.planner`) of every evaluation, the pretrained agent's and each method's;
+    None = the pretrained bundle's own (the shipped agent chains), so the fine-tunes are played as it is."""
     seed: int = 0
     """Seeds the demonstrations, every fine-tune and the evaluation's sampling."""
 
     def __post_init__(self) -> None:
+        from aimc.eval.planner import check_planner
         from aimc.finetune.config import valid_tasks
 
+        check_planner(self.planner)
         for name in ("task", "second_task"):
             if getattr(self, name) not in valid_tasks():
                 raise UnknownNameError(f"{name}: unknown task {getattr(self, name)!r}; valid tasks: {', '.join(valid_tasks())}")

@@ -64,6 +64,8 @@ class RolloutSpec:
     demonstrator: dict[str, Any]
     """Labeller DemonstratorConfig fields (task mode, no noise)."""
     cond_scale: float | None = None
+    planner: str = "none"
+    """The learner's prompt chaining (`aimc.eval.planner`); each frame's goal is then its sub-goal at that step."""
     stop_on_success: bool = False
     device: str = "cpu"
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -165,16 +167,20 @@ class DaggerActor:
 
 class LabelHook(EpisodeHook):
     """Writes frame t, the expert's label for it, the events the executed action caused, and infos with
-    goal = the task plus the executed and the learner's actions; counts agreement and expert steps."""
+    goal = the task (under a planner: the sub-goal event the learner was told at that step, from `sub_goal`)
+    plus the executed and the learner's actions; counts agreement and expert steps."""
 
-    def __init__(self, writer: EpisodeWriter, state: SlotState) -> None:
+    def __init__(self, writer: EpisodeWriter, state: SlotState,
+                 sub_goal: Callable[[], str | None] | None = None) -> None:
         self.writer = writer
         self.state = state
+        self.sub_goal = sub_goal
         self.agree = self.expert_steps = 0
 
     def on_step(self, env: Any, step: Step) -> None:
         s = self.state
-        info = {**step.info, "goal": s.task, "executed_action": step.action, "learner_action": s.learner_action}
+        goal = (self.sub_goal() if self.sub_goal is not None else None) or s.task
+        info = {**step.info, "goal": goal, "executed_action": step.action, "learner_action": s.learner_action}
         self.writer.add(step.obs[keys.POV], s.label, step.events, info)
         self.agree += int(s.learner_action == s.label)
         self.expert_steps += int(s.expert_executed)
@@ -196,12 +202,15 @@ class Worker:
     def __init__(self, spec: RolloutSpec, envs_per_worker: int = 1) -> None:
         from aimc.eval.agent import TextAgent
         from aimc.eval.baselines import TextActor
+        from aimc.eval.planner import make_planner
 
         self.spec = spec
         agent = TextAgent.from_bundle(spec.bundle, device=spec.device)
         self.bundle = agent.bundle
         # DAgger's data trains text goals, so the learner reads the prompt's text embedding directly
-        self.actor = DaggerActor(TextActor(agent, spec.cond_scale, use_prior=False), self._expert)
+        self.learner = TextActor(agent, spec.cond_scale, use_prior=False,
+                                 planner=make_planner(spec.planner, self.bundle.world))
+        self.actor = DaggerActor(self.learner, self._expert)
         self.expert_config = to_dict(self._expert().config)  # also checks the labeller's options now
         self.action_names = list(world_info(self.bundle.world).action_names)
         self.lockstep = Lockstep(self._make_env, envs_per_worker)
@@ -248,7 +257,7 @@ class Worker:
         start = time.perf_counter()
         writer = EpisodeWriter(self.spec.store, job.name, meta)
         self.actor.set_beta(slot, job.beta)
-        hook = LabelHook(writer, self.actor.slots[slot])
+        hook = LabelHook(writer, self.actor.slots[slot], lambda: self.learner.sub_goal(slot))
         self._playing[slot] = _Playing(job, writer, hook, start)
         self.lockstep.start(slot, self.actor, job.world_seed, job.max_steps, actor_seed=job.actor_seed, task=job.task,
                             prompt=job.prompt, hooks=[hook], tag=job.index)

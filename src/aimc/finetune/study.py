@@ -90,6 +90,8 @@ class Plan:
     suite_task: str
     horizon: int
     suite: str | None
+    planner: str = "none"
+    """Prompt chaining of every rollout in the study (`StudyConfig.planner`, else the pretrained bundle's)."""
 
 
 def suite_task_for(task: str, suite: str | None) -> tuple[str, int]:
@@ -143,7 +145,12 @@ def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
     cfg = RunDir(root, RESUMABLE, CONFIG_FILE).resolve(cfg)
     bundle_path, bundle, policy, overrides = load_pretrained(cfg.pretrained)
     suite = cfg.suite or None
-    plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, *suite_task_for(cfg.task, suite), suite)
+    from aimc.eval.planner import check_planner
+
+    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
+    check_planner(planner, bundle.world)
+    plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, *suite_task_for(cfg.task, suite),
+                suite, planner)
     for section in (cfg.bc, cfg.bc_scratch):
         reserved = sorted(set(section) & set(TRAIN_RESERVED))
         if reserved:
@@ -212,7 +219,8 @@ def dagger_config(cfg: StudyConfig, plan: Plan, seed: int, init: str, n: int) ->
                 "max_steps": cfg.eval_max_steps or plan.horizon}
     fixed = {"out": str(Paths(cfg.out).run(seed, init, n, "bc_dagger")),
              "bundle": str(Paths(cfg.out).run(seed, init, n, "bc")), "data": [_demo_part(cfg, seed, n)],
-             "tasks": [cfg.task], "seed": derive_seed(seed, "dagger", init, n), "device": cfg.device}
+             "tasks": [cfg.task], "seed": derive_seed(seed, "dagger", init, n), "device": cfg.device,
+             "planner": plan.planner}
     clash = sorted(set(cfg.dagger) & set(fixed))
     if clash:
         raise ConfigError(f"dagger: the study sets {clash} itself; remove them from the dagger section")
@@ -227,7 +235,7 @@ def ppo_config(cfg: StudyConfig, plan: Plan, seed: int, init: str, n: int) -> An
         raise UnknownNameError(f"ppo_preset: unknown PPO preset {cfg.ppo_preset!r}; available: {', '.join(preset_names())}")
     fixed = {"out": str(Paths(cfg.out).run(seed, init, n, "ppo")),
              "bundle": str(Paths(cfg.out).run(seed, init, n, "bc")), "suite": cfg.suite, "tasks": [plan.suite_task],
-             "seed": derive_seed(seed, "ppo", init, n), "device": cfg.device}
+             "seed": derive_seed(seed, "ppo", init, n), "device": cfg.device, "planner": plan.planner}
     clash = sorted(set(cfg.ppo) & set(fixed))
     if clash:
         raise ConfigError(f"ppo: the study sets {clash} itself; remove them from the ppo section")
@@ -309,7 +317,7 @@ def _evaluate(cfg: StudyConfig, plan: Plan, bundle: str, out: Path, seed: int) -
 
     ec = EvalConfig(checkpoint=bundle, suite=plan.suite, tasks=[plan.suite_task], episodes=cfg.eval_episodes,
                     max_steps=cfg.eval_max_steps, cfg_scales=[], baselines=[], videos=0, workers=cfg.eval_workers,
-                    seed=derive_seed(seed, "eval"), device=cfg.device, out=str(out))
+                    seed=derive_seed(seed, "eval"), device=cfg.device, out=str(out), planner=plan.planner)
     start = time.perf_counter()
     r = run_eval(ec, progress=False)
     report = json.loads(Path(r["json"]).read_text())

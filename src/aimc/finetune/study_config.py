@@ -95,9 +95,16 @@ class StudyConfig:
     can use the others."""
     device: str = "cpu"
     """torch device for DAgger rollouts, PPO and evaluation (training picks its own through accelerate)."""
+    planner: str | None = None
+    """Prompt chaining (`aimc.eval.planner`) of every rollout in the study: each policy's evaluation (the
+    agent as it is included), DAgger's learner and PPO's. None = the pretrained bundle's own (the shipped agent
+    chains), so every route and init is played the way that agent is; "none" plays the prompt alone."""
 
     def __post_init__(self) -> None:
+        from aimc.eval.planner import check_planner
         from aimc.finetune.config import valid_tasks
+
+        check_planner(self.planner)
 
         if self.task not in valid_tasks():
             raise UnknownNameError(f"unknown task {self.task!r}; valid tasks: {', '.join(valid_tasks())}")

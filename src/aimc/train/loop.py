@@ -147,14 +147,20 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
     is how much the policy actually uses its goal input. Each segment is decoded once for both, and each chunk's
     frames go through the CNN once for both: the goal joins after the image features (`VPTPolicy.forward`),
     so the two runs share them (the same numbers as two full forwards, for half the CNN work). Each chunk
-    counts by its real steps (padding after a short episode's end is not scored)."""
+    counts by its real steps (padding after a short episode's end is not scored).
+
+    ``"goal_gain"`` is that difference on the segments that carry a goal (``"goal_frames"`` of them scored):
+    the segments whose goal the unconditional draw (``p_uncond``) zeroed differ by exactly 0, and averaging
+    them in would understate how much the goal is read by the fraction they make up."""
     policy.eval()
     goal_runs = (False, True) if dataset.goal_dim else (False,)
     total, count = dict.fromkeys(goal_runs, 0.0), 0.0
+    on_goal, goal_count = dict.fromkeys(goal_runs, 0.0), 0.0  # the same, over segments that carry a goal
     for lo in range(0, len(keys), cfg.batch_size):
         batch = collate_segments([dataset[k] for k in keys[lo : lo + cfg.batch_size]])
         w = batch[OK].to(device)  # (B,)
         step_ok = batch[STEP_OK].to(device)  # (B, T)
+        w_goal = (w & batch[GOAL].flatten(1).ne(0).any(1).to(device)) if dataset.goal_dim else w  # (B,)
         targets = head_targets(batch[ACTION], policy.config.head_sizes)
         states: dict[bool, VPTState | None] = dict.fromkeys(goal_runs)  # each pass carries its own memory
         for c in range(cfg.chunks_per_segment):
@@ -171,11 +177,19 @@ def evaluate(policy: VPTPolicy, dataset: SegmentDataset, keys: list[tuple[int, i
                 out, states[zero_goal] = policy.forward_features(feats if g is None else feats + g, first, states[zero_goal])
                 losses = bc_loss(out, chunk_targets, w, cfg.camera_mask, step_ok[:, sl])
                 total[zero_goal] += float(losses["nll"]) * float((step_ok[:, sl] & w[:, None]).sum())
+                if dataset.goal_dim:
+                    n_goal = float((step_ok[:, sl] & w_goal[:, None]).sum())
+                    if n_goal:
+                        on_goal[zero_goal] += float(bc_loss(out, chunk_targets, w_goal, cfg.camera_mask,
+                                                            step_ok[:, sl])["nll"]) * n_goal
         count += float((step_ok & w[:, None]).sum())
+        goal_count += float((step_ok & w_goal[:, None]).sum())
     policy.train()
     result = {"loss": total[False] / max(count, 1.0)}
     if dataset.goal_dim:
         result["loss_zero_goal"] = total[True] / max(count, 1.0)
+        result["goal_gain"] = (on_goal[True] - on_goal[False]) / max(goal_count, 1.0)
+        result["goal_frames"] = goal_count
     return result
 
 
@@ -361,7 +375,8 @@ def _validate(model: VPTPolicy, ds: SegmentDataset, keys: list[tuple[int, int]],
     val = res["loss"]
     row = {"step": loop["step"], "frames": loop["frames"], "val/loss": val}
     if "loss_zero_goal" in res:  # goal use: NLL gained by the relabelled goal over the zero goal (nats per frame)
-        row["val/goal_gain"] = res["loss_zero_goal"] - val
+        row["val/goal_gain"] = res["goal_gain"]  # on the segments that carry a goal
+        row["val/goal_gain_all"] = res["loss_zero_goal"] - val  # over every segment (the definition before 12-03)
     _log(writer, out, row)
     if loop["best_val"] is None or val < loop["best_val"]:
         loop["best_val"] = val

@@ -238,3 +238,12 @@ def check_planner(name: str | None, world: str | None = None) -> None:
         raise UnknownNameError(f"unknown planner {name!r}; choose one of: {', '.join(PLANNER_NAMES)}")
     if name in ("chain", "chain-night") and world is not None and world not in CHAIN_WORLDS:
         raise AimcError(f"no chain planner for world {world!r} (it needs the world's recipe table); use planner none")
+
+
+def resolve_planner(name: str | None, bundle: Any) -> str:
+    """The planner a run plays `bundle` with: `name` when given, else the bundle's own ("none" when it has
+    none); checked against the bundle's world. Fine-tunes and studies use it so that every policy they make is
+    played the way the agent they start from is."""
+    planner = name if name is not None else (bundle.planner or "none")
+    check_planner(planner, bundle.world)
+    return planner

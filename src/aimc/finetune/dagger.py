@@ -132,12 +132,10 @@ def prepare(cfg: DaggerConfig) -> tuple[DaggerConfig, Plan]:
     for part in cfg.data:
         if not list_episodes(part.path):
             raise AimcError(f"{part.path} holds no episodes; run `aimc collect --out {part.path}` first")
-    from aimc.eval.planner import check_planner
+    from aimc.eval.planner import resolve_planner
 
-    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
-    check_planner(planner, bundle.world)
     policy, overrides = policy_spec(bundle)
-    plan = Plan(bundle, str(bundle.embedder_ref()), policy, overrides, planner)
+    plan = Plan(bundle, str(bundle.embedder_ref()), policy, overrides, resolve_planner(cfg.planner, bundle))
     first = train_config(cfg, plan, 1)
     if first.val_fraction > 0 and cfg.episodes < 2:
         raise ConfigError("episodes must be >= 2 while the fine-tune holds out validation episodes "

@@ -162,12 +162,10 @@ def prepare(cfg: MethodsConfig) -> tuple[MethodsConfig, Plan]:
     suite = cfg.suite or None
     target, _ = suite_task_for(cfg.task, suite)
     second, _ = suite_task_for(cfg.second_task, suite)
-    from aimc.eval.planner import check_planner
+    from aimc.eval.planner import resolve_planner
 
-    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
-    check_planner(planner, bundle.world)
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, suite, target, second,
-                cfg.fixed_prompt or load_suite(suite).task(target).prompts[0], planner)
+                cfg.fixed_prompt or load_suite(suite).task(target).prompts[0], resolve_planner(cfg.planner, bundle))
     taken = sorted(set(cfg.train) & set(STUDY_SETS) - {"n_frames"})
     if taken:
         raise ConfigError(f"train: the study sets {taken} itself; remove them from the train section")

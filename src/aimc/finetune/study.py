@@ -145,12 +145,10 @@ def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
     cfg = RunDir(root, RESUMABLE, CONFIG_FILE).resolve(cfg)
     bundle_path, bundle, policy, overrides = load_pretrained(cfg.pretrained)
     suite = cfg.suite or None
-    from aimc.eval.planner import check_planner
+    from aimc.eval.planner import resolve_planner
 
-    planner = cfg.planner if cfg.planner is not None else (bundle.planner or "none")
-    check_planner(planner, bundle.world)
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, *suite_task_for(cfg.task, suite),
-                suite, planner)
+                suite, resolve_planner(cfg.planner, bundle))
     for section in (cfg.bc, cfg.bc_scratch):
         reserved = sorted(set(section) & set(TRAIN_RESERVED))
         if reserved:

@@ -48,7 +48,9 @@ def test_matches_the_training_loop_evaluation(tiny_bundle, demo_store):  # noqa:
     ref = evaluate(policy, ds, val_keys(index, 0, 24), tc, torch.device("cpu"))
     assert r["loss"] == pytest.approx(ref["loss"], rel=1e-4)
     assert r["loss_zero_goal"] == pytest.approx(ref["loss_zero_goal"], rel=1e-4)
-    assert r["goal_gain"] == pytest.approx(ref["goal_gain"], rel=1e-4) and r["goal_frames"] == ref["goal_frames"]
+    # the gain is a small difference of two NLLs, each good to rel 1e-4 across batch shapes: compare it on their scale
+    assert r["goal_gain"] == pytest.approx(ref["goal_gain"], abs=2e-4 * ref["loss_zero_goal"])
+    assert r["goal_frames"] == ref["goal_frames"]
     again = measure_goal_gain(_cfg(tiny_bundle, demo_store, segments=24, batch_size=4), progress=False)
     assert again["goal_gain"] == pytest.approx(r["goal_gain"], rel=1e-5)  # same seed, same goals
 

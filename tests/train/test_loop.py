@@ -165,7 +165,8 @@ def test_validation_shares_image_features_with_the_same_numbers(demo_store, tmp_
     uncond = [k for k in keys if not ds[k][GOAL].any()]
     assert uncond and len(uncond) < len(keys)  # p_uncond 0.5: both kinds are in the split
     assert 0 < got["goal_frames"] < count
-    assert got["goal_gain"] * got["goal_frames"] == pytest.approx((total[True] - total[False]), rel=1e-5, abs=1e-6)
+    # float32 sums in another grouping: compare on the scale of the summed NLLs, not of their small difference
+    assert got["goal_gain"] * got["goal_frames"] == pytest.approx(total[True] - total[False], abs=1e-5 * total[False])
 
 
 def test_goal_run_starts_from_unconditional_pretrain(demo_store, tmp_path, one_thread):  # noqa: F811

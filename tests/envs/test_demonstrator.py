@@ -219,7 +219,8 @@ def test_unknown_task_is_one_clear_error(crafter_env):
 @pytest.mark.parametrize(
     "kwargs",
     [{"mode": "play"}, {"catalogue": {"collect_wood": 1.0, "fly": 1.0}}, {"catalogue": {"collect_wood": 0.0}},
-     {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}, {"morning_zombie_radius": -1}],
+     {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}, {"morning_zombie_radius": -1},
+     {"goal_label": "subgoal"}],
 )
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ConfigError):
@@ -352,3 +353,39 @@ def test_label_set_holds_the_action_and_the_equally_short_moves():
         sizes.append(len(demo.label_set))
         env.step(a)
     assert max(sizes) == 2 and min(sizes) == 1
+
+
+@pytest.mark.parametrize(("task", "seed"), [("collect_stone", 0), ("collect_coal", 1)])
+def test_step_goal_labels_are_the_chain_planners_sub_goals(task, seed):
+    """goal_label "step" records the planner step each action serves, which is what the chain planner tells a
+    chaining agent in the same states (so task demonstrations can train it in the regime it plays); "task"
+    keeps the task on every non-survival step. Same seed, same actions either way: only the label differs."""
+    from aimc.eval.planner import ChainPlanner, Plan
+
+    runs = {}
+    for label in ("task", "step"):
+        env = make("crafter")
+        env.reset(seed=seed)
+        demo = CrafterDemonstrator(DemonstratorConfig(mode="task", task=task, goal_label=label), seed=seed)
+        demo.reset(env)
+        planner = ChainPlanner("crafter", encoder=lambda texts: np.eye(len(texts), 8, dtype=np.float32))
+        plan = Plan(task, task, 1.0)
+        goals, subs, actions = [], [], []
+        for _ in range(300):
+            planner.prompt(plan, env)
+            actions.append(demo.act(env))
+            goals.append(demo.current_goal)
+            subs.append(plan.current)
+            _, _, terminated, _, info = env.step(actions[-1])
+            if task in info["events"] or terminated:
+                break
+        assert task in info["events"], f"{task} not reached on seed {seed}"
+        runs[label] = goals, subs, actions
+    assert runs["task"][2] == runs["step"][2]
+    task_goals = [g for g in runs["task"][0] if g not in SURVIVAL_GOALS]
+    assert set(task_goals) == {task}
+    steps = [(g, s) for g, s in zip(runs["step"][0], runs["step"][1], strict=True) if g not in SURVIVAL_GOALS]
+    assert all(g == s for g, s in steps), [p for p in steps if p[0] != p[1]][:5]
+    names = [g for g, _ in steps]
+    assert names[0] == "collect_wood" and names[-1] == task
+    assert {"place_table", "make_wood_pickaxe"} <= set(names)

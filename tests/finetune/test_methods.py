@@ -68,6 +68,9 @@ def test_every_method_runs_and_the_table_compares_it_with_the_pretrained_agent(s
     # every policy is played the same way: the pretrained bundle's planner (the tiny one has none)
     evals = [json.loads(p.read_text()) for p in out.rglob("eval_config.json")]
     assert len(evals) == len(s["rows"]) and {e["planner"] for e in evals} == {"none"}
+    # and the task demonstrations are labelled with the task (a chaining agent's would carry each planner step)
+    for t in ("collect_wood", "place_table"):
+        assert json.loads((out / "demos" / t / "collect_config.json").read_text())["agent_config"]["goal_label"] == "task"
 
 
 def test_rerun_skips_finished_stages_and_new_methods_are_added(study, tiny_bundle, demo_store):
@@ -105,6 +108,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_bundle, demo_store, tmp_p
         (["--method", "fixed", "--set", "train.data=[]"], "train: the study sets ['data'] itself"),
         (["--method", "fixed", "--set", "train.lr=-1"], "lr must be > 0"),
         (["--method", "fixed", "--set", "planner=fancy"], "unknown planner 'fancy'"),
+        (["--method", "fixed", "--set", "demo_goals=subgoal"], "demo_goals must be 'task' or 'step'"),
     ]
     for extra, message in cases:
         out = tmp_path / "m"

@@ -46,6 +46,9 @@ def test_micro_grid_runs_every_cell_and_writes_the_report(study):
     ppo = json.loads((out / "cells" / "s0" / "scratch" / "n2" / "ppo" / "ppo_config.json").read_text())
     assert ppo["bundle"] == str(out / "cells" / "s0" / "scratch" / "n2" / "bc") and ppo["tasks"] == ["chop_tree"]
     assert ppo["planner"] == "none"  # the pretrained bundle's own: the tiny bundle does not chain
+    # without a planner the demonstrations are labelled with the task on every step
+    collected = json.loads((out / "demos" / "seed0" / "collect_config.json").read_text())
+    assert collected["agent_config"]["goal_label"] == "task"
     # N demonstrations = the pool's first N episodes; BC trained on exactly them
     demos = json.loads((out / "stages" / "s0_demos.json").read_text())
     assert len(demos["lengths"]) == 2
@@ -104,6 +107,9 @@ def test_dagger_route_aggregates_the_demonstrations(tiny_bundle, tmp_path):
     dc = json.loads((out / "cells" / "s0" / "pretrained" / "n2" / "dagger" / "dagger_config.json").read_text())
     # the study's planner plays every rollout: DAgger's learner and each policy's evaluation
     assert dc["planner"] == "chain"
+    # ... and the demonstrations carry the sub-instruction the chain tells at each step, as DAgger's labels do
+    collected = json.loads((out / "demos" / "seed0" / "collect_config.json").read_text())
+    assert collected["agent_config"]["goal_label"] == "step"
     evals = [json.loads(p.read_text()) for p in out.rglob("eval_config.json")]
     assert evals and all(e["planner"] == "chain" for e in evals)
     assert dc["bundle"] == str(out / "cells" / "s0" / "pretrained" / "n2" / "bc") and dc["tasks"] == ["collect_wood"]
@@ -123,6 +129,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_bundle, tmp_path, capsys)
         (["--set", "bc.n_frames=10"], "bc: the study sets ['n_frames'] itself"),
         (["--set", "ppo.tasks=[chop_tree]"], "ppo: the study sets ['tasks'] itself"),
         (["--set", "planner=fancy"], "unknown planner 'fancy'"),
+        (["--set", "demo_goals=subgoal"], "demo_goals must be 'task' or 'step'"),
     ]
     for extra, message in cases:
         out = tmp_path / "s"

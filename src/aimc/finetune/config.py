@@ -126,6 +126,16 @@ def demonstrator_options(cfg: DaggerConfig) -> dict[str, Any]:
     return {"mode": "task", "noise_prob": 0.0, **cfg.demonstrator}
 
 
+def demo_goal_label(demo_goals: str | None, planner: str) -> str:
+    """The goal label task demonstrations record (`DemonstratorConfig.goal_label`) for a study played with
+    `planner`: `demo_goals` when set, else "step" under a chain planner and "task" without one. A chaining
+    agent is told "chop a tree" while it gathers wood for a pickaxe; demonstrations labelled with the task on
+    every step would teach it the task's prompt for frames it never sees under that prompt."""
+    if demo_goals is not None:
+        return demo_goals
+    return "task" if planner == "none" else "step"
+
+
 def valid_tasks() -> list[str]:
     """Tasks DAgger can instruct: the demonstrator pursues them and the caption catalogue words them."""
     from aimc.embed.captions import INTENTIONS

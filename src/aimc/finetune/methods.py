@@ -16,6 +16,9 @@ Methods (`MethodsConfig.methods`), each a fine-tune of the pretrained policy at 
 * ``progressive``: the second task's data, then the target's, two fine-tunes in a row;
 * ``joint``: both tasks' data in one fine-tune.
 
+Task demonstrations record the task as every step's intention, or, when the study plays a chain planner, the
+planner step each action serves (`demo_goal_label`): the sub-instructions the chaining agent is told.
+
 Layout of ``out``::
 
     methods_config.json          resolved config (the saved one wins on resume)
@@ -42,7 +45,7 @@ from aimc.core.config import deep_merge, from_dict, load_yaml
 from aimc.core.errors import AimcError, ConfigError, UnknownNameError
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
-from aimc.finetune.config import TRAIN_RESERVED
+from aimc.finetune.config import TRAIN_RESERVED, demo_goal_label
 from aimc.finetune.methods_config import CONFIG_FILE, RESUMABLE, MethodsConfig
 from aimc.finetune.study import begin_study, load_pretrained, run_stage, suite_task_for
 from aimc.train.bundle import AgentBundle
@@ -69,6 +72,8 @@ class Plan:
     fixed_prompt: str
     planner: str = "none"
     """Prompt chaining of every evaluation (`MethodsConfig.planner`, else the pretrained bundle's)."""
+    demo_goals: str = "task"
+    """The goal recorded on each demonstration step (`MethodsConfig.demo_goals`, else by the planner)."""
 
 
 @dataclass
@@ -166,6 +171,7 @@ def prepare(cfg: MethodsConfig) -> tuple[MethodsConfig, Plan]:
 
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, suite, target, second,
                 cfg.fixed_prompt or load_suite(suite).task(target).prompts[0], resolve_planner(cfg.planner, bundle))
+    plan.demo_goals = demo_goal_label(cfg.demo_goals, plan.planner)
     taken = sorted(set(cfg.train) & set(STUDY_SETS) - {"n_frames"})
     if taken:
         raise ConfigError(f"train: the study sets {taken} itself; remove them from the train section")
@@ -182,14 +188,15 @@ def prepare(cfg: MethodsConfig) -> tuple[MethodsConfig, Plan]:
 
 
 # ------------------------------------------------------------------------------------------- stages
-def _collect(cfg: MethodsConfig, task: str, progress: bool) -> dict[str, Any]:
+def _collect(cfg: MethodsConfig, plan: Plan, task: str, progress: bool) -> dict[str, Any]:
     from aimc.data.collect import CollectConfig, collect
     from aimc.data.store import Episode, list_episodes
 
     start = time.perf_counter()
     out = Paths(cfg.out).demos(task)
     collect(CollectConfig(out=str(out), agent="demonstrator", episodes=cfg.demos, max_steps=cfg.demo_max_steps,
-                          seed=derive_seed(cfg.seed, "demos", task), workers=cfg.collect_workers, task=task),
+                          seed=derive_seed(cfg.seed, "demos", task), workers=cfg.collect_workers, task=task,
+                          agent_config={"goal_label": plan.demo_goals}),
             progress=progress)
     eps = [Episode(p, check_video=False) for p in list_episodes(out)]
     if len(eps) < cfg.demos:
@@ -234,7 +241,7 @@ def run_methods(cfg: MethodsConfig, progress: bool = True, log: Callable[[str], 
     begin_study(cfg, RESUMABLE, CONFIG_FILE)
     paths = Paths(cfg.out)
     for task in cfg.tasks:
-        d = run_stage(paths, f"demos_{task}", lambda task=task: _collect(cfg, task, progress))
+        d = run_stage(paths, f"demos_{task}", lambda task=task: _collect(cfg, plan, task, progress))
         log(f"{task}: {d['episodes']} demonstrations, {d['successes']} successful, {d['frames']} frames")
     evals: dict[str, dict[str, Any]] = {}
     training: dict[str, dict[str, Any]] = {}

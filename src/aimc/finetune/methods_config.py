@@ -96,6 +96,10 @@ class MethodsConfig:
     planner: str | None = None
     """Prompt chaining (`aimc.eval.planner`) of every evaluation, the pretrained agent's and each method's;
     None = the pretrained bundle's own (the shipped agent chains), so the fine-tunes are played as it is."""
+    demo_goals: str | None = None
+    """The goal recorded on each demonstration step (`DemonstratorConfig.goal_label`): "task" the task on every
+    step, "step" the planner step each action serves (collect_wood, place_table, ... then the task). None =
+    "step" when the study plays with a chain planner (the sub-instructions the agent is told then), else "task"."""
     seed: int = 0
     """Seeds the demonstrations, every fine-tune and the evaluation's sampling."""
 
@@ -104,6 +108,8 @@ class MethodsConfig:
         from aimc.finetune.config import valid_tasks
 
         check_planner(self.planner)
+        if self.demo_goals not in (None, "task", "step"):
+            raise ConfigError(f"demo_goals must be 'task' or 'step' (or unset: by the planner), got {self.demo_goals!r}")
         for name in ("task", "second_task"):
             if getattr(self, name) not in valid_tasks():
                 raise UnknownNameError(f"{name}: unknown task {getattr(self, name)!r}; valid tasks: {', '.join(valid_tasks())}")

@@ -3,8 +3,9 @@
 For every study seed s, the demonstrator in task mode records a pool of task demonstrations (``demos/seed<s>``,
 each ending at the task's success). For every cell (N, init, s):
 
-* **bc**: a BC fine-tune on the pool's first N demonstrations (their recorded intention, the task, is the
-  goal; survival steps serve it), from the pretrained policy or from a fresh network of the same architecture;
+* **bc**: a BC fine-tune on the pool's first N demonstrations (their recorded intention is the goal: the task,
+  or under a chain planner the planner step each action serves, `demo_goal_label`; survival steps serve it),
+  from the pretrained policy or from a fresh network of the same architecture;
 * **bc_dagger**: that BC policy improved by `run_dagger` on the task, the N demonstrations aggregated every
   iteration;
 * **ppo**: that BC policy as the warm start and KL anchor of `run_ppo` on the suite task's success event;
@@ -44,7 +45,7 @@ from aimc.core.errors import AimcError, ConfigError, UnknownNameError
 from aimc.core.io import atomic_write_json, check_writable_dir
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
-from aimc.finetune.config import TRAIN_RESERVED
+from aimc.finetune.config import TRAIN_RESERVED, demo_goal_label
 from aimc.finetune.study_config import CONFIG_FILE, INTERRUPTS, RESUMABLE, StudyConfig
 from aimc.train.bundle import AgentBundle
 from aimc.train.config import TrainConfig
@@ -92,6 +93,8 @@ class Plan:
     suite: str | None
     planner: str = "none"
     """Prompt chaining of every rollout in the study (`StudyConfig.planner`, else the pretrained bundle's)."""
+    demo_goals: str = "task"
+    """The goal recorded on each demonstration step (`StudyConfig.demo_goals`, else by the planner)."""
 
 
 def suite_task_for(task: str, suite: str | None) -> tuple[str, int]:
@@ -149,6 +152,7 @@ def prepare(cfg: StudyConfig) -> tuple[StudyConfig, Plan]:
 
     plan = Plan(bundle, bundle_path, str(bundle.embedder_ref()), policy, overrides, *suite_task_for(cfg.task, suite),
                 suite, resolve_planner(cfg.planner, bundle))
+    plan.demo_goals = demo_goal_label(cfg.demo_goals, plan.planner)
     for section in (cfg.bc, cfg.bc_scratch):
         reserved = sorted(set(section) & set(TRAIN_RESERVED))
         if reserved:
@@ -253,14 +257,15 @@ def run_stage(paths: Any, name: str, work: Callable[[], dict[str, Any]]) -> dict
     return result
 
 
-def _collect(cfg: StudyConfig, seed: int, progress: bool) -> dict[str, Any]:
+def _collect(cfg: StudyConfig, plan: Plan, seed: int, progress: bool) -> dict[str, Any]:
     from aimc.data.collect import CollectConfig, collect
     from aimc.data.store import Episode, list_episodes
 
     start = time.perf_counter()
     out = Paths(cfg.out).demos(seed)
     collect(CollectConfig(out=str(out), agent="demonstrator", episodes=cfg.max_demos, max_steps=cfg.demo_max_steps,
-                          seed=derive_seed(seed, "demos"), workers=cfg.collect_workers, task=cfg.task), progress=progress)
+                          seed=derive_seed(seed, "demos"), workers=cfg.collect_workers, task=cfg.task,
+                          agent_config={"goal_label": plan.demo_goals}), progress=progress)
     lengths, successes = [], []
     for p in list_episodes(out):
         ep = Episode(p, check_video=False)
@@ -350,10 +355,10 @@ def run_study(cfg: StudyConfig, progress: bool = True, log: Callable[[str], None
         return summary
 
     for seed in cfg.seeds:
-        demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
+        demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, plan, seed, progress))
         if len(demos["lengths"]) < cfg.max_demos:  # the grid grew: the pool grows, its first episodes unchanged
             paths.marker(f"s{seed}_demos").unlink()
-            demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, seed, progress))
+            demos = run_stage(paths, f"s{seed}_demos", lambda seed=seed: _collect(cfg, plan, seed, progress))
         got = len(demos["lengths"])
         if got < cfg.max_demos:
             raise AimcError(f"the pool {paths.demos(seed)} holds {got} demonstration(s), fewer than the largest N "

@@ -99,12 +99,18 @@ class StudyConfig:
     """Prompt chaining (`aimc.eval.planner`) of every rollout in the study: each policy's evaluation (the
     agent as it is included), DAgger's learner and PPO's. None = the pretrained bundle's own (the shipped agent
     chains), so every route and init is played the way that agent is; "none" plays the prompt alone."""
+    demo_goals: str | None = None
+    """The goal recorded on each demonstration step (`DemonstratorConfig.goal_label`): "task" the task on every
+    step, "step" the planner step each action serves (collect_wood, place_table, ... then the task). None =
+    "step" when the study plays with a chain planner (the sub-instructions the agent is told then), else "task"."""
 
     def __post_init__(self) -> None:
         from aimc.eval.planner import check_planner
         from aimc.finetune.config import valid_tasks
 
         check_planner(self.planner)
+        if self.demo_goals not in (None, "task", "step"):
+            raise ConfigError(f"demo_goals must be 'task' or 'step' (or unset: by the planner), got {self.demo_goals!r}")
 
         if self.task not in valid_tasks():
             raise UnknownNameError(f"unknown task {self.task!r}; valid tasks: {', '.join(valid_tasks())}")

@@ -27,7 +27,7 @@ from aimc.envs.demo.navigation import (
     first_move,
     shifted,
 )
-from aimc.envs.demo.planner import EXPLORE, next_step
+from aimc.envs.demo.planner import EXPLORE, TASKS, next_step
 from aimc.envs.demo.shelter import pocket_size
 from aimc.envs.demo.state import (
     ACTION,
@@ -83,6 +83,7 @@ class CrafterDemonstrator(SurvivalMixin):
         self._goal_start = 0
         self._goal_steps = 0
         self._survival: str | None = None
+        self._step_goal: str | None = None  # the last planner step pursued (goal_label "step": a sleeper's label)
         self._resting = False
         self._last_daylight: float | None = None
         self._room: tuple[int, int] | None = None  # world coordinates of the shelter room being built
@@ -160,7 +161,7 @@ class CrafterDemonstrator(SurvivalMixin):
 
     def _decide(self, s: State, task: str | None) -> int:
         if s.sleeping:
-            self.current_goal = task or "sleep"
+            self.current_goal = (self._step_goal or task) if task and self.config.goal_label == "step" else (task or "sleep")
             return SLEEP
         if task is None or self.config.survival_in_task_mode:
             self.current_step = ""
@@ -175,7 +176,10 @@ class CrafterDemonstrator(SurvivalMixin):
         if task == EXPLORE:
             self.current_step = EXPLORE
             return self._explore(s, None)
-        return self._pursue(s, task)
+        action = self._pursue(s, task)
+        if self.config.goal_label == "step" and self.current_step in TASKS:
+            self.current_goal = self._step_goal = self.current_step
+        return action
 
     # ------------------------------------------------------------------ goals
     def _free_goal(self, s: State) -> str:

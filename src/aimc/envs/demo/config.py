@@ -52,6 +52,12 @@ class DemonstratorConfig:
     its frames restocking and sheltering, measured in docs/results.md)."""
     task: str | None = None
     """Achievement pursued in task mode when `act()` is called without one."""
+    goal_label: Literal["task", "step"] = "task"
+    """What `current_goal` (collection records it as each step's goal) names while a task is pursued: "task" the
+    task itself (collect_coal from the first log on), "step" the planner step the action serves (collect_wood,
+    place_table, make_wood_pickaxe, then collect_coal). "step" labels are the sub-instructions a chaining agent
+    (`planner: chain`) is told at play time, so task demonstrations labelled so train it in the regime it plays.
+    Survival behaviours keep their own names either way."""
     catalogue: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CATALOGUE))
     """Free-play sub-goals and chain tasks (achievement names or "explore") and their sampling weights."""
     max_goal_steps: int = 300
@@ -125,6 +131,8 @@ class DemonstratorConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("free", "task", "chain"):
             raise ConfigError(f"demonstrator mode must be 'free', 'task' or 'chain', got {self.mode!r}")
+        if self.goal_label not in ("task", "step"):
+            raise ConfigError(f"demonstrator goal_label must be 'task' or 'step', got {self.goal_label!r}")
         if self.task is not None:
             check_task(self.task)
         unknown = sorted(set(self.catalogue) - set(TASKS) - {EXPLORE})

@@ -114,12 +114,16 @@ def test_episodes_hold_expert_labels_for_the_learners_states(micro_run):
         expert = DemonstratorActor({"mode": "task", "noise_prob": 0.0})
         obs, _ = env.reset(seed=job.world_seed)
         expert.reset(env, derive_seed(job.actor_seed, "expert"), job.task)
-        labels = []
+        labels, explored = [], []
         for t, a in enumerate(executed):
             assert np.array_equal(obs["pov"], ep.frames(t, t + 1)[0])
             labels.append(expert.act(env, obs, t == 0))
+            explored.append(expert.explored)
             obs, *_ = env.step(a)
         assert labels == ep.actions.tolist()
+        assert explored == [i["explored"] for i in ep.infos]
+        # without skip_explore nothing is masked (the exploring steps are still flagged)
+        assert ep.metadata["masked_labels"] is False and not any("no_label" in i for i in ep.infos)
         assert np.mean(np.array(labels) == np.array(executed)) == pytest.approx(ep.metadata["dagger_result"]["agreement"])
 
 
@@ -291,3 +295,51 @@ def test_planner_none_keeps_the_instructed_task_and_a_plain_bundle(micro_run):
     from aimc.train.bundle import AgentBundle
 
     assert s["planner"] == "none" and AgentBundle.read(out / "bundle").planner is None
+
+
+def test_skip_explore_masks_the_labellers_exploring_steps_out_of_the_loss(tiny_bundle, demo_store, tmp_path):
+    """skip_explore: the steps where the labeller explored are recorded unlabelled, and the fine-tune's items
+    mask exactly those steps (and padding) out of the loss while still feeding their frames; without it
+    (the module's run) nothing is masked."""
+    import torch
+
+    from aimc.core import keys
+    from aimc.core.config import load_config
+    from aimc.data.dataset import SegmentDataset
+    from aimc.data.store import Episode, list_episodes
+    from aimc.data.text_goals import TextGoalTable
+    from aimc.finetune import run_dagger
+    from aimc.train.config import TrainConfig
+    from aimc.train.loop import build_data
+
+    out = tmp_path / "skip"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = run_dagger(micro_cfg(tiny_bundle, demo_store, out, "iterations=1", "episodes=2", "tasks=[collect_coal]",
+                                 "max_steps=60", "skip_explore=true", "final_rollouts=false", "train.val_fraction=0"),
+                       progress=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(n)
+    eps = [Episode(p) for p in list_episodes(out / "iter_01" / "data")]
+    explored = [[bool(i["explored"]) for i in ep.infos] for ep in eps]
+    assert any(any(e) for e in explored) and not all(all(e) for e in explored)  # the test needs both kinds
+    for ep, flags in zip(eps, explored, strict=True):
+        assert ep.metadata[keys.MASKED_LABELS] is True
+        assert [bool(i.get(keys.NO_LABEL)) for i in ep.infos] == flags
+        assert ep.metadata["dagger_result"]["explore_fraction"] == pytest.approx(np.mean(flags))
+    assert s["iterations"][0]["explore_fraction"] == pytest.approx(np.mean(sum(explored, [])))
+    tc = load_config(TrainConfig, out / "iter_01" / "train" / "train_config.json")
+    train, _, _ = build_data(tc)
+    ds = SegmentDataset(train, tc.segment, (64, 64), None, None, TextGoalTable.load(out / "iter_01" / "train" / "text_goals.npz"))
+    checked = 0
+    for i, (e, start, end) in enumerate(train.rows):
+        path = str(train.episodes[e])
+        if "iter_01" not in path:
+            continue
+        flags = explored[[str(ep.path) for ep in eps].index(path)]
+        real = min(end, len(flags)) - start
+        expected = [not f for f in flags[start:start + real]] + [False] * (end - start - real)
+        assert ds[(i, 3)]["step_ok"].tolist() == expected
+        checked += 1
+    assert checked

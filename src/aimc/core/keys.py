@@ -8,6 +8,8 @@ PLAYER_POS = "player_pos"
 DAYLIGHT = "daylight"
 HEALTH = "health"
 LABEL = "label"  # info["label"]: the DART label (expert action) when it differs from the executed action
+NO_LABEL = "no_label"  # info["no_label"]: True where the step has no action target (masked out of BC's loss)
+MASKED_LABELS = "masked_labels"  # metadata flag: some steps carry NO_LABEL (so datasets read that field)
 
 # Episode store file names (format version 1).
 FRAMES_FILE = "frames.mp4"

@@ -216,6 +216,9 @@ class _EpisodeRecord:
     """The episode, opened once (its small `events` stay cached on it)."""
     labels: np.ndarray
     """(N,) int64 action targets: the executed actions, or their DART labels where recorded."""
+    unlabelled: np.ndarray | None = None
+    """(N,) bool: steps recorded without an action target (`keys.NO_LABEL`, e.g. DAgger's exploring labels
+    under `skip_explore`), masked out of the loss; None when the episode has none."""
     goals: list[str | None] | None = None
     """Recorded ``infos[t]["goal"]`` per step (None until an intention item needs them)."""
 
@@ -266,7 +269,10 @@ class SegmentDataset(Dataset):
         rec = self._records.get(path)
         if rec is None:
             ep = Episode(path, check_video=False) if ep is None else ep
-            rec = _EpisodeRecord(ep, self._read_labels(ep))
+            unlabelled = None
+            if ep.metadata.get(keys.MASKED_LABELS):
+                unlabelled = np.array([bool(v) for v in ep.info_values(keys.NO_LABEL)], bool)
+            rec = _EpisodeRecord(ep, self._read_labels(ep), unlabelled=unlabelled)
             self._records[path] = rec
         return rec
 
@@ -332,6 +338,8 @@ class SegmentDataset(Dataset):
             goal = self._goals(ep, start, real_end, rng, self.index.goal_sources.get(e))
             pov = self.cache.frames(ep, start, real_end)
             action = rec.labels[start:real_end].copy()
+            if rec.unlabelled is not None:
+                step_ok[: real_end - start] &= ~rec.unlabelled[start:real_end]
             if pov.shape[1:3] != tuple(self.img_shape):
                 raise EpisodeError(f"{ep.path}: frames are {pov.shape[1:3]}, the policy expects {tuple(self.img_shape)}")
             pad = end - real_end

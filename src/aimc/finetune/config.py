@@ -69,6 +69,11 @@ class DaggerConfig:
     bundle keeps the planner."""
     demonstrator: dict[str, Any] = field(default_factory=dict)
     """DemonstratorConfig fields for the labeller over mode=task, noise_prob=0 (e.g. survival_in_task_mode)."""
+    skip_explore: bool = False
+    """Leave the steps where the labeller explores (no target known) out of the fine-tune's loss (their frames
+    still feed the policy's memory). Where to look next is a choice the learner's own search makes as well, and
+    the labeller's heading there is its own hidden state, so such labels contradict a policy that searches
+    another way (`aimc train ppo`'s expert term leaves them out by default for the same reason)."""
     train_preset: str = "finetune"
     """Training preset (aimc.train presets) each iteration's fine-tune starts from."""
     train: dict[str, Any] = field(default_factory=dict)

@@ -179,7 +179,8 @@ def _rollouts(cfg: DaggerConfig, bundle: str, store: Path, beta: float, tag: str
     """Collect (or finish collecting) one batch of labelled rollouts; returns its statistics."""
     start = time.perf_counter()
     spec = RolloutSpec(bundle=bundle, store=str(store), demonstrator=demonstrator_options(cfg), cond_scale=cfg.cond_scale,
-                       planner=planner, stop_on_success=cfg.stop_on_success, device=cfg.device, metadata=meta)
+                       planner=planner, stop_on_success=cfg.stop_on_success, device=cfg.device, metadata=meta,
+                       skip_explore=cfg.skip_explore)
     jobs = make_jobs(cfg.tasks, cfg.episodes, beta, cfg.max_steps, cfg.seed, tag)
     done = [0]
 
@@ -210,6 +211,7 @@ def rollout_stats(results: list[dict[str, Any]]) -> dict[str, Any]:
         "death_before_success_rate": sum(r["died"] and not r["success"] for r in results) / n,
         "expert_fraction": sum(r["expert_fraction"] * r["steps"] for r in results) / max(steps, 1),
         "agreement": sum(r["agreement"] * r["steps"] for r in results) / max(steps, 1),
+        "explore_fraction": sum(r.get("explore_fraction", 0.0) * r["steps"] for r in results) / max(steps, 1),
         "per_task": per_task,
     }
 

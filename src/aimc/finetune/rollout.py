@@ -70,6 +70,9 @@ class RolloutSpec:
     device: str = "cpu"
     metadata: dict[str, Any] = field(default_factory=dict)
     """Added to every episode's metadata["dagger"] (iteration, stage)."""
+    skip_explore: bool = False
+    """Mark the steps where the labeller explored (no target known) as unlabelled (`keys.NO_LABEL`): the
+    fine-tune leaves them out of its loss."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class SlotState:
     learner_action: int = -1
     expert_executed: bool = False
     """Whether the executed action was the expert's."""
+    explored: bool = False
+    """Whether the expert's label for the current state is an exploring step (no target known)."""
 
 
 class DaggerActor:
@@ -156,6 +161,7 @@ class DaggerActor:
         states = [self.slots[i] for i in slots]
         for s, env, o, f in zip(states, envs, obs, first, strict=True):
             s.label = int(s.expert.act(env, o, f))  # the expert reads the state before any step
+            s.explored = bool(getattr(s.expert, "explored", False))
         learner = self.learner.act_slots(slots, envs, obs, first)  # one forward for every slot
         actions = []
         for s, a in zip(states, learner, strict=True):
@@ -171,19 +177,24 @@ class LabelHook(EpisodeHook):
     plus the executed and the learner's actions; counts agreement and expert steps."""
 
     def __init__(self, writer: EpisodeWriter, state: SlotState,
-                 sub_goal: Callable[[], str | None] | None = None) -> None:
+                 sub_goal: Callable[[], str | None] | None = None, skip_explore: bool = False) -> None:
         self.writer = writer
         self.state = state
         self.sub_goal = sub_goal
-        self.agree = self.expert_steps = 0
+        self.skip_explore = skip_explore
+        self.agree = self.expert_steps = self.explore_steps = 0
 
     def on_step(self, env: Any, step: Step) -> None:
         s = self.state
         goal = (self.sub_goal() if self.sub_goal is not None else None) or s.task
-        info = {**step.info, "goal": goal, "executed_action": step.action, "learner_action": s.learner_action}
+        info = {**step.info, "goal": goal, "executed_action": step.action, "learner_action": s.learner_action,
+                "explored": s.explored}
+        if self.skip_explore and s.explored:
+            info[keys.NO_LABEL] = True
         self.writer.add(step.obs[keys.POV], s.label, step.events, info)
         self.agree += int(s.learner_action == s.label)
         self.expert_steps += int(s.expert_executed)
+        self.explore_steps += int(s.explored)
 
 
 @dataclass
@@ -250,14 +261,14 @@ class Worker:
             "world": self.bundle.world, "world_config": self.bundle.world_config,
             "episode_index": job.index, "agent": "dagger",
             "demonstrator": self.expert_config, "action_names": self.action_names,
-            "fps": 20, "created_by": f"aimc {__version__}",
+            "fps": 20, "created_by": f"aimc {__version__}", keys.MASKED_LABELS: self.spec.skip_explore,
             "dagger": {**self.spec.metadata, "task": job.task, "prompt": job.prompt, "beta": job.beta,
                        "world_seed": job.world_seed, "learner": self.spec.bundle, "cond_scale": self.spec.cond_scale},
         }
         start = time.perf_counter()
         writer = EpisodeWriter(self.spec.store, job.name, meta)
         self.actor.set_beta(slot, job.beta)
-        hook = LabelHook(writer, self.actor.slots[slot], lambda: self.learner.sub_goal(slot))
+        hook = LabelHook(writer, self.actor.slots[slot], lambda: self.learner.sub_goal(slot), self.spec.skip_explore)
         self._playing[slot] = _Playing(job, writer, hook, start)
         self.lockstep.start(slot, self.actor, job.world_seed, job.max_steps, actor_seed=job.actor_seed, task=job.task,
                             prompt=job.prompt, hooks=[hook], tag=job.index)
@@ -280,7 +291,8 @@ class Worker:
                 "task": job.task, "prompt": job.prompt, "beta": job.beta, "steps": record.steps,
                 "success": job.task in occ, "success_step": occ[job.task][0] if job.task in occ else None,
                 "died": record.terminated, "expert_fraction": hook.expert_steps / max(record.steps, 1),
-                "agreement": hook.agree / max(record.steps, 1), "wall_s": time.perf_counter() - p.start,
+                "agreement": hook.agree / max(record.steps, 1), "explore_fraction": hook.explore_steps / max(record.steps, 1),
+                "wall_s": time.perf_counter() - p.start,
             }
             p.writer.close(terminated=record.terminated, truncated=record.truncated,
                            event_counts=record.event_counts(), **{RESULT_KEY: result})

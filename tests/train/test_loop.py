@@ -224,3 +224,32 @@ def test_cpu_training_precision_follows_the_hardware(demo_store, tmp_path, one_t
     no = run(tiny_cfg(demo_store, tmp_path / "fp32", "n_frames=128", "seed=1", "val_every=2",
                       "mixed_precision=no"), progress=False)
     assert no["precision"] == "no"
+
+
+def test_kl_anchor_holds_a_fine_tune_near_its_start_and_resumes_exactly(demo_store, tmp_path, one_thread):  # noqa: F811
+    """anchor_kl: 0 on the first step (the policy is its anchor), a strong anchor ends nearer the start than a
+    negligible one under the same data and lr, the anchor is init_from's weights on resume too (not the
+    checkpoint's), and anchoring without a policy to anchor to is one clear error."""
+    from aimc.core.errors import ConfigError
+
+    base = tmp_path / "base"
+    run(tiny_cfg(demo_store, base, "n_frames=64", "val_every=0"), progress=False)
+    sets = (f"init_from={base}", "n_frames=320", "lr=0.01", "warmup_frames=1", "val_every=0", "log_every=1", "seed=5",
+            "save_every=100")
+
+    def kl_log(out: Path) -> list[float]:
+        return [r["train/anchor_kl"] for r in read_metrics(out) if "train/anchor_kl" in r]
+
+    run(tiny_cfg(demo_store, tmp_path / "loose", *sets, "anchor_kl=1e-9"), progress=False)
+    run(tiny_cfg(demo_store, tmp_path / "tight", *sets, "anchor_kl=10"), progress=False)
+    loose, tight = kl_log(tmp_path / "loose"), kl_log(tmp_path / "tight")
+    assert len(loose) == len(tight) == 10 and loose[0] < 1e-6 and tight[0] < 1e-6
+    assert loose[-1] > 0.01 and np.mean(tight[-3:]) < 0.5 * np.mean(loose[-3:])
+    # resume: stop after 4 steps, rerun: same weights as the uninterrupted run
+    part = run(tiny_cfg(demo_store, tmp_path / "part", *sets, "anchor_kl=10"), stop_after_steps=4, progress=False)
+    assert part["interrupted"]
+    run(tiny_cfg(demo_store, tmp_path / "part", *sets, "anchor_kl=10"), progress=False)
+    a, b = weights(tmp_path / "tight" / "latest"), weights(tmp_path / "part" / "latest")
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    with pytest.raises(ConfigError, match="anchor_kl needs a policy"):
+        tiny_cfg(demo_store, tmp_path / "x", "anchor_kl=1")

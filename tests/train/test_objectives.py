@@ -51,3 +51,20 @@ def test_a_chunk_of_only_padding_contributes_zero() -> None:
     assert float(got["loss"].detach()) == 0.0 and float(got["nll"]) == 0.0 and float(got["entropy"]) == 0.0
     got["loss"].backward()
     assert all(torch.equal(x.grad, torch.zeros_like(x)) for x in logits.values())  # no NaN, no push
+
+
+def test_anchor_kl_is_zero_against_itself_and_the_masked_mean_otherwise() -> None:
+    from aimc.train.objectives import anchor_kl
+
+    out, _, _ = _case(3)
+    ref, _, _ = _case(4)
+    weight = torch.tensor([True, True, False])
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 6:] = False
+    assert float(anchor_kl(out, out, weight, mask).detach()) == 0.0
+    steps = [(b, t) for b in range(B) for t in range(T) if weight[b] and mask[b, t]]
+    by_hand = sum(
+        float((ref.logp[h][b, t].exp() * (ref.logp[h][b, t] - out.logp[h][b, t])).sum()) for b, t in steps for h in HEADS
+    ) / len(steps)
+    got = float(anchor_kl(out, ref, weight, mask).detach())
+    assert got > 0 and abs(got - by_hand) < 1e-5

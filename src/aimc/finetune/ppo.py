@@ -66,6 +66,7 @@ from aimc.finetune.ppo_rollout import (
 )
 from aimc.policy.base import entropy, log_prob
 from aimc.train.bundle import AgentBundle
+from aimc.train.objectives import kl_categorical
 
 SUMMARY_FILE = "ppo_summary.json"
 KEEP_CHECKPOINTS = 2
@@ -93,16 +94,6 @@ def gae(rewards: np.ndarray, values: np.ndarray, bootstrap: np.ndarray, lengths:
         adv[:, i] = delta[:, i] + gamma * lam * adv[:, i + 1]
     adv = adv[:, :t]
     return adv, np.where(valid, adv + v, 0.0)
-
-
-def kl_categorical(logp_p: dict[str, Tensor], logp_q: dict[str, Tensor]) -> Tensor:
-    """KL(p ‖ q) summed over action heads, from per-head log-probabilities (..., n): shape (...)."""
-    total = None
-    for name, lp in logp_p.items():
-        k = (lp.exp() * (lp - logp_q[name])).sum(-1)
-        total = k if total is None else total + k
-    assert total is not None
-    return total
 
 
 def ppo_loss(logp_new: Tensor, logp_old: Tensor, adv: Tensor, vpred: Tensor, vtarget: Tensor, ent: Tensor, kl: Tensor,

@@ -64,6 +64,13 @@ class TrainConfig:
     """VPTConfig fields changed from the preset (goal_dim is set from the data)."""
     init_from: str | None = None
     """Start from this policy (a saved policy dir, a run dir or an agent bundle); None = from scratch."""
+    anchor_kl: float = 0.0
+    """Weight of a KL anchor: the mean per-step KL(π_anchor ‖ π) on the training segments themselves, added to the
+    NLL. A fine-tune of a policy trained past imitation (PPO) is pulled back toward the demonstrator's actions
+    by BC alone and loses what RL taught it (measured: docs/task-finetune.md); the anchor keeps it near the
+    policy it starts from where the demonstrations do not say otherwise, as PPO's own KL anchor does. 0 = off."""
+    anchor_from: str | None = None
+    """The anchor policy (a policy dir, a run dir or a bundle with the same architecture); None = init_from."""
     trunc_t: int = 64
     """Truncated-BPTT chunk length; the recurrent state is carried (detached) between chunks."""
     batch_size: int = 12
@@ -115,6 +122,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if self.cond_scale < 0:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
+        if self.anchor_kl < 0:
+            raise ConfigError(f"anchor_kl must be >= 0 (0 = off), got {self.anchor_kl}")
+        if self.anchor_kl > 0 and not (self.anchor_from or self.init_from):
+            raise ConfigError("anchor_kl needs a policy to anchor to: set init_from or anchor_from")
         if self.fixed_prompt is not None and not self.embedder:
             raise ConfigError("fixed_prompt needs `embedder` (the model that embeds the prompt)")
         self._check_policy()

@@ -45,7 +45,7 @@ from aimc.policy import VPTPolicy, VPTState, get_config, save_pretrained
 from aimc.train.bundle import AgentBundle, training_world
 from aimc.train.checkpoint import init_policy_from, latest_checkpoint, load_checkpoint, save_checkpoint
 from aimc.train.config import TrainConfig
-from aimc.train.objectives import bc_loss, head_targets
+from aimc.train.objectives import anchor_kl, bc_loss, head_targets
 from aimc.train.text_goals import run_text_goal_table
 
 # Settings a resumed run may change; anything else must match the saved config (aimc.core.rundir).
@@ -137,6 +137,24 @@ def build_policy(cfg: TrainConfig, goal_dim: int) -> tuple[VPTPolicy, list[str]]
     policy = VPTPolicy(get_config(cfg.policy, **{**cfg.policy_overrides, "goal_dim": goal_dim}))
     fresh = init_policy_from(policy, cfg.init_from) if cfg.init_from else []
     return policy, fresh
+
+
+def build_anchor(cfg: TrainConfig, goal_dim: int) -> VPTPolicy | None:
+    """The frozen policy of the KL anchor (`anchor_kl`): `anchor_from`, else `init_from`, loaded into the run's
+    architecture strictly (every weight from the file); None when the anchor is off."""
+    if cfg.anchor_kl <= 0:
+        return None
+    source = cfg.anchor_from or cfg.init_from
+    assert source is not None  # TrainConfig checks it
+    anchor = VPTPolicy(get_config(cfg.policy, **{**cfg.policy_overrides, "goal_dim": goal_dim}))
+    fresh = init_policy_from(anchor, source)
+    if fresh:
+        raise ConfigError(f"anchor {source} has no {fresh[0]}: the anchor must be a policy of the run's architecture "
+                          "with its goal input (anchor_from)")
+    anchor.eval()
+    for p in anchor.parameters():
+        p.requires_grad_(False)
+    return anchor
 
 
 @torch.no_grad()
@@ -266,6 +284,9 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
     optimizer = torch.optim.AdamW(param_groups(policy, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
     policy, optimizer = acc.prepare(policy, optimizer)
     model = acc.unwrap_model(policy)
+    anchor = build_anchor(cfg, goal_dim)
+    if anchor is not None:
+        anchor.to(acc.device)
 
     loop = {"step": 0, "micro": 0, "frames": 0, "batches": 0, "best_val": None, "invalid_items": 0}
     ckpt = latest_checkpoint(out)
@@ -303,16 +324,23 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
         weight = batch[OK].to(acc.device)  # (B,)
         targets = head_targets(act, model.config.head_sizes)  # one label per head (VPT: the joint code split)
         step_ok = batch[STEP_OK].to(acc.device)  # (B, T): False on the padding after a short episode's end
-        state = None
+        state = anchor_state = None
         for c in range(cfg.chunks_per_segment):
             sl = slice(c * cfg.trunc_t, (c + 1) * cfg.trunc_t)
             goal = batch[GOAL][:, sl].to(acc.device) if goal_dim else None  # (B, t, D)
             loop["micro"] += 1
             sync = loop["micro"] % cfg.grad_accum == 0
             with contextlib.nullcontext() if sync or world == 1 else acc.no_sync(policy), autocast():
-                out_, state = policy(pov[:, sl].to(acc.device), goal, first[:, sl].to(acc.device), state)
+                pov_c, first_c = pov[:, sl].to(acc.device), first[:, sl].to(acc.device)
+                out_, state = policy(pov_c, goal, first_c, state)
                 losses = bc_loss(out_, {h: t[:, sl].to(acc.device) for h, t in targets.items()}, weight, cfg.camera_mask,
                                  step_ok[:, sl])
+                if anchor is not None:
+                    with torch.no_grad():  # the anchor carries its own memory through the segment's chunks
+                        ref, anchor_state = anchor(pov_c, goal, first_c, anchor_state)
+                    kl = anchor_kl(out_, ref, weight, step_ok[:, sl])
+                    losses["loss"] = losses["loss"] + cfg.anchor_kl * kl
+                    losses["anchor_kl"] = kl.detach()
                 acc.backward(losses["loss"] / cfg.grad_accum)
             state = state.detach()
             loop["frames"] += fpm
@@ -335,6 +363,8 @@ def _run(cfg: TrainConfig, stop_after_steps: int | None, progress: bool, skipped
                     "train/grad_norm": float(grad_norm), "perf/fps": (loop["frames"] - f_log) / max(now - t_log, 1e-9),
                     "data/invalid_items": loop["invalid_items"],
                 }
+                if anchor is not None:
+                    row["train/anchor_kl"] = float(np.mean([r["anchor_kl"] for r in logs]))
                 _log(writer, out, row)
                 bar.set_postfix(loss=f"{row['train/loss']:.3f}", fps=f"{row['perf/fps']:.0f}")
                 t_log, f_log, logs = now, loop["frames"], []

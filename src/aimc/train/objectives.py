@@ -77,3 +77,22 @@ def bc_loss(out: PolicyOutput, actions: dict[str, Tensor], weight: Tensor, camer
     with torch.no_grad():
         ent = (entropy(out.logp) * w).sum() / denom
     return {"loss": mean_nll + 0.0 * out.vpred.float().mean(), "nll": mean_nll.detach(), "entropy": ent}
+
+
+def kl_categorical(logp_p: dict[str, Tensor], logp_q: dict[str, Tensor]) -> Tensor:
+    """KL(p ‖ q) summed over action heads, from per-head log-probabilities (..., n): shape (...)."""
+    total = None
+    for name, lp in logp_p.items():
+        k = (lp.exp() * (lp - logp_q[name])).sum(-1)
+        total = k if total is None else total + k
+    assert total is not None
+    return total
+
+
+def anchor_kl(out: PolicyOutput, anchor: PolicyOutput, weight: Tensor, step_mask: Tensor | None = None) -> Tensor:
+    """Mean KL(anchor ‖ policy) over the (B, T) steps `bc_loss` scores (valid items, real steps)."""
+    kl = kl_categorical({k: v.float() for k, v in anchor.logp.items()}, {k: v.float() for k, v in out.logp.items()})
+    w = weight.to(kl.dtype)[:, None].expand_as(kl)
+    if step_mask is not None:
+        w = w * step_mask.to(kl.dtype)
+    return (kl * w).sum() / w.sum().clamp(min=1.0)

@@ -56,8 +56,10 @@ def test_micro_grid_runs_every_cell_and_writes_the_report(study):
     assert bc2["demo_frames"] == sum(demos["lengths"][:2]) and bc2["skipped_episodes"] == 0
     cfg = json.loads((out / "cells" / "s0" / "scratch" / "n2" / "bc" / "train_config.json").read_text())
     assert cfg["init_from"] is None and cfg["data"][0]["max_episodes"] == 2
+    assert cfg["anchor_kl"] == 0.0 and cfg["anchor_from"] is None  # a fresh network has no anchor
     cfg = json.loads((out / "cells" / "s0" / "pretrained" / "n1" / "bc" / "train_config.json").read_text())
     assert cfg["init_from"] and cfg["data"][0]["goal_source"] == "intention" and cfg["batch_size"] == 1
+    assert cfg["anchor_kl"] == 1.0 and cfg["anchor_from"] == cfg["init_from"]  # anchored to the pretrained agent
     # outputs
     assert (out / "study.md").read_text().count("\n| ") == len(expected) + 1
     for name in ("success_vs_demos", "success_vs_wall", "success_vs_steps"):
@@ -116,6 +118,10 @@ def test_dagger_route_aggregates_the_demonstrations(tiny_bundle, tmp_path):
     assert dc["data"] == [{"path": str(out / "demos" / "seed0"), "weight": 1.0, "goal_source": "intention", "max_episodes": 2}]
     tc = json.loads((out / "cells" / "s0" / "pretrained" / "n2" / "dagger" / "iter_01" / "train" / "train_config.json").read_text())
     assert tc["segment"]["segment_len"] == 8 and tc["data"][0]["max_episodes"] == 2
+    # each DAgger fine-tune starts from the BC policy but stays anchored to the pretrained agent
+    bc_tc = json.loads((out / "cells" / "s0" / "pretrained" / "n2" / "bc" / "train_config.json").read_text())
+    assert tc["init_from"] != tc["anchor_from"] == bc_tc["init_from"] and tc["anchor_kl"] == 1.0
+    assert dc["skip_explore"] is True
     bc = json.loads((out / "stages" / "s0_pretrained_n2_bc.json").read_text())
     assert row["env_steps"] > bc["demo_frames"]
 

@@ -185,7 +185,11 @@ def bc_section(cfg: StudyConfig, plan: Plan, init: str) -> dict[str, Any]:
         defaults["num_workers"] = 0
     section = deep_merge(defaults, cfg.bc)
     if init == "scratch":
-        section = deep_merge(section, cfg.bc_scratch)
+        # a fresh network has nothing to stay near: the KL anchor is for the pretrained init only
+        return {**deep_merge(section, cfg.bc_scratch), "anchor_kl": 0.0, "anchor_from": None}
+    if section.get("anchor_kl") and not section.get("anchor_from"):
+        # the pretrained agent, for BC and for every DAgger iteration (else each would anchor to the last one)
+        section["anchor_from"] = plan.bundle_path
     return section
 
 

@@ -187,5 +187,5 @@ def test_bundled_suites_are_found_by_name():
 
     suite = load_suite("minecraft-early")
     assert suite.world == "minecraft" and suite.world_config == {"size": [128, 128]} and len(suite.tasks) == 12
-    with pytest.raises(SuiteError, match="suite file nope does not exist \\(bundled suites: crafter, crafter-heldout, minecraft-early\\)"):
+    with pytest.raises(SuiteError, match="suite file nope does not exist \\(bundled suites: crafter, crafter-extended, crafter-heldout, minecraft-early\\)"):
         load_suite("nope")

@@ -30,12 +30,13 @@ def test_heldout_suite_pairs_with_the_default_suite() -> None:
     assert (base.world, base.world_config, base.horizons, base.episodes) == (held.world, held.world_config, held.horizons, held.episodes)
 
 
-def test_stone_suite_extends_the_default_suite_episode_for_episode() -> None:
-    """crafter-extended is the default suite plus the stone tools and waking up: its first twelve tasks are the default suite's,
-    same success, worlds and horizon, so a study's forgetting on them compares with every other evaluation."""
-    base, stone = load_suite(SUITES / "crafter.yaml"), load_suite("crafter-extended")
+def test_extended_suite_extends_the_default_suite_episode_for_episode() -> None:
+    """crafter-extended is the default suite plus the stone tools and waking up: its first twelve tasks are the
+    default suite's (success, worlds, horizon, prompts), so a study's forgetting on them compares with every other
+    evaluation."""
+    base, extended = load_suite(SUITES / "crafter.yaml"), load_suite("crafter-extended")
     n = len(base.tasks)
     assert [(t.name, t.success, t.seed, t.max_steps, t.prompts) for t in base.tasks] == \
-        [(t.name, t.success, t.seed, t.max_steps, t.prompts) for t in stone.tasks[:n]]
-    assert (base.world, base.world_config, base.horizons) == (stone.world, stone.world_config, stone.horizons)
-    assert [t.demo_task for t in stone.tasks[n:]] == ["make_stone_pickaxe", "make_stone_sword", "wake_up"]
+        [(t.name, t.success, t.seed, t.max_steps, t.prompts) for t in extended.tasks[:n]]
+    assert (base.world, base.world_config, base.horizons) == (extended.world, extended.world_config, extended.horizons)
+    assert [t.demo_task for t in extended.tasks[n:]] == ["make_stone_pickaxe", "make_stone_sword", "wake_up"]

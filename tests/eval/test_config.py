@@ -20,6 +20,7 @@ from aimc.eval.run import run_eval
     ({"videos": -1}, "videos must be >= 0"),
     ({"backend": "dask"}, "unknown rollout backend 'dask'; choose process or ray"),
     ({"episode_timeout": 0.0}, "episode_timeout must be > 0"),
+    ({"temperature": 0.0}, "temperature must be > 0 (1 = plain sampling), got 0.0"),
 ])
 def test_bad_values_are_one_line_errors(fields, message):
     with pytest.raises(ConfigError) as e:

@@ -107,6 +107,36 @@ def test_agent_sampling_is_seeded_and_minerl_dicts() -> None:
     assert acts[0]["camera"].shape == (2,)
 
 
+def test_temperature_divides_the_scores_and_keeps_the_random_draws() -> None:
+    """Gumbel-max on scores / T samples softmax(scores / T); the draws do not depend on T, so one seed gives the
+    same uniform numbers at every temperature, and a low temperature plays the argmax."""
+    p = make_tiny(goal_dim=8)
+    frames = [_frames(3, s) for s in range(4)]
+    goal = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    greedy = Agent(p, n_envs=3, deterministic=True)
+    want = [greedy.act(f, goal)["buttons"].tolist() for f in frames]
+    cold = Agent(p, n_envs=3, seed=5, temperature=1e-4)
+    assert [cold.act(f, goal)["buttons"].tolist() for f in frames] == want
+    base, hot = Agent(p, n_envs=3, seed=5), Agent(p, n_envs=3, seed=5, temperature=1.0)
+    assert [base.act(f, goal)["buttons"].tolist() for f in frames] == [hot.act(f, goal)["buttons"].tolist() for f in frames]
+    with pytest.raises(ValueError, match="temperature"):
+        Agent(p, temperature=0.0)
+
+
+def test_temperature_sharpens_the_sampled_distribution() -> None:
+    """Many draws of one state: at T = 0.5 the empirical frequencies follow softmax(2 logp), not softmax(logp)."""
+    p = make_tiny(goal_dim=8)
+    n = 4000
+    pov = np.repeat(_frames(1, 3), n, axis=0)
+    goal = np.repeat(np.random.default_rng(1).standard_normal((1, 8)).astype(np.float32), n, axis=0)
+    ag = Agent(p, n_envs=n, seed=11, temperature=0.5)
+    acts = ag.act(pov, goal)["camera"]
+    lp = ag.last_outputs.logp["camera"][0, 0].float()
+    want = torch.softmax(2.0 * lp, -1).numpy()
+    freq = np.bincount(acts, minlength=len(want)) / n
+    assert np.abs(freq - want).max() < 0.04  # 4000 draws: a standard error of at most 0.008 per action
+
+
 def test_agent_resizes_frames() -> None:
     p = make_tiny()
     ag = Agent(p, n_envs=1, deterministic=True)

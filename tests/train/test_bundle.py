@@ -64,6 +64,13 @@ def test_round_trip_keeps_the_v1_json(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]  # atomic: no leftovers
 
 
+def test_temperature_is_optional_and_round_trips(tmp_path):
+    root = make_bundle_dir(tmp_path, {**V1, "temperature": 0.5})
+    b = AgentBundle.read(root)
+    assert b.temperature == 0.5 and b.to_dict()["temperature"] == 0.5
+    assert "temperature" not in AgentBundle.read(make_bundle_dir(tmp_path / "plain")).to_dict()  # v1 file as it was
+
+
 def test_registered_embedder_name_and_no_embedder(tmp_path):
     meta = {**V1, "embedder": "mineclip"}
     b = AgentBundle.read(make_bundle_dir(tmp_path / "a", meta, members=("best",)))
@@ -79,6 +86,8 @@ def test_registered_embedder_name_and_no_embedder(tmp_path):
     ("unknown field", {**V1, "colour": "red"}, "unknown field(s) 'colour'"),
     ("bad type", {**V1, "world_config": [64]}, "field 'world_config' must be an object"),
     ("bad scale", {**V1, "cond_scale": "6"}, "field 'cond_scale' must be a number or null, got '6'"),
+    ("zero temperature", {**V1, "temperature": 0}, "field 'temperature' must be a number > 0 or null, got 0"),
+    ("text temperature", {**V1, "temperature": "cold"}, "field 'temperature' must be a number > 0 or null"),
     ("missing policy dir", {**V1, "policy": "latest"}, "field 'policy' names"),
     ("missing prior dir", {**V1, "prior": "prior"}, "field 'prior' names"),
     ("unknown embedder", {**V1, "embedder": "no-such-model"}, "field 'embedder' is 'no-such-model', neither"),

@@ -60,6 +60,8 @@ def eval_tasks_cmd(
                                            "or a predictor directory (aimc train prior); default: the bundle's."),
     planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-night (and shelter at night) or none "
                                        "(the prompt on every step); default: the bundle's."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature of the agent's actions (below 1: closer "
+                                             "to its most likely action); default: the bundle's, else 1."),
     out: Path = typer.Option(Path(D.out), help="Output directory (report.json, report.html, videos/, eval_config.json)."),
     seed: int = typer.Option(D.seed, help="Seed for agent sampling (worlds come from the suite's seeds)."),
     device: str = typer.Option(D.device, help="torch device for the agent."),
@@ -77,7 +79,7 @@ def eval_tasks_cmd(
     cfg = EvalConfig(
         checkpoint=checkpoint, suite=None if suite is None else str(suite), tasks=_names(tasks), episodes=episodes,
         max_steps=max_steps, cfg_scales=_floats(cfg_scales), baselines=_names(baselines), videos=videos,
-        use_prior=use_prior, goal_source=goal_source, planner=planner, workers=workers, envs_per_worker=envs_per_worker, backend=backend, episode_timeout=episode_timeout, seed=seed,
+        use_prior=use_prior, goal_source=goal_source, planner=planner, temperature=temperature, workers=workers, envs_per_worker=envs_per_worker, backend=backend, episode_timeout=episode_timeout, seed=seed,
         device=device, out=str(out),
     )
     s = run_eval(cfg)

@@ -33,6 +33,8 @@ def play_cmd(
     visual_goal: Path | None = typer.Option(None, help="Condition on this mp4 clip instead of the text."),
     size: int = typer.Option(384, help="Video frame size in pixels."),
     deterministic: bool = typer.Option(False, help="Greedy actions instead of sampling."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature (below 1: closer to the most likely "
+                                             "action); default: the bundle's, else 1."),
     world: str | None = typer.Option(None, help="The world to play in; must be the agent's (default: the bundle's)."),
     planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-night (and shelter at night) or none "
                                        "(the instruction on every step); default: the bundle's."),
@@ -51,7 +53,7 @@ def play_cmd(
                         "--checkpoint (for Minecraft: `aimc convert steve1`, docs/minecraft.md)")
     r = play(checkpoint or shipped_bundle(), instruction, steps=steps, seed=seed, cond_scale=cond_scale, video=video,
              visual_goal=visual_goal, size=size, deterministic=deterministic, world=world,
-             world_config=parse_overrides(world_options), planner=planner)
+             world_config=parse_overrides(world_options), planner=planner, temperature=temperature)
     counts = ", ".join(f"{k} x{v}" for k, v in sorted(r["counts"].items(), key=lambda kv: -kv[1])) or "no events"
     typer.echo(f"{r['instruction']}: {r['steps']} steps; {counts}")
     notes = sorted([(step, event) for step, event in r["events"]] + [(step, f"now: {text}") for step, text in r["subgoals"]])

@@ -35,7 +35,7 @@ class TextAgent:
     """Text/video-goal agent over a bundle; see the module docstring."""
 
     def __init__(self, policy: VPTPolicy, bundle: AgentBundle, device: str = "cpu", seed: int = 0,
-                 goal_source: str | None = None) -> None:
+                 goal_source: str | None = None, temperature: float | None = None) -> None:
         self.policy = policy.to(device).eval()
         self.bundle = bundle
         self.device = device
@@ -44,15 +44,21 @@ class TextAgent:
         """None = the bundle's predictor when it has one, else the text side; "text"; "prior"; or a predictor
         directory (`aimc.prior.load_predictor`)."""
         self.cond_scale: float | None = float(bundle.cond_scale) if bundle.cond_scale is not None else None
+        t = temperature if temperature is not None else bundle.temperature
+        if t is not None and not t > 0:
+            raise AimcError(f"temperature must be > 0, got {t}")
+        self.temperature = 1.0 if t is None else float(t)
+        """Sampling temperature of every episode (`aimc.policy.Agent`): the caller's, else the bundle's, else 1."""
         self._embedder: Any = None
         self._predictors: dict[str, Any] = {}
         self._agent: Agent | None = None
         self._goals: np.ndarray | None = None
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0, goal_source: str | None = None) -> TextAgent:
+    def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0, goal_source: str | None = None,
+                    temperature: float | None = None) -> TextAgent:
         bundle = AgentBundle.read(path)
-        agent = cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed, goal_source)
+        agent = cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed, goal_source, temperature)
         if goal_source not in (None, "text"):
             agent.predictor(goal_source)  # a missing or mis-sized predictor fails here, before any episode
         return agent
@@ -142,7 +148,7 @@ class TextAgent:
         self._goals = goals
         self._agent = Agent(
             self.policy, n_envs=len(goals), cond_scale=scale if scale else None, device=self.device,
-            seed=self.seed if seed is None else seed,
+            seed=self.seed if seed is None else seed, temperature=self.temperature,
         )
 
     def restart(self, env_ids: list[int], goals: np.ndarray, seeds: list[int]) -> None:

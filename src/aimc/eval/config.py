@@ -42,6 +42,9 @@ class EvalConfig:
     planner: str | None = None
     """Prompt chaining (`aimc.eval.planner`): "chain" (sub-instructions from the world's recipe table), "none"
     (the prompt on every step), or None = the bundle's setting (the shipped agent's is "chain")."""
+    temperature: float | None = None
+    """Sampling temperature of the agent's actions (`aimc.policy.Agent`: scores divided by it before sampling);
+    None = the bundle's setting (1 when it has none)."""
     workers: int = 2
     """Parallel env worker processes (0 = in this process)."""
     envs_per_worker: int = 16
@@ -72,6 +75,8 @@ class EvalConfig:
                 raise ConfigError(f"planner: unknown planner {self.planner!r}; choose one of: {', '.join(PLANNER_NAMES)}")
         if self.goal_source is not None and not self.goal_source.strip():
             raise ConfigError("goal_source is empty; use text, prior or a predictor directory")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0 (1 = plain sampling), got {self.temperature}")
         if self.envs_per_worker < 1:
             raise ConfigError(f"envs_per_worker must be >= 1, got {self.envs_per_worker}")
         for name in ("videos", "workers"):

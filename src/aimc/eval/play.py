@@ -49,12 +49,13 @@ def play(
     world: str | None = None,
     world_config: dict[str, Any] | None = None,
     planner: str | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Run up to `steps` steps (stopping at death) and return the events, optionally writing an mp4
     whose frames show the instruction, the step and the events of the last `hold` steps.
 
     A text instruction goes through the bundle's planner (`planner` overrides it: "chain" or "none",
-    `aimc.eval.planner`); the result's "subgoals" lists (step, sub-instruction) each time the chain moved on.
+    `aimc.eval.planner`) and is sampled at `temperature` (None: the bundle's); the result's "subgoals" lists (step, sub-instruction) each time the chain moved on.
 
     The world is the bundle's; `world` (the CLI's `--world`) only confirms it, so a Crafter agent is never
     dropped into Minecraft, and `world_config` overrides the bundle's world options (e.g. `backend`)."""
@@ -64,7 +65,9 @@ def play(
         raise AimcError('the instruction is empty; say what the agent should do, e.g. aimc play "chop a tree"')
     from aimc.envs import make
 
-    agent = TextAgent.from_bundle(bundle, seed=seed)
+    if temperature is not None and not temperature > 0:
+        raise AimcError(f"--temperature must be > 0 (1 = plain sampling), got {temperature}")
+    agent = TextAgent.from_bundle(bundle, seed=seed, temperature=temperature)
     if world is not None and world != agent.meta["world"]:
         raise AimcError(f"--world {world}: the agent in {bundle} plays {agent.meta['world']!r}; pass a "
                         f"{world} agent with --checkpoint (docs/minecraft.md makes one for minecraft)")

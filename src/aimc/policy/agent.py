@@ -51,7 +51,9 @@ class Agent:
     episode samples the same actions whichever envs share its batch). ``conv_impl``: the policy's
     convolution algorithm while acting; ``"auto"`` = on CPU, per layer whichever of Winograd and direct
     measured faster on this machine and thread count (equal up to float rounding; see
-    ``VPTPolicy.set_conv_impl``), direct elsewhere.
+    ``VPTPolicy.set_conv_impl``), direct elsewhere. ``temperature`` divides the (guided) action scores before
+    sampling: below 1 the agent plays closer to its most likely action, which helps a policy whose imitation
+    spread probability over actions the demonstrator rarely took; the random draws are the same at every temperature, so a seed stays a seed.
     """
 
     def __init__(
@@ -63,7 +65,11 @@ class Agent:
         device: torch.device | str | None = None,
         seed: int | None = None,
         conv_impl: str = "auto",
+        temperature: float = 1.0,
     ) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
         self.policy = policy.eval()
         self.n_envs = int(n_envs)
         self.deterministic = deterministic
@@ -187,6 +193,8 @@ class Agent:
             self._first[ids] = False
         self.last_outputs = out
         logp = {k: v[:, 0] for k, v in out.logp.items()}
+        if self.temperature != 1.0:  # after guidance: sample from softmax(scores / T); argmax is unchanged
+            logp = {k: v / self.temperature for k, v in logp.items()}
         acts = self._sample(logp, list(range(self.n_envs)) if ids is None else ids.tolist())
         return {k: v.cpu().numpy() for k, v in acts.items()}
 

@@ -5,7 +5,8 @@ space, an optional prior, the default guidance scale and the world the policy pl
 
     {"format": "aimc-agent", "version": 1, "policy": "best", "embedder": "embedder" | <registered name> | null,
      "embed_name": ..., "prior": "prior" | null, "cond_scale": 6.0, "world": "crafter", "world_config": {"size": 64},
-     "planner": "chain"}                          # optional: prompt chaining by default (aimc.eval.planner)
+     "planner": "chain",                          # optional: prompt chaining by default (aimc.eval.planner)
+     "temperature": 0.5}                          # optional: sampling temperature by default (1 when left out)
 
 Member paths are relative to the bundle directory. Training writes one into its run dir
 (`aimc.train.loop.write_bundle`), the pipeline makes a self-contained copy (`AgentBundle.copy_into`), and
@@ -33,7 +34,7 @@ BUNDLE_VERSION = 1
 DEFAULT_COND_SCALE = 6.0
 """STEVE-1's guidance scale λ, written into bundles unless the training config says otherwise."""
 _KEYS = ("format", "version", "policy", "embedder", "embed_name", "prior", "cond_scale", "world", "world_config")
-_OPTIONAL = ("planner",)
+_OPTIONAL = ("planner", "temperature")
 """Fields a v1 bundle may leave out (older bundles do); read as None."""
 
 
@@ -58,6 +59,8 @@ class AgentBundle:
     """Keyword options for `aimc.envs.make`; its observation size matches the policy's input."""
     planner: str | None = None
     """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-night" or "none"); None = none."""
+    temperature: float | None = None
+    """Default sampling temperature of the agent's actions (`aimc.policy.Agent`); None = 1, plain sampling."""
     root: Path | None = field(default=None, compare=False)
     """Bundle directory (set by `read`, `write` and `copy_into`); not part of the file."""
 
@@ -154,6 +157,9 @@ class AgentBundle:
 
         _check(where, "planner", self.planner, self.planner is None or self.planner in PLANNER_NAMES,
                f"null or one of {', '.join(PLANNER_NAMES)}")
+        t = self.temperature
+        ok = t is None or (isinstance(t, int | float) and not isinstance(t, bool) and t > 0)
+        _check(where, "temperature", t, ok, "a number > 0 or null")
         if self.root is None:
             return
         if not self.policy_dir().is_dir():

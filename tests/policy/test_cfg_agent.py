@@ -113,12 +113,15 @@ def test_temperature_divides_the_scores_and_keeps_the_random_draws() -> None:
     p = make_tiny(goal_dim=8)
     frames = [_frames(3, s) for s in range(4)]
     goal = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
-    greedy = Agent(p, n_envs=3, deterministic=True)
-    want = [greedy.act(f, goal)["buttons"].tolist() for f in frames]
-    cold = Agent(p, n_envs=3, seed=5, temperature=1e-4)
-    assert [cold.act(f, goal)["buttons"].tolist() for f in frames] == want
-    base, hot = Agent(p, n_envs=3, seed=5), Agent(p, n_envs=3, seed=5, temperature=1.0)
-    assert [base.act(f, goal)["buttons"].tolist() for f in frames] == [hot.act(f, goal)["buttons"].tolist() for f in frames]
+    cold = Agent(p, n_envs=3, seed=5, temperature=1e-6)
+    for f in frames:  # each pick is the argmax up to the Gumbel noise (< 25) times T: a near-tie may go either way
+        picked = torch.as_tensor(cold.act(f, goal)["buttons"])
+        lp = cold.last_outputs.logp["buttons"][:, 0].float()
+        assert bool((lp.gather(1, picked[:, None])[:, 0] >= lp.max(-1).values - 1e-4).all())
+    plain, warm = Agent(p, n_envs=3, seed=5), Agent(p, n_envs=3, seed=5, temperature=0.5)
+    for f in frames:
+        plain.act(f, goal), warm.act(f, goal)
+    assert torch.equal(plain.generator.get_state(), warm.generator.get_state())  # the same uniforms were drawn
     with pytest.raises(ValueError, match="temperature"):
         Agent(p, temperature=0.0)
 

@@ -52,8 +52,9 @@ class Agent:
     convolution algorithm while acting; ``"auto"`` = on CPU, per layer whichever of Winograd and direct
     measured faster on this machine and thread count (equal up to float rounding; see
     ``VPTPolicy.set_conv_impl``), direct elsewhere. ``temperature`` divides the (guided) action scores before
-    sampling: below 1 the agent plays closer to its most likely action, which helps a policy whose imitation
-    spread probability over actions the demonstrator rarely took; the random draws are the same at every temperature, so a seed stays a seed.
+    sampling: below 1 the agent plays closer to its most likely action (measured worse for the Crafter agents:
+    greedy play loops; docs/evaluation.md); the random draws are the same at every temperature, so a seed
+    stays a seed.
     """
 
     def __init__(

@@ -112,6 +112,30 @@ def test_night_rule_shelters_from_dusk_sleeps_when_walled_in_and_resumes_in_the_
         env.step(0)
 
 
+def test_rest_rule_says_the_wake_up_instruction_all_night_and_names_it_wake_up():
+    """`chain-rest`: the chain by day; from dusk to full morning light the one instruction "sleep until morning"
+    (the wake-up task's canonical caption), walled in or not; the PPO prompt list gets exactly that text."""
+    from aimc.eval.planner import NightRule, night_texts
+
+    env = make("crafter", size=64)
+    env.reset(seed=5)
+    planner = ChainPlanner("crafter", words, night=NightRule(rest=True))
+    plan = planner.start("collect coal please")
+    texts = []
+    for _ in range(420):
+        text = planner.prompt(plan, env)
+        if not texts or texts[-1] != text:
+            texts.append(text)
+        env.step(0)
+    assert texts == ["chop a tree", "sleep until morning", "chop a tree"]
+    assert planner.night.keys == {"sleep until morning": "wake_up"}
+    assert night_texts("chain-rest") == ["sleep until morning"]
+    assert night_texts("chain-night") == ["build a shelter", "fall asleep"] and night_texts("chain") == []
+    assert make_planner("chain-rest", "crafter").night.keys == {"sleep until morning": "wake_up"}
+    with pytest.raises(AimcError, match="no chain planner for world 'minecraft'"):
+        check_planner("chain-rest", "minecraft")
+
+
 def test_visible_materials_are_the_local_view_only():
     env = make("crafter", size=64)
     env.reset(seed=1)

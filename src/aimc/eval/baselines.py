@@ -107,12 +107,11 @@ class TextActor:
         plan = self._plans.get(slot)
         if plan is None:
             return None
-        if plan.night:  # chain-night: the night's instructions are survival intentions, not the chain's events
-            from aimc.embed.captions import INTENTIONS
-
-            for key in ("shelter", "sleep"):
-                if self._texts.get(slot) == INTENTIONS[key][0]:
-                    return key
+        night = getattr(self.planner, "night", None)
+        if plan.night and night is not None:  # the night rule's instructions are its own, not the chain's events
+            key = night.keys.get(self._texts.get(slot))
+            if key is not None:
+                return key
         return plan.current or plan.event
 
     def _goal(self, seed: int, prompt: str) -> tuple[np.ndarray, float | None]:

@@ -29,12 +29,15 @@ import numpy as np
 
 from aimc.core.errors import AimcError, UnknownNameError
 
-PLANNER_NAMES = ("none", "chain", "chain-night")
-CHAIN_WORLDS = ("crafter",)
-"""Worlds with a recipe planner (`aimc.envs.demo.planner`); Minecraft has none yet."""
+PLANNER_NAMES = ("none", "chain", "chain-night", "chain-rest")
 """`none`: the instruction is the goal on every step; `chain`: `ChainPlanner` for the bundle's world;
 `chain-night`: the same, and from dusk to morning the survival instructions the demonstrator follows at night
-(`NightRule`)."""
+(`NightRule`: "build a shelter", then "fall asleep"); `chain-rest`: the same, but the night's one instruction is
+the world's wake-up task ("sleep until morning"), which a policy fine-tuned on wake-up demonstrations follows
+as one behaviour (wall in, then sleep; docs/task-finetune.md)."""
+CHAIN_PLANNERS = ("chain", "chain-night", "chain-rest")
+CHAIN_WORLDS = ("crafter",)
+"""Worlds with a recipe planner (`aimc.envs.demo.planner`); Minecraft has none yet."""
 MATCH_THRESHOLD = 0.5
 """Cosine (MiniLM sentence embeddings) above which an instruction is taken to name a catalogue event. On the
 held-out wordings of `crafter-heldout` the nearest caption scored 0.59-0.95 (23 of 24 to the right event; the
@@ -174,14 +177,24 @@ class NightRule:
     `["sleep"]`). Darkness is on the screen, so this reads nothing a player could not see. The thresholds are the
     demonstrator's (`night_daylight`, `morning_daylight`)."""
 
-    def __init__(self, dusk: float | None = None, morning: float | None = None) -> None:
-        from aimc.embed.captions import INTENTIONS
+    def __init__(self, dusk: float | None = None, morning: float | None = None, rest: bool = False) -> None:
+        from aimc.embed.captions import INTENTIONS, instruction
         from aimc.envs.demo import DemonstratorConfig
 
         cfg = DemonstratorConfig()
         self.dusk = cfg.night_daylight if dusk is None else float(dusk)
         self.morning = cfg.morning_daylight if morning is None else float(morning)
-        self.shelter, self.sleep = INTENTIONS["shelter"][0], INTENTIONS["sleep"][0]
+        if rest:  # `chain-rest`: one instruction all night, the task that ends in waking up after a night's sleep
+            self.shelter = self.sleep = instruction("wake_up", "crafter")
+            self.keys = {self.sleep: "wake_up"}
+        else:
+            self.shelter, self.sleep = INTENTIONS["shelter"][0], INTENTIONS["sleep"][0]
+            self.keys = {self.shelter: "shelter", self.sleep: "sleep"}
+        """Night text -> the intention or event it names (what `sub_goal` reports)."""
+
+    def texts(self) -> list[str]:
+        """Every instruction the rule can give (PPO embeds them before its rollouts)."""
+        return list(self.keys)
 
     def prompt(self, plan: Plan, env: Any) -> str | None:
         """The night instruction now, or None (day: the chain's)."""
@@ -225,18 +238,26 @@ def advance(planner: GoalPlanner, plans: dict[int, Plan], texts: dict[int, str],
 
 
 def make_planner(name: str | None, world: str, encoder: TextEncoder | None = None) -> GoalPlanner | None:
-    """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`) for `world`."""
+    """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`, "chain-night"/"chain-rest": with a
+    `NightRule`) for `world`."""
     check_planner(name, world)
-    if name == "chain-night":
-        return ChainPlanner(world, encoder, night=NightRule())
+    if name in ("chain-night", "chain-rest"):
+        return ChainPlanner(world, encoder, night=NightRule(rest=name == "chain-rest"))
     return ChainPlanner(world, encoder) if name == "chain" else None
+
+
+def night_texts(name: str | None) -> list[str]:
+    """The instructions planner `name`'s night rule can give (none without one), without building the planner."""
+    if name not in ("chain-night", "chain-rest"):
+        return []
+    return NightRule(rest=name == "chain-rest").texts()
 
 
 def check_planner(name: str | None, world: str | None = None) -> None:
     """Fail early (before any rollout) on an unknown planner name, or one that `world` does not have."""
     if name is not None and name not in PLANNER_NAMES:
         raise UnknownNameError(f"unknown planner {name!r}; choose one of: {', '.join(PLANNER_NAMES)}")
-    if name in ("chain", "chain-night") and world is not None and world not in CHAIN_WORLDS:
+    if name in CHAIN_PLANNERS and world is not None and world not in CHAIN_WORLDS:
         raise AimcError(f"no chain planner for world {world!r} (it needs the world's recipe table); use planner none")
 
 

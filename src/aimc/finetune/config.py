@@ -63,7 +63,8 @@ class DaggerConfig:
     cond_scale: float | None = None
     """Learner's classifier-free guidance scale during rollouts; None = each bundle's default."""
     planner: str | None = None
-    """Prompt chaining of the learner during rollouts (`aimc.eval.planner`: "none", "chain", "chain-night");
+    """Prompt chaining of the learner during rollouts (`aimc.eval.planner`: "none", "chain", "chain-night",
+    "chain-rest");
     None = the starting bundle's own (the shipped agent chains). Under a planner each labelled frame's goal is
     the sub-goal the learner was told at that step (what it will be told there at play time), and the final
     bundle keeps the planner."""

@@ -50,7 +50,7 @@ from aimc.core.errors import AimcError, CheckpointError, ConfigError
 from aimc.core.io import atomic_write_bytes, atomic_write_json
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
-from aimc.eval.planner import check_planner, make_planner
+from aimc.eval.planner import CHAIN_PLANNERS, check_planner, make_planner, night_texts
 from aimc.finetune.ppo_bc import BCStream
 from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
 from aimc.finetune.ppo_rollout import (
@@ -423,11 +423,11 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
     if cfg.expert.coef > 0:
         check_labeller(cfg, world, specs)
     prompts = sorted({p for s in specs for p in s.prompts})
-    if cfg.planner in ("chain", "chain-night"):  # the sub-instructions a chain can name: each event's canonical
-        from aimc.embed.captions import INTENTIONS, NOTHING, catalogue  # caption, and the night rule's two
+    if cfg.planner in CHAIN_PLANNERS:  # the sub-instructions a chain can name: each event's canonical caption,
+        from aimc.embed.captions import NOTHING, catalogue  # and its night rule's
 
         prompts = sorted({*prompts, *(texts[0] for e, texts in catalogue(world).items() if e != NOTHING),
-                          *([INTENTIONS["shelter"][0], INTENTIONS["sleep"][0]] if cfg.planner == "chain-night" else [])})
+                          *night_texts(cfg.planner)})
     goals = dict(zip(prompts, agent.goal_from_text(prompts, use_prior=None, seed=0), strict=True))
     scale = float(cfg.cond_scale if cfg.cond_scale is not None else (bundle.cond_scale or 0.0))
     return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale)

@@ -208,8 +208,10 @@ class PPOConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cond_scale is not None and self.cond_scale < 0:
             raise ConfigError(f"cond_scale must be >= 0, got {self.cond_scale}")
-        if self.planner not in ("none", "chain", "chain-night"):
-            raise ConfigError(f"planner: expected none, chain or chain-night, got {self.planner!r}")
+        from aimc.eval.planner import PLANNER_NAMES
+
+        if self.planner not in PLANNER_NAMES:
+            raise ConfigError(f"planner: expected one of {', '.join(PLANNER_NAMES)}, got {self.planner!r}")
         if self.bc.coef < 0 or self.bc.segments < 1:
             raise ConfigError(f"bc.coef must be >= 0 and bc.segments >= 1, got {self.bc.coef} and {self.bc.segments}")
         if self.bc.coef > 0 and not self.bc.data:

@@ -14,6 +14,8 @@ from aimc.policy import VPTPolicy, get_config
 from aimc.policy.vpt import conv_select
 from aimc.policy.vpt import model as vpt_model
 
+_winograd = vpt_model.winograd_conv3x3
+
 
 @pytest.fixture(autouse=True)
 def _setup(one_torch_thread, monkeypatch: pytest.MonkeyPatch):
@@ -66,9 +68,14 @@ def test_auto_picks_the_path_that_is_not_made_slow(slow, monkeypatch: pytest.Mon
     # the choices are on disk under this machine's key, with the times that made them
     data = json.loads((tmp_path / "cal.json").read_text())
     entries = data[conv_select.machine_key()]
-    assert set(entries) == set(sel.memo) and all(e["impl"] == fast for e in entries.values())
-    slow_ms = [e[f"{slow}_ms"] for e in entries.values()]
+    on_disk = {k for k in sel.memo if fast == "winograd" or not k.startswith("cnn-")}  # all-direct: not checked
+    assert set(entries) == on_disk and all(e["impl"] == fast for e in entries.values())
+    slow_ms = [e[f"{slow}_ms"] for k, e in entries.items() if not k.startswith("cnn-")]
     assert min(slow_ms) >= 10.0
+    # where a layer chose Winograd, the whole CNN was checked once, its layers' choices against all direct
+    nets = [k for k in entries if k.startswith("cnn-")]
+    assert nets == ([conv_select.network_key(1, (2 * 2, 3, *policy.config.img_shape), policy.config.chans)]
+                    if fast == "winograd" else [])
 
 
 def test_a_later_process_reuses_the_cached_choice_and_new_shapes_are_measured(monkeypatch, tmp_path) -> None:
@@ -134,6 +141,36 @@ def test_forget_drops_this_machines_choices_only(monkeypatch, tmp_path) -> None:
     policy = _policy().set_conv_impl("auto")
     with torch.inference_mode():
         policy(_img(policy))
-    n = len(sel.memo)
-    assert sel.forget() == n and not sel.memo
+    n = len(json.loads(path.read_text())[conv_select.machine_key()])
+    assert n >= 1 and sel.forget() == n and not sel.memo
     assert json.loads(path.read_text()) == {"other-machine": {"t1-n1-c8-k8-8x8": {"impl": "direct"}}}
+
+
+def test_layer_choices_that_lose_inside_the_network_fall_back_to_direct(monkeypatch, tmp_path) -> None:
+    """Each layer "measured" Winograd faster, but the stacks run slower with them than all direct: the whole-CNN
+    check keeps direct, so the outputs are exactly the direct ones; made fast again, the choices are kept."""
+    sel = _selector(monkeypatch, tmp_path / "cal.json")
+    monkeypatch.setattr(vpt_model.FanInLayer, "_measured_impl", lambda self, x: "winograd")
+    monkeypatch.setattr(vpt_model, "winograd_conv3x3", _slow(vpt_model.winograd_conv3x3, 0.005))
+    policy = _policy()
+    img = _img(policy)
+    with torch.inference_mode():
+        ref, _ = policy(img)
+        policy.set_conv_impl("auto")
+        out, _ = policy(img)
+    (net,) = [k for k in sel.memo if k.startswith("cnn-")]
+    assert sel.memo[net] == "direct" and [m["key"] for m in sel.measured] == [net]
+    for k in ref.logp:
+        assert torch.equal(out.logp[k], ref.logp[k])
+    convs = [m for m in policy.modules() if isinstance(m, vpt_model.FanInLayer) and isinstance(m.layer, torch.nn.Conv2d)]
+    assert all(m.conv_impl == "auto" for m in convs)  # the check switched them off for that call only
+
+    sel2 = _selector(monkeypatch, tmp_path / "cal2.json")  # direct made slow instead: the layers' choices stay
+    monkeypatch.setattr(vpt_model, "winograd_conv3x3", vpt_model.winograd_conv3x3.__wrapped__
+                        if hasattr(vpt_model.winograd_conv3x3, "__wrapped__") else _winograd)
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", _slow(torch.nn.Conv2d.forward, 0.005))
+    with torch.inference_mode():
+        out2, _ = policy(img)
+    assert sel2.memo[net] == "winograd"
+    for k in ref.logp:
+        torch.testing.assert_close(out2.logp[k], ref.logp[k], rtol=1e-4, atol=1e-4)

@@ -5,8 +5,10 @@ Why measure: Winograd does ~4x fewer multiplies, but whether that wins depends o
 machine it was 1.45-1.56x the official code; on an AVX-512 2-core machine with 2 threads and a batch it was
 0.92x, slower than oneDNN's direct convolution (issue 18). No fixed rule holds for every CPU a user has, so
 the first forward of each (threads, batch bucket, layer shape) times both algorithms on the real input
-and keeps the faster one; Winograd must win by `MARGIN` to be chosen, so the choice is never measurably slower
-than the direct path it replaces.
+and keeps the faster one; Winograd must win by `MARGIN` to be chosen. A layer's win alone does not always
+survive inside the network, so the CNN then times its stacks with the layers' choices against all direct, once
+per (threads, batch bucket) (`network_key`), and keeps the choices only if they win by `MARGIN` as a whole: the
+acting path is never measurably slower than the direct path it replaces.
 
 Determinism: the choice is cached in ``<cache>/conv-calibration.json`` under a key of the CPU (model, flags,
 core count) and the library versions, so every later process on the machine reuses it. Processes that
@@ -79,6 +81,13 @@ def batch_bucket(n: int) -> int:
 def shape_key(threads: int, x_shape: tuple[int, ...], out_channels: int) -> str:
     n, c, h, w = x_shape
     return f"t{threads}-n{batch_bucket(n)}-c{c}-k{out_channels}-{h}x{w}"
+
+
+def network_key(threads: int, x_shape: tuple[int, ...], chans: tuple[int, ...]) -> str:
+    """Key of the whole-CNN check: its layers' choices against all direct ("winograd" in the entry = the
+    layers' own choices, which may mix both)."""
+    n, c, h, w = x_shape
+    return f"cnn-t{threads}-n{batch_bucket(n)}-{c}x{h}x{w}-c{'.'.join(map(str, chans))}"
 
 
 @contextlib.contextmanager

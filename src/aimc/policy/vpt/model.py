@@ -80,6 +80,7 @@ class FanInLayer(nn.Module):
         self.act = act
         self.conv_impl = "direct"  # in no-grad forwards: "winograd" or "auto" (VPTPolicy.set_conv_impl)
         self._wino: tuple[tuple[int, int], Tensor] | None = None  # (weight identity, transformed weight)
+        self.last_impl = "direct"  # what the last forward computed with ("auto" resolved; the CNN's check reads it)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
@@ -87,6 +88,7 @@ class FanInLayer(nn.Module):
         impl = self.conv_impl if not torch.is_grad_enabled() else "direct"  # training is always direct
         if impl == "auto":
             impl = self._measured_impl(x)
+        self.last_impl = impl
         if impl == "winograd":
             x = winograd_conv3x3(x, self._winograd_weight(), self.layer.bias)
         else:
@@ -161,10 +163,46 @@ class ImpalaCNN(nn.Module):
         x = img.reshape(b * t, *img.shape[2:])
         # Official order: cast to fp32, divide by 255, NHWC -> NCHW view (= channels-last memory).
         x = (x.to(torch.float32) / 255.0).permute(0, 3, 1, 2)
-        for s in self.stacks:
-            x = s(x)
+        x = self._auto_stacks(x) if self._auto(x) else self._stacks(x)
         x = x.reshape(b, t, -1)  # C, H, W order
         return self.dense(x)
+
+    def _stacks(self, x: Tensor, direct: bool = False) -> Tensor:
+        """The conv stacks; `direct`: every convolution direct for this call, whatever the layers are set to."""
+        if not direct:
+            for s in self.stacks:
+                x = s(x)
+            return x
+        layers = [m for m in self.stacks.modules() if isinstance(m, FanInLayer) and m.conv_impl != "direct"]
+        saved = [m.conv_impl for m in layers]
+        try:
+            for m in layers:
+                m.conv_impl = "direct"
+            for s in self.stacks:
+                x = s(x)
+        finally:
+            for m, impl in zip(layers, saved, strict=True):
+                m.conv_impl = impl
+        return x
+
+    def _auto(self, x: Tensor) -> bool:
+        return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+                and any(isinstance(m, FanInLayer) and m.conv_impl == "auto" for m in self.stacks.modules()))
+
+    def _auto_stacks(self, x: Tensor) -> Tensor:
+        """"auto" checked as a whole: the layers' measured choices are kept only if the stacks run faster with them
+        than all direct, timed once per machine, thread count and batch bucket (`conv_select`, key "cnn-...").
+        Each layer wins alone yet the mix can lose inside the network: on an AMD EPYC at 2 threads and batch 8
+        every Winograd layer won its own timing by 5-26 % and the step was 8-11 % slower than direct (issue 18)."""
+        key = conv_select.network_key(torch.get_num_threads(), tuple(x.shape), tuple(s.firstconv.layer.out_channels for s in self.stacks))
+        impl = conv_select.SELECTOR.memo.get(key)
+        if impl is None:
+            self._stacks(x)  # every layer makes (or reads) its own choice first, outside the network's timing
+            if any(m.last_impl == "winograd" for m in self.stacks.modules() if isinstance(m, FanInLayer)):
+                impl = conv_select.SELECTOR.choose(key, lambda: self._stacks(x, direct=True), lambda: self._stacks(x))
+            else:  # every layer chose direct: nothing to check
+                impl = conv_select.SELECTOR.memo[key] = "direct"
+        return self._stacks(x, direct=impl == "direct")
 
 
 class ImgObsProcess(nn.Module):

@@ -129,6 +129,10 @@ def test_rest_rule_says_the_wake_up_instruction_all_night_and_names_it_wake_up()
         env.step(0)
     assert texts == ["chop a tree", "sleep until morning", "chop a tree"]
     assert planner.night.keys == {"sleep until morning": "wake_up"}
+    env.reset(seed=5)  # a task that needs the night's zombies is left to the chain all night
+    plan = planner.start("defeat a zombie")
+    assert plan.event == "defeat_zombie"
+    assert {planner.prompt(plan, env) for _ in range(420) if env.step(0)} == {"defeat a zombie"}
     assert night_texts("chain-rest") == ["sleep until morning"]
     assert night_texts("chain-night") == ["build a shelter", "fall asleep"] and night_texts("chain") == []
     assert make_planner("chain-rest", "crafter").night.keys == {"sleep until morning": "wake_up"}

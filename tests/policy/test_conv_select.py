@@ -166,8 +166,7 @@ def test_layer_choices_that_lose_inside_the_network_fall_back_to_direct(monkeypa
     assert all(m.conv_impl == "auto" for m in convs)  # the check switched them off for that call only
 
     sel2 = _selector(monkeypatch, tmp_path / "cal2.json")  # direct made slow instead: the layers' choices stay
-    monkeypatch.setattr(vpt_model, "winograd_conv3x3", vpt_model.winograd_conv3x3.__wrapped__
-                        if hasattr(vpt_model.winograd_conv3x3, "__wrapped__") else _winograd)
+    monkeypatch.setattr(vpt_model, "winograd_conv3x3", _winograd)
     monkeypatch.setattr(torch.nn.Conv2d, "forward", _slow(torch.nn.Conv2d.forward, 0.005))
     with torch.inference_mode():
         out2, _ = policy(img)

@@ -210,6 +210,8 @@ class NightRule:
             plan.night = False  # full light again
         if not plan.night or plan.event in NIGHT_TASKS:
             return None
+        if self.shelter == self.sleep:  # one instruction all night: no need to look at the walls
+            return self.sleep
         return self.sleep if _enclosed(env) else self.shelter
 
 

@@ -32,6 +32,10 @@ def _img(policy: VPTPolicy, b: int = 2) -> torch.Tensor:
     return torch.randint(0, 256, (b, 2, *policy.config.img_shape, 3), dtype=torch.uint8, generator=g)
 
 
+def _convs(policy: VPTPolicy) -> list[vpt_model.FanInLayer]:
+    return [m for m in policy.modules() if isinstance(m, vpt_model.FanInLayer) and isinstance(m.layer, torch.nn.Conv2d)]
+
+
 def _selector(monkeypatch: pytest.MonkeyPatch, path) -> conv_select.ConvSelector:
     sel = conv_select.ConvSelector(path, repeats=2)
     monkeypatch.setattr(conv_select, "SELECTOR", sel)
@@ -59,7 +63,7 @@ def test_auto_picks_the_path_that_is_not_made_slow(slow, monkeypatch: pytest.Mon
         policy.set_conv_impl("auto")
         out, _ = policy(img)
     fast = "direct" if slow == "winograd" else "winograd"
-    convs = [m for m in policy.modules() if isinstance(m, vpt_model.FanInLayer) and isinstance(m.layer, torch.nn.Conv2d)]
+    convs = _convs(policy)
     assert sel.measured and len(sel.memo) >= 1 and set(sel.memo.values()) == {fast}
     assert all(m.conv_impl == "auto" for m in convs)
     for k in ref.logp:  # never beyond float rounding of the direct result; identical when direct was chosen
@@ -162,7 +166,7 @@ def test_layer_choices_that_lose_inside_the_network_fall_back_to_direct(monkeypa
     assert sel.memo[net] == "direct" and [m["key"] for m in sel.measured] == [net]
     for k in ref.logp:
         assert torch.equal(out.logp[k], ref.logp[k])
-    convs = [m for m in policy.modules() if isinstance(m, vpt_model.FanInLayer) and isinstance(m.layer, torch.nn.Conv2d)]
+    convs = _convs(policy)
     assert all(m.conv_impl == "auto" for m in convs)  # the check switched them off for that call only
 
     sel2 = _selector(monkeypatch, tmp_path / "cal2.json")  # direct made slow instead: the layers' choices stay

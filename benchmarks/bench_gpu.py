@@ -186,7 +186,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--train-steps", type=int, default=5, help="timed optimiser steps per precision (0 = skip)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        ap.error(f"--device {args.device!r}: {e}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda, but torch sees no CUDA device here (pass --device cpu for a smoke run)")
+    from aimc.policy.vpt.config import PRESETS
+
+    if args.preset not in PRESETS:
+        ap.error(f"unknown --preset {args.preset!r}; available: {', '.join(sorted(PRESETS))}")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)

@@ -37,3 +37,14 @@ def test_bench_gpu_measures_every_mode_and_agrees_with_the_reference(tmp_path):
     for r in result["training"]:
         assert "error" not in r and r["batch"] == 2 and r["length"] == 8
         assert math.isfinite(r["frames_per_s"]) and r["frames_per_s"] > 0
+
+
+def test_bench_gpu_rejects_an_unknown_preset_in_one_line(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_:
+        _bench().main(["--device", "cpu", "--preset", "vpt-9x"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("unknown --preset 'vpt-9x'; available: crafter-lstm, crafter-small, steve1, test-tiny, "
+                            "vpt-1x, vpt-2x, vpt-3x")

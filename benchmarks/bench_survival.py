@@ -4,6 +4,7 @@
     python benchmarks/bench_survival.py --free-episodes 30 --task-seeds 5 --tasks collect_iron,eat_cow
     python benchmarks/bench_survival.py --impl demo_orig                 # another copy of the package
     python benchmarks/bench_survival.py --free-episodes 0 --tasks "" --chain-episodes 200   # chain mode only
+    python benchmarks/bench_survival.py --free-episodes 200 --free-seed 21000 --tasks "" --probe food --workers 2
 
 World seeds default to 20000+ (free play), 30000+ (tasks) and 40000+ (chains), which no test uses. Free play
 runs each episode to step 1000 or death and records cause-of-death proxies from the player's state (which stat
@@ -14,6 +15,8 @@ demonstrator keeps pursuing the task after a success). Chain mode (`--chain-epis
 One process: `--free-episodes 60 --task-seeds 5` took 11 minutes on a shared 2-core box.
 `--impl` imports `CrafterDemonstrator`/`DemonstratorConfig` from another module with the same interface,
 e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the same harness and seeds.
+`--probe` changes the world, not the player, to price one survival pressure (docs/demonstrator.md, "What each
+cause costs"): `food` / `drink` refill that stat after every step, `zombies` leaves zombies moving but harmless.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import multiprocessing
 import shlex
 import sys
 import time
@@ -57,7 +61,29 @@ def cause_of_death(prev: dict, player, world) -> str:
     return "zombie" if near["Zombie"] else "other"
 
 
-def free_play(impl, seed: int, steps: int) -> tuple[bool, int, str]:
+PROBES = ("none", "food", "drink", "zombies")
+
+
+def _harmless_zombies() -> None:
+    """Patch Crafter so that zombies still move and gather round the player but their hits take no health."""
+    from crafter import objects
+
+    if getattr(objects.Zombie.update, "probe", False):
+        return
+    update = objects.Zombie.update
+
+    def harmless(self) -> None:
+        health = self.player.health
+        update(self)
+        self.player.health = max(self.player.health, health)
+
+    harmless.probe = True
+    objects.Zombie.update = harmless
+
+
+def free_play(impl, seed: int, steps: int, probe: str = "none") -> tuple[bool, int, str]:
+    if probe == "zombies":
+        _harmless_zombies()
     env = make("crafter")
     env.reset(seed=seed)
     demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(), seed=seed)
@@ -65,9 +91,17 @@ def free_play(impl, seed: int, steps: int) -> tuple[bool, int, str]:
     for t in range(steps):
         prev = dict(env.player.inventory)
         _, _, terminated, _, _ = env.step(demo.act(env))
+        if probe == "food":
+            env.player.inventory["food"], env.player._hunger = 9, 0
+        elif probe == "drink":
+            env.player.inventory["drink"], env.player._thirst = 9, 0
         if terminated:
             return False, t + 1, cause_of_death(prev, env.player, env.world)
     return True, steps, ""
+
+
+def _free_play_by_name(impl_name: str, seed: int, steps: int, probe: str) -> tuple[bool, int, str]:
+    return free_play(importlib.import_module(impl_name), seed, steps, probe)
 
 
 def chain_episode(impl, seed: int, steps: int) -> tuple[bool, str, str]:
@@ -116,18 +150,28 @@ def main() -> None:
     parser.add_argument("--chain-episodes", type=int, default=0, help="chain-mode episodes (tasks drawn in turn)")
     parser.add_argument("--chain-seed", type=int, default=40000, help="first chain-mode world seed")
     parser.add_argument("--impl", default="aimc.envs.demo", help="module providing the demonstrator")
+    parser.add_argument("--probe", choices=PROBES, default="none", help="free play: switch one pressure off")
+    parser.add_argument("--workers", type=int, default=1, help="free-play processes (episodes do not depend on it)")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
     impl = importlib.import_module(args.impl)
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
 
     if args.free_episodes:
         t0 = time.perf_counter()
-        runs = [free_play(impl, args.free_seed + k, args.free_steps) for k in range(args.free_episodes)]
+        jobs = [(impl, args.free_seed + k, args.free_steps, args.probe) for k in range(args.free_episodes)]
+        if args.workers > 1:
+            with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+                runs = pool.starmap(_free_play_by_name, [(args.impl, *job[1:]) for job in jobs], chunksize=1)
+        else:
+            runs = [free_play(*job) for job in jobs]
         alive = sum(r[0] for r in runs)
         causes = Counter(r[2] for r in runs if not r[0])
         lengths = [r[1] for r in runs]
+        probe = "" if args.probe == "none" else f", probe {args.probe}"
         print(f"\n### Free play: alive at step {args.free_steps}, {len(runs)} episodes "
-              f"(world seeds {args.free_seed}-{args.free_seed + len(runs) - 1})\n")
+              f"(world seeds {args.free_seed}-{args.free_seed + len(runs) - 1}{probe})\n")
         print(f"alive {alive}/{len(runs)} = {fmt(alive, len(runs))} (Wilson 95 %); mean length "
               f"{sum(lengths) / len(lengths):.0f}; deaths by cause: "
               + (", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none")

@@ -22,6 +22,7 @@ cause costs"): `food` / `drink` refill that stat after every step, `zombies` lea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import multiprocessing
@@ -29,6 +30,7 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 from aimc.envs import make
 from aimc.envs.demo import TASKS
@@ -64,12 +66,12 @@ def cause_of_death(prev: dict, player, world) -> str:
 PROBES = ("none", "food", "drink", "zombies")
 
 
-def _harmless_zombies() -> None:
-    """Patch Crafter so that zombies still move and gather round the player but their hits take no health."""
+@contextlib.contextmanager
+def _harmless_zombies(on: bool) -> Iterator[None]:
+    """While `on`, Crafter's zombies still move and gather round the player but their hits take no health (the
+    patch is undone afterwards, so task and chain episodes of the same run meet real zombies)."""
     from crafter import objects
 
-    if getattr(objects.Zombie.update, "probe", False):
-        return
     update = objects.Zombie.update
 
     def harmless(self) -> None:
@@ -77,13 +79,20 @@ def _harmless_zombies() -> None:
         update(self)
         self.player.health = max(self.player.health, health)
 
-    harmless.probe = True
-    objects.Zombie.update = harmless
+    if on:
+        objects.Zombie.update = harmless
+    try:
+        yield
+    finally:
+        objects.Zombie.update = update
 
 
 def free_play(impl, seed: int, steps: int, probe: str = "none") -> tuple[bool, int, str]:
-    if probe == "zombies":
-        _harmless_zombies()
+    with _harmless_zombies(probe == "zombies"):
+        return _free_play(impl, seed, steps, probe)
+
+
+def _free_play(impl, seed: int, steps: int, probe: str) -> tuple[bool, int, str]:
     env = make("crafter")
     env.reset(seed=seed)
     demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(), seed=seed)
@@ -160,12 +169,13 @@ def main() -> None:
 
     if args.free_episodes:
         t0 = time.perf_counter()
-        jobs = [(impl, args.free_seed + k, args.free_steps, args.probe) for k in range(args.free_episodes)]
+        seeds = range(args.free_seed, args.free_seed + args.free_episodes)
         if args.workers > 1:
             with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-                runs = pool.starmap(_free_play_by_name, [(args.impl, *job[1:]) for job in jobs], chunksize=1)
+                runs = pool.starmap(_free_play_by_name, [(args.impl, s, args.free_steps, args.probe) for s in seeds],
+                                    chunksize=1)
         else:
-            runs = [free_play(*job) for job in jobs]
+            runs = [free_play(impl, s, args.free_steps, args.probe) for s in seeds]
         alive = sum(r[0] for r in runs)
         causes = Counter(r[2] for r in runs if not r[0])
         lengths = [r[1] for r in runs]

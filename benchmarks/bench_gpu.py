@@ -84,9 +84,7 @@ def acting(policy: VPTPolicy, ref: Reference, batches: list[int], steps: int, de
            compile_: bool) -> list[dict[str, Any]]:
     """Per batch size: ms/step, ratio to the reference, max |dlogp| and peak MiB of each acting mode."""
     cfg = policy.config
-    heads = [h for h in ("camera", "buttons", "action") if h in policy(
-        torch.zeros(1, 1, *cfg.img_shape, 3, dtype=torch.uint8, device=device), None,
-        torch.zeros(1, 1, dtype=torch.bool, device=device), None)[0].logp]
+    heads = ("camera", "buttons")  # the reference's action heads (VPT presets)
     compiled = torch.compile(policy) if compile_ else None
     rows = []
     for b in batches:

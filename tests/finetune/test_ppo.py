@@ -224,6 +224,65 @@ def test_reward_hook_pays_success_once_shaping_at_first_occurrences_and_death():
     assert hook.success_step == 4 and hook.died and hook.last_obs == {"pov": 6}
 
 
+class _ApproachWorld:
+    """What `approach_potential` reads of a world: the player's cell and inventory, and visible cells."""
+
+    def __init__(self, cells: dict[str, list[tuple[int, int]]]) -> None:
+        self.cells = cells
+        self.player = type("P", (), {"pos": np.array([10, 10]), "inventory": {"wood_pickaxe": 0}})()
+
+    def visible_cells(self, material: str) -> list[tuple[int, int]]:
+        return self.cells.get(material, [])
+
+
+def test_approach_shaping_pays_the_discounted_potential_change_toward_held_tools_targets():
+    from aimc.core.errors import ConfigError
+    from aimc.envs import Step
+    from aimc.eval.tasks import Success, load_suite
+    from aimc.finetune import RewardConfig, load_ppo_config
+    from aimc.finetune.ppo_rollout import RewardHook, TaskSpec, _Buffer, approach_targets, task_specs
+
+    # Read off Crafter's collect table: the source material and the tools it needs; nothing for grass or places.
+    assert approach_targets(("collect_coal",)) == (("coal", ("wood_pickaxe",)),)
+    assert approach_targets(("collect_wood",)) == (("tree", ()),)
+    assert approach_targets(("collect_sapling",)) == approach_targets(("place_stone",)) == ()
+    specs = {s.name: s for s in task_specs(load_suite(), ["collect_coal", "eat_cow"], "crafter")}
+    assert specs["collect_coal"].targets == (("coal", ("wood_pickaxe",)),) and specs["eat_cow"].targets == ()
+
+    spec = TaskSpec("collect_coal", Success("any", ("collect_coal",)), ("mine coal",), (),
+                    targets=(("coal", ("wood_pickaxe",)),))
+    world = _ApproachWorld({"coal": [(14, 12), (10, 13)]})  # nearest at distance 3 from (10, 10)
+    buf = _Buffer(np.zeros(2, np.float32))
+    hook = RewardHook(spec, RewardConfig(approach=0.5), buf, gamma=0.9)
+    hook.on_reset(world, {}, {})
+    assert hook.potential == 0.0  # no pickaxe: coal is not a target yet
+
+    def step(t, events=(), dead=False, cut=False):
+        hook.on_step(world, Step(t, {}, 0, {}, 0.0, dead, cut, {"events": list(events)}))
+
+    world.player.inventory["wood_pickaxe"] = 1
+    step(0)  # 0 -> 1 - 3/8
+    world.player.pos = np.array([10, 11])
+    step(1)  # -> 1 - 2/8
+    world.cells = {}
+    step(2)  # out of view -> 0
+    world.cells = {"coal": [(10, 12)]}
+    step(3)  # back in view, adjacent -> 1 - 1/8
+    step(4, ["collect_coal"], cut=True)  # success stop: the potential after the end is 0
+    phi = [0.0, 5 / 8, 6 / 8, 0.0, 7 / 8]
+    want = [0.5 * (0.9 * b - a) for a, b in zip(phi, phi[1:], strict=False)] + [1.0 + 0.5 * (0.0 - 7 / 8)]
+    assert buf.rewards == pytest.approx(want)
+    assert hook.success_step == 4
+    # Off by default: the same steps pay nothing but the success.
+    buf2 = _Buffer(np.zeros(2, np.float32))
+    plain = RewardHook(spec, RewardConfig(), buf2, gamma=0.9)
+    plain.on_reset(world, {}, {})
+    plain.on_step(world, Step(0, {}, 0, {}, 0.0, False, False, {"events": []}))
+    assert buf2.rewards == [0.0]
+    with pytest.raises(ConfigError, match="reward.approach must be >= 0"):
+        load_ppo_config("ppo-crafter", ["reward.approach=-0.1"])
+
+
 # ------------------------------------------------------------------------------------------- micro runs
 @pytest.fixture(scope="module")
 def micro_run(tiny_bundle, tmp_path_factory):

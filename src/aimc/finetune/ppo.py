@@ -608,7 +608,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                                 cfg.expert.tied_moves)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:
-                trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1))
+                trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1),
+                                    gamma=cfg.gamma)
             rollout_s = time.perf_counter() - start
             t0 = time.perf_counter()
             goals = [plan.goals[tr.job.prompt] if tr.goals is None else tr.goals for tr in trajs]

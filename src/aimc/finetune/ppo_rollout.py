@@ -52,6 +52,44 @@ class TaskSpec:
     """Prerequisite events paid `RewardConfig.shaping` at their first occurrence in an episode."""
     demo_task: str | None = None
     """What the scripted demonstrator pursues for this task (the suite's `demo_task`): the expert labeller's task."""
+    targets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(material, tools it needs) the task's success collects from (`RewardConfig.approach`), e.g.
+    (("coal", ("wood_pickaxe",)),) for collect_coal; () where the task collects nothing."""
+
+
+APPROACH_RANGE = 8
+"""Manhattan distance at which `RewardConfig.approach`'s potential reaches 0 (a Crafter view is 9 x 7 cells)."""
+UBIQUITOUS = frozenset({"grass", "sand", "path"})
+"""Materials no approach shaping points at: every view holds them (a sapling comes from any grass)."""
+
+
+def approach_targets(events: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The materials Crafter's ``collect`` table turns into each ``collect_<item>`` event's item, with the items
+    collecting them requires (read from `crafter.constants`, so a changed recipe changes the targets)."""
+    from crafter import constants
+
+    out = []
+    for ev in events:
+        if not ev.startswith("collect_"):
+            continue
+        item = ev[len("collect_"):]
+        for material, rule in constants.collect.items():
+            if item in rule["receive"] and material not in UBIQUITOUS:
+                out.append((material, tuple(sorted(rule["require"]))))
+    return tuple(dict.fromkeys(out))
+
+
+def approach_potential(env: Any, targets: tuple[tuple[str, tuple[str, ...]], ...]) -> float:
+    """``1 - min(d, APPROACH_RANGE) / APPROACH_RANGE`` for the nearest visible cell of a target whose tools the
+    player holds (0 when there is none): what `RewardConfig.approach` pays the differences of."""
+    inventory = env.player.inventory
+    x, y = (int(v) for v in env.player.pos)
+    best = APPROACH_RANGE
+    for material, tools in targets:
+        if all(inventory.get(tool, 0) > 0 for tool in tools):
+            for cx, cy in env.visible_cells(material):
+                best = min(best, abs(cx - x) + abs(cy - y))
+    return 1.0 - best / APPROACH_RANGE
 
 
 def prerequisites(event: str) -> tuple[str, ...]:
@@ -97,7 +135,7 @@ def task_specs(suite: Suite, names: list[str], world: str) -> list[TaskSpec]:
         prompts = tuple(p for ev in t.success.events for p in table.get(ev, ()))
         pre = [p for ev in t.success.events for p in prerequisites(ev) if p not in t.success.events]
         out.append(TaskSpec(name, t.success, tuple(dict.fromkeys(prompts)) or t.prompts, tuple(dict.fromkeys(pre)),
-                            t.demo_task))
+                            t.demo_task, approach_targets(t.success.events)))
     return out
 
 
@@ -235,14 +273,21 @@ class SuccessStop:
 
 class RewardHook(EpisodeHook):
     """The step's reward from its events: `success` at the step the task's predicate first holds, `shaping`
-    at the first occurrence of each prerequisite event, `death` at the step the world ends by dying."""
+    at the first occurrence of each prerequisite event, `death` at the step the world ends by dying, and with
+    `approach` the discounted change of the approach potential (`approach_potential`; 0 after the end)."""
 
-    def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer) -> None:
-        self.spec, self.reward, self.buffer = spec, reward, buffer
+    def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer, gamma: float = 1.0) -> None:
+        self.spec, self.reward, self.buffer, self.gamma = spec, reward, buffer, gamma
         self.occ: dict[str, list[int]] = {}
         self.success_step: int | None = None
         self.died = False
         self.last_obs: dict[str, Any] | None = None
+        self.potential = 0.0
+        self.approaching = reward.approach > 0 and bool(spec.targets)
+
+    def on_reset(self, env: Any, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        if self.approaching:
+            self.potential = approach_potential(env, self.spec.targets)
 
     def on_step(self, env: Any, step: Step) -> None:
         r = 0.0
@@ -256,6 +301,11 @@ class RewardHook(EpisodeHook):
         if step.terminated:
             self.died = True
             r += self.reward.death
+        if self.approaching:
+            ended = step.terminated or (step.truncated and self.success_step is not None)  # died, or success stop
+            after = 0.0 if ended else approach_potential(env, self.spec.targets)
+            r += self.reward.approach * (self.gamma * after - self.potential)
+            self.potential = after
         self.buffer.rewards.append(r)
         self.last_obs = step.next_obs
 
@@ -382,7 +432,7 @@ class RolloutEngine:
 
     def play(self, actor: PolicyActor, specs: dict[str, TaskSpec], goals: dict[str, np.ndarray], jobs: list[EpisodeJob],
              max_steps: int, reward: RewardConfig,
-             on_episode: Callable[[Trajectory], None] | None = None) -> list[Trajectory]:
+             on_episode: Callable[[Trajectory], None] | None = None, gamma: float = 1.0) -> list[Trajectory]:
         """Play every job to its end; returns the trajectories in job order. A failed episode raises
         `EpisodeError` (its traceback as a note) after the episodes in progress are dropped."""
         queue = deque(jobs)
@@ -396,7 +446,7 @@ class RolloutEngine:
                     job = queue.popleft()
                     spec = specs[job.task]
                     buffer = actor.begin(slot, goals[job.prompt])
-                    hook = RewardHook(spec, reward, buffer)
+                    hook = RewardHook(spec, reward, buffer, gamma)
                     playing[slot] = _Playing(job, hook, buffer)
                     self.lockstep.start(slot, actor, job.world_seed, max_steps, actor_seed=job.actor_seed, task=job.task,
                                         prompt=job.prompt, hooks=[hook], tag=job.index)

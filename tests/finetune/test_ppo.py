@@ -390,6 +390,9 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, 
         ([*common, "--bundle", str(tiny_bundle), "--set", "klcoef=1"], "error: config: unknown key(s) ['klcoef']"),
         (["train", "ppo", "--preset", "nope", "--out", str(out)], "error: unknown PPO preset 'nope'; available: ppo-crafter"),
         ([*common, "--bundle", str(tmp_path)], "is not an agent bundle"),
+        ([*common, "--bundle", str(tiny_bundle), "--set", "world=minecraft", "--set", "reward.approach=0.3"],
+         "error: reward.approach needs a world whose collect table and view the shaping reads (crafter), not 'minecraft'"),
+        ([*common, "--bundle", str(tiny_bundle), "--set", "reward.approach=-1"], "error: reward.approach must be >= 0"),
     ]
     nob = tmp_path / "unconditional"
     shutil.copytree(AgentBundle.read(tiny_bundle).policy_dir(), nob / "policy")

@@ -54,6 +54,7 @@ from aimc.eval.planner import CHAIN_PLANNERS, check_planner, make_planner, night
 from aimc.finetune.ppo_bc import BCStream
 from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
 from aimc.finetune.ppo_rollout import (
+    APPROACH_WORLDS,
     PolicyActor,
     RolloutEngine,
     TaskSpec,
@@ -407,6 +408,9 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
                         "PPO needs a goal-conditioned bundle (trained with an embedder)")
     world = cfg.world or bundle.world
     world_config = {**(bundle.world_config if world == bundle.world else {}), **cfg.world_config}
+    if cfg.reward.approach > 0 and world not in APPROACH_WORLDS:
+        raise AimcError(f"reward.approach needs a world whose collect table and view the shaping reads "
+                        f"({', '.join(APPROACH_WORLDS)}), not {world!r}; use reward.approach=0")
     actions = world_info(world).action_names
     policy = load_policy(bundle.policy_dir(), device=cfg.device)
     heads = policy.config.head_sizes

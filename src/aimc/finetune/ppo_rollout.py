@@ -57,6 +57,8 @@ class TaskSpec:
     (("coal", ("wood_pickaxe",)),) for collect_coal; () where the task collects nothing."""
 
 
+APPROACH_WORLDS = ("crafter",)
+"""Worlds `RewardConfig.approach` can shape in: Crafter's collect table and `visible_cells`."""
 APPROACH_RANGE = 8
 """Manhattan distance at which `RewardConfig.approach`'s potential reaches 0 (a Crafter view is 9 x 7 cells)."""
 UBIQUITOUS = frozenset({"grass", "sand", "path"})
@@ -135,7 +137,7 @@ def task_specs(suite: Suite, names: list[str], world: str) -> list[TaskSpec]:
         prompts = tuple(p for ev in t.success.events for p in table.get(ev, ()))
         pre = [p for ev in t.success.events for p in prerequisites(ev) if p not in t.success.events]
         out.append(TaskSpec(name, t.success, tuple(dict.fromkeys(prompts)) or t.prompts, tuple(dict.fromkeys(pre)),
-                            t.demo_task, approach_targets(t.success.events)))
+                            t.demo_task, approach_targets(t.success.events) if world in APPROACH_WORLDS else ()))
     return out
 
 

@@ -3,6 +3,7 @@ end to end (ratio 1 on the first minibatch, a loadable bundle), resume, bad inpu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -270,7 +271,7 @@ def test_approach_shaping_pays_the_discounted_potential_change_toward_held_tools
     step(3)  # back in view, adjacent -> 1 - 1/8
     step(4, ["collect_coal"], cut=True)  # success stop: the potential after the end is 0
     phi = [0.0, 5 / 8, 6 / 8, 0.0, 7 / 8]
-    want = [0.5 * (0.9 * b - a) for a, b in zip(phi, phi[1:], strict=False)] + [1.0 + 0.5 * (0.0 - 7 / 8)]
+    want = [0.5 * (0.9 * b - a) for a, b in itertools.pairwise(phi)] + [1.0 + 0.5 * (0.0 - 7 / 8)]
     assert buf.rewards == pytest.approx(want)
     assert hook.success_step == 4
     # Off by default: the same steps pay nothing but the success.

@@ -6,7 +6,8 @@ and records the numbers in docs/policy.md afterwards.
 
 * Acting, per batch size: the reference forward of `bench_vpt.py` (the official code's arithmetic, fp32) and
   aimc's acting path in fp32, under bf16 autocast, and (``--compile``) compiled by ``torch.compile``, each with
-  a full memory (an episode's steady state); ms per step, the ratio to the reference, the largest difference of
+  a full memory (an episode's steady state), and on a GPU the step replayed as a CUDA graph (fp32 and bf16:
+  what `Agent` acts with there, `aimc.policy.graphed`); ms per step, the ratio to the reference, the largest difference of
   the action log-probabilities from the reference, peak memory.
 * Training: one optimiser step (AdamW) of the behaviour-cloning loss on random ``(batch, length)`` segments,
   fp32 and bf16 autocast; frames/s and peak memory.
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_vpt (the refer
 
 from aimc.policy import VPTPolicy, get_config  # noqa: E402
 from aimc.policy.base import log_prob  # noqa: E402
+from aimc.policy.graphed import GraphedStep  # noqa: E402
 from bench_vpt import Reference  # noqa: E402
 
 
@@ -80,11 +82,19 @@ def _autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def acting(policy: VPTPolicy, ref: Reference, batches: list[int], steps: int, device: torch.device,
+def _failed(e: Exception) -> dict[str, str]:
+    return {"error": f"{type(e).__name__}: {e}"[:300]}
+
+
+def acting(policy: VPTPolicy, ref: Reference | None, batches: list[int], steps: int, device: torch.device,
            compile_: bool) -> list[dict[str, Any]]:
-    """Per batch size: ms/step, ratio to the reference, max |dlogp| and peak MiB of each acting mode."""
+    """Per batch size: ms/step, ratio to the reference, max |dlogp| and peak MiB of each acting mode.
+
+    Without a reference (a preset whose action heads are not VPT's, e.g. the Crafter ones) aimc's own fp32
+    step is the baseline of the ratios and the differences."""
     cfg = policy.config
-    heads = ("camera", "buttons")  # the reference's action heads (VPT presets)
+    heads = ("camera", "buttons") if ref is not None else tuple(cfg.head_sizes)  # the reference's (VPT) heads
+    base = "reference fp32" if ref is not None else "aimc fp32"
     compiled = torch.compile(policy) if compile_ else None
     rows = []
     for b in batches:
@@ -93,17 +103,18 @@ def acting(policy: VPTPolicy, ref: Reference, batches: list[int], steps: int, de
         first_warm = torch.zeros(b, cfg.memory, dtype=torch.bool, device=device)
         with torch.inference_mode():
             _, s_ours = policy(warm, None, first_warm, None)
-            _, s_ref = ref(warm, first_warm, _to(ref.initial_state(b), device))
+            s_ref = None if ref is None else ref(warm, first_warm, _to(ref.initial_state(b), device))[1]
         img = torch.randint(0, 256, (b, 1, *cfg.img_shape, 3), dtype=torch.uint8, generator=g).to(device)
         first = torch.zeros(b, 1, dtype=torch.bool, device=device)
         with torch.inference_mode():
-            ref_out, _ = ref(img, first, s_ref)
+            ref_out = ref(img, first, s_ref)[0] if ref is not None else policy(img, None, first, s_ours)[0].logp
 
         def run_ref(img: torch.Tensor = img, first: torch.Tensor = first, s: Any = s_ref) -> Any:
+            assert ref is not None
             with torch.inference_mode():
                 return ref(img, first, s)[0]
 
-        modes: dict[str, Callable[[], Any]] = {"reference fp32": run_ref}
+        modes: dict[str, Any] = {} if ref is None else {"reference fp32": run_ref}
         for name, model, bf16 in (("aimc fp32", policy, False), ("aimc bf16", policy, True),
                                   ("aimc compiled bf16", compiled, True)):
             if model is None:
@@ -115,19 +126,37 @@ def acting(policy: VPTPolicy, ref: Reference, batches: list[int], steps: int, de
                     return model(img, None, first, s)[0].logp
 
             modes[name] = run
+        if device.type == "cuda":  # the Agent's acting path on a GPU: the step replayed as a CUDA graph
+            for name, bf16 in (("aimc graph fp32", False), ("aimc graph bf16", True)):
+                try:
+                    with torch.inference_mode(), _autocast(device, bf16):
+                        step = GraphedStep(policy, img, None, first, s_ours)
+                except Exception as e:  # noqa: BLE001 - reported like a failed compile
+                    modes[name] = _failed(e)
+                    continue
+
+                def run_graph(step: GraphedStep = step, img: torch.Tensor = img, first: torch.Tensor = first,
+                              s: Any = s_ours) -> Any:
+                    with torch.inference_mode():
+                        return step(img, None, first, s)[0].logp
+
+                modes[name] = run_graph
         row: dict[str, Any] = {"batch": b, "modes": {}}
         for name, fn in modes.items():
+            if isinstance(fn, dict):  # failed before it could run
+                row["modes"][name] = fn
+                continue
             try:
                 _reset_peak(device)
                 out = fn()
-                diff = 0.0 if name.startswith("reference") else max(
+                diff = 0.0 if name == base else max(
                     (out[h].float() - ref_out[h].float()).abs().max().item() for h in heads)
                 ms = timed(fn, steps, device) * 1e3
             except Exception as e:  # noqa: BLE001 - a mode that fails (e.g. compile) is reported, not fatal
                 row["modes"][name] = {"error": f"{type(e).__name__}: {e}"[:300]}
                 continue
             row["modes"][name] = {"ms": ms, "max_abs_dlogp": diff, "peak_mib": _peak_mib(device)}
-        ref_ms = row["modes"]["reference fp32"]["ms"]
+        ref_ms = row["modes"][base]["ms"]
         for stats in row["modes"].values():
             if "ms" in stats:
                 stats["ratio"] = ref_ms / stats["ms"]
@@ -182,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--train-length", type=int, default=64, help="frames per training segment")
     ap.add_argument("--train-steps", type=int, default=5, help="timed optimiser steps per precision (0 = skip)")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="let cuDNN time its convolution algorithms per shape and keep the fastest")
     ap.add_argument("--out", default="", help="write the results as JSON here")
     args = ap.parse_args(argv)
     try:
@@ -196,12 +227,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.error(f"unknown --preset {args.preset!r}; available: {', '.join(sorted(PRESETS))}")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     torch.manual_seed(0)
     cfg = get_config(args.preset)
     policy = VPTPolicy(cfg).eval().to(device)
-    ref = Reference({k: v.detach() for k, v in policy.state_dict().items()}, cfg)
+    ref = Reference({k: v.detach() for k, v in policy.state_dict().items()}, cfg) if {
+        "camera", "buttons"} <= set(cfg.head_sizes) else None
     info: dict[str, Any] = {"preset": args.preset, "parameters": policy.num_parameters(), "torch": torch.__version__,
-                            "device": str(device)}
+                            "device": str(device), "cudnn_benchmark": args.cudnn_benchmark}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", gpu_mib=props.total_memory // 2**20)

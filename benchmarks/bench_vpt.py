@@ -68,7 +68,7 @@ class Reference:
     @staticmethod
     def bandify(b_nd: Tensor, t: int, big_t: int) -> Tensor:
         nbasis, bandsize = b_nd.shape
-        b_nd = b_nd[:, torch.arange(bandsize - 1, -1, -1)]
+        b_nd = b_nd[:, torch.arange(bandsize - 1, -1, -1, device=b_nd.device)]
         if bandsize >= big_t:
             b_nt = b_nd[:, -big_t:]
         else:
@@ -84,16 +84,16 @@ class Reference:
         h, m = cfg.heads, cfg.memory
         big_t = t + m
         # mask: clipped-causal band, cache masked where invalid or at episode start
-        band = torch.ones(t, big_t, dtype=torch.bool).tril_(big_t - t).triu_(big_t - t - m + 1)
+        band = torch.ones(t, big_t, dtype=torch.bool, device=x.device).tril_(big_t - t).triu_(big_t - t - m + 1)
         mask = band[None].repeat_interleave(b, dim=0).clone()
         if mask_state is None:
-            mask_state = torch.zeros(b, 1, m, dtype=torch.bool)
+            mask_state = torch.zeros(b, 1, m, dtype=torch.bool, device=x.device)
         not_first = ~first[:, :1, None]
         mask[:, :, :-t] &= not_first
         mask[:, :, :-t] &= mask_state
         mask = mask[:, None].repeat_interleave(h, dim=1).reshape(b * h, t, big_t)
         new_mask_state = torch.cat(
-            [mask_state[:, :, t:] & not_first, torch.ones(b, 1, min(t, m), dtype=torch.bool)], -1
+            [mask_state[:, :, t:] & not_first, torch.ones(b, 1, min(t, m), dtype=torch.bool, device=x.device)], -1
         )
         q = F.linear(x, sd[f"{p}.q_layer.weight"], sd[f"{p}.q_layer.bias"])
         kk = F.linear(x, sd[f"{p}.k_layer.weight"])

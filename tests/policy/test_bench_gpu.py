@@ -48,3 +48,14 @@ def test_bench_gpu_rejects_an_unknown_preset_in_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].endswith("unknown --preset 'vpt-9x'; available: crafter-lstm, crafter-small, steve1, test-tiny, "
                             "vpt-1x, vpt-2x, vpt-3x")
+
+
+def test_bench_gpu_without_a_reference_takes_aimc_fp32_as_the_baseline():
+    """Crafter presets have no VPT action heads, so no official reference: ratios are against aimc fp32."""
+    result = _bench().main(["--device", "cpu", "--preset", "crafter-lstm", "--batch", "2", "--steps", "1",
+                            "--train-steps", "0"])
+    modes = result["acting"][0]["modes"]
+    assert set(modes) == {"aimc fp32", "aimc bf16"}
+    assert modes["aimc fp32"]["ratio"] == 1.0 and modes["aimc fp32"]["max_abs_dlogp"] == 0.0
+    assert 0 < modes["aimc bf16"]["max_abs_dlogp"] < 0.1
+    assert result["training"] == []

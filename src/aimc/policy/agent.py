@@ -11,6 +11,7 @@ from torch import Tensor
 from aimc.policy import actions as A
 from aimc.policy.base import sample
 from aimc.policy.cfg import cfg_forward, cfg_initial_state
+from aimc.policy.graphed import GraphedStep, StepFn
 from aimc.policy.vpt.model import VPTPolicy, VPTState
 
 
@@ -54,7 +55,9 @@ class Agent:
     ``VPTPolicy.set_conv_impl``), direct elsewhere. ``temperature`` divides the (guided) action scores before
     sampling: below 1 the agent plays closer to its most likely action (measured worse for the Crafter agents:
     greedy play loops; docs/evaluation.md); the random draws are the same at every temperature, so a seed
-    stays a seed.
+    stays a seed. ``cuda_graphs`` (on a GPU, when all envs step together): each step replays a CUDA graph
+    captured at the first step of that batch size (`aimc.policy.graphed`), because small-batch acting there is
+    bound by kernel launches; outputs equal eager ones up to float rounding. Off (or a CPU): eager steps.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Agent:
         seed: int | None = None,
         conv_impl: str = "auto",
         temperature: float = 1.0,
+        cuda_graphs: bool = True,
     ) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -89,6 +93,8 @@ class Agent:
         self._first = torch.ones(self.n_envs, dtype=torch.bool, device=self.device)
         self._env_generators: list[torch.Generator | None] = [None] * self.n_envs
         self.last_outputs: Any = None
+        self.cuda_graphs = bool(cuda_graphs)
+        self._graphs: dict[tuple, GraphedStep] = {}
 
     def _fresh_state(self, n: int) -> VPTState:
         if self.cond_scale is None:
@@ -181,11 +187,23 @@ class Agent:
         state = self.state if rows is None else self.state.index(rows)
         first = (self._first if ids is None else self._first[ids])[:, None].clone()  # (B, 1)
         if self.cond_scale is None:
-            out, state = self.policy(x, g, first, state)
+            step: StepFn = self.policy
         else:
             if g is None:
                 g = torch.zeros(b, 1, self.policy.config.goal_dim, device=self.device)
-            out, state = cfg_forward(self.policy, x, g, first, state, self.cond_scale)
+            scale = self.cond_scale
+
+            def step(x: Tensor, g: Tensor | None, first: Tensor, state: VPTState) -> tuple[Any, VPTState]:
+                assert g is not None
+                return cfg_forward(self.policy, x, g, first, state, scale)
+
+        if self.cuda_graphs and self.device.type == "cuda" and ids is None:
+            key = (b, g is None, self.cond_scale, torch.is_autocast_enabled("cuda"))
+            if key not in self._graphs:
+                self._graphs[key] = GraphedStep(step, x, g, first, state)
+            out, state = self._graphs[key](x, g, first, state)
+        else:
+            out, state = step(x, g, first, state)
         if rows is None:
             self.state = state
             self._first[:] = False

@@ -284,6 +284,44 @@ def test_approach_shaping_pays_the_discounted_potential_change_toward_held_tools
         load_ppo_config("ppo-crafter", ["reward.approach=-0.1"])
 
 
+def test_health_reward_pays_each_steps_change_of_the_players_health():
+    from aimc.core.errors import ConfigError
+    from aimc.envs import Step
+    from aimc.eval.tasks import Success
+    from aimc.finetune import RewardConfig, load_ppo_config
+    from aimc.finetune.ppo_rollout import RewardHook, TaskSpec, _Buffer
+
+    class World:
+        player = type("P", (), {"health": 9})()
+
+    spec = TaskSpec("collect_coal", Success("any", ("collect_coal",)), ("mine coal",), ())
+    buf = _Buffer(np.zeros(2, np.float32))
+    hook = RewardHook(spec, RewardConfig(health=0.1, death=-0.3), buf, gamma=0.9)
+    world = World()
+    hook.on_reset(world, {}, {})
+    for t, (health, dead) in enumerate([(9, False), (7, False), (8, False), (8, False), (0, True)]):
+        world.player.health = health
+        hook.on_step(world, Step(t, {}, 0, {}, 0.0, dead, False, {"events": []}))
+    # the same health pays nothing, a hit of 2 costs 0.2, regeneration pays, dying costs the rest plus `death`
+    assert buf.rewards == pytest.approx([0.0, -0.2, 0.1, 0.0, -0.8 - 0.3])
+    # a success stop at full health costs nothing (the undiscounted difference, not a potential)
+    buf2 = _Buffer(np.zeros(2, np.float32))
+    hook2 = RewardHook(spec, RewardConfig(health=0.1), buf2, gamma=0.9)
+    world.player.health = 9
+    hook2.on_reset(world, {}, {})
+    hook2.on_step(world, Step(0, {}, 0, {}, 0.0, False, True, {"events": ["collect_coal"]}))
+    assert buf2.rewards == pytest.approx([1.0])
+    # off by default: health changes pay nothing
+    buf3 = _Buffer(np.zeros(2, np.float32))
+    hook3 = RewardHook(spec, RewardConfig(), buf3, gamma=0.9)
+    hook3.on_reset(world, {}, {})
+    world.player.health = 3
+    hook3.on_step(world, Step(0, {}, 0, {}, 0.0, False, False, {"events": []}))
+    assert buf3.rewards == [0.0]
+    with pytest.raises(ConfigError, match="reward.health must be >= 0"):
+        load_ppo_config("ppo-crafter", ["reward.health=-0.1"])
+
+
 # ------------------------------------------------------------------------------------------- micro runs
 @pytest.fixture(scope="module")
 def micro_run(tiny_bundle, tmp_path_factory):
@@ -394,6 +432,8 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, 
         ([*common, "--bundle", str(tiny_bundle), "--set", "world=minecraft", "--set", "reward.approach=0.3"],
          "error: reward.approach needs a world whose collect table and view the shaping reads (crafter), not 'minecraft'"),
         ([*common, "--bundle", str(tiny_bundle), "--set", "reward.approach=-1"], "error: reward.approach must be >= 0"),
+        ([*common, "--bundle", str(tiny_bundle), "--set", "world=minecraft", "--set", "reward.health=0.1"],
+         "error: reward.health needs a world whose player's health it can read (crafter), not 'minecraft'"),
     ]
     nob = tmp_path / "unconditional"
     shutil.copytree(AgentBundle.read(tiny_bundle).policy_dir(), nob / "policy")

@@ -408,6 +408,9 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
                         "PPO needs a goal-conditioned bundle (trained with an embedder)")
     world = cfg.world or bundle.world
     world_config = {**(bundle.world_config if world == bundle.world else {}), **cfg.world_config}
+    if cfg.reward.health > 0 and world not in APPROACH_WORLDS:
+        raise AimcError(f"reward.health needs a world whose player's health it can read "
+                        f"({', '.join(APPROACH_WORLDS)}), not {world!r}; use reward.health=0")
     if cfg.reward.approach > 0 and world not in APPROACH_WORLDS:
         raise AimcError(f"reward.approach needs a world whose collect table and view the shaping reads "
                         f"({', '.join(APPROACH_WORLDS)}), not {world!r}; use reward.approach=0")

@@ -39,6 +39,12 @@ class RewardConfig:
     """Paid at the first occurrence in an episode of each prerequisite event of the task (what the scripted
     demonstrator's planner completes on its way to the task from an empty inventory, e.g. collect_wood and
     place_table for make_wood_pickaxe; `aimc.finetune.ppo_rollout.prerequisites`). 0 = the sparse task reward."""
+    health: float = 0.0
+    """Paid per point of the player's health gained or lost each step (Crafter's own reward uses 0.1): a dense
+    signal for what the sparse `death` penalty arrives too late to teach. Traced coal failures died of thirst
+    (drink 0 from step ~188, health draining for 60+ steps) or zombie hits; with this term the health lost to
+    thirst and hits costs at once, and drinking or eating back to regeneration pays. The undiscounted difference
+    (not a discounted potential), so a success stop at full health costs nothing. 0 = off."""
     approach: float = 0.0
     """Potential-based shaping toward the task's target material (a collect task's source: coal for
     collect_coal, stone for mine_stone, ...) while its tools are held: each step pays ``approach * (gamma *
@@ -210,6 +216,8 @@ class PPOConfig:
             raise ConfigError(f"clip must be in (0, 1), got {self.clip}")
         if self.lr <= 0 or (self.value_lr is not None and self.value_lr <= 0):
             raise ConfigError(f"lr and value_lr must be > 0, got {self.lr} and {self.value_lr}")
+        if self.reward.health < 0:
+            raise ConfigError(f"reward.health must be >= 0 (0 = off), got {self.reward.health}")
         if self.reward.approach < 0:
             raise ConfigError(f"reward.approach must be >= 0 (0 = off), got {self.reward.approach}")
         for name in ("vf_coef", "ent_coef", "kl_coef", "kl_decay", "grad_clip"):

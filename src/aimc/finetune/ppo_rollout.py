@@ -58,7 +58,8 @@ class TaskSpec:
 
 
 APPROACH_WORLDS = ("crafter",)
-"""Worlds `RewardConfig.approach` can shape in: Crafter's collect table and `visible_cells`."""
+"""Worlds `RewardConfig.approach` can shape in (Crafter's collect table and `visible_cells`) and whose player's
+health `RewardConfig.health` reads."""
 APPROACH_RANGE = 8
 """Manhattan distance at which `RewardConfig.approach`'s potential reaches 0 (a Crafter view is 9 x 7 cells)."""
 UBIQUITOUS = frozenset({"grass", "sand", "path"})
@@ -92,6 +93,11 @@ def approach_potential(env: Any, targets: tuple[tuple[str, tuple[str, ...]], ...
             for cx, cy in env.visible_cells(material):
                 best = min(best, abs(cx - x) + abs(cy - y))
     return 1.0 - best / APPROACH_RANGE
+
+
+def player_health(env: Any) -> float:
+    """The player's health points (`RewardConfig.health`); a dead Crafter player reads 0 or below."""
+    return float(env.player.health)
 
 
 def prerequisites(event: str) -> tuple[str, ...]:
@@ -276,7 +282,8 @@ class SuccessStop:
 class RewardHook(EpisodeHook):
     """The step's reward from its events: `success` at the step the task's predicate first holds, `shaping`
     at the first occurrence of each prerequisite event, `death` at the step the world ends by dying, and with
-    `approach` the discounted change of the approach potential (`approach_potential`; 0 after the end)."""
+    `approach` the discounted change of the approach potential (`approach_potential`; 0 after the end), and
+    `health` times the step's change of the player's health."""
 
     def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer, gamma: float = 1.0) -> None:
         self.spec, self.reward, self.buffer, self.gamma = spec, reward, buffer, gamma
@@ -286,8 +293,11 @@ class RewardHook(EpisodeHook):
         self.last_obs: dict[str, Any] | None = None
         self.potential = 0.0
         self.approaching = reward.approach > 0 and bool(spec.targets)
+        self.health = 0.0
 
     def on_reset(self, env: Any, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        if self.reward.health:
+            self.health = player_health(env)
         if self.approaching:
             self.potential = approach_potential(env, self.spec.targets)
 
@@ -303,6 +313,10 @@ class RewardHook(EpisodeHook):
         if step.terminated:
             self.died = True
             r += self.reward.death
+        if self.reward.health:
+            health = player_health(env)
+            r += self.reward.health * (health - self.health)
+            self.health = health
         if self.approaching:
             ended = step.terminated or (step.truncated and self.success_step is not None)  # died, or success stop
             after = 0.0 if ended else approach_potential(env, self.spec.targets)

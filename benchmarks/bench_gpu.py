@@ -127,10 +127,13 @@ def acting(policy: VPTPolicy, ref: Reference | None, batches: list[int], steps: 
 
             modes[name] = run
         if device.type == "cuda":  # the Agent's acting path on a GPU: the step replayed as a CUDA graph
-            for name, bf16 in (("aimc graph fp32", False), ("aimc graph bf16", True)):
+            graphs = [("aimc graph fp32", policy, False), ("aimc graph bf16", policy, True)]
+            if compiled is not None:  # torch.compile's fused kernels, captured in a graph too
+                graphs.append(("aimc compiled graph bf16", compiled, True))
+            for name, model, bf16 in graphs:
                 try:
                     with torch.inference_mode(), _autocast(device, bf16):
-                        step = GraphedStep(policy, img, None, first, s_ours)
+                        step = GraphedStep(model, img, None, first, s_ours)
                 except Exception as e:  # noqa: BLE001 - reported like a failed compile
                     modes[name] = _failed(e)
                     continue

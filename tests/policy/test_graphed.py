@@ -115,3 +115,36 @@ def test_agent_with_cuda_graphs_acts_like_the_eager_agent(cond_scale):
         assert torch.allclose(x, y, atol=1e-4)
     agree = np.mean([np.array_equal(x[h], y[h]) for x, y in zip(a_graph, a_eager, strict=True) for h in x])
     assert agree >= 0.9  # same seed, same scores up to rounding: the same samples, bar a rare tie
+
+
+def test_agent_compile_captures_the_compiled_step(monkeypatch):
+    """With `compile`, the graphed step is torch.compile's function (on a GPU); without, the plain step. On a
+    CPU nothing is graphed or compiled, whatever the flags say."""
+    import aimc.policy.agent as agent_mod
+
+    compiled = []
+
+    def fake_compile(fn, **kw):
+        compiled.append(kw)
+        return fn
+
+    class FakeGraphed:
+        def __init__(self, fn, x, g, first, state):
+            self.fn = fn
+
+        def __call__(self, x, g, first, state):
+            return self.fn(x, g, first, state)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    monkeypatch.setattr(agent_mod, "GraphedStep", FakeGraphed)
+    policy = _policy(goal_dim=4)
+    pov = np.zeros((2, 16, 16, 3), np.uint8)
+    cpu = Agent(policy, n_envs=2, seed=0, compile=True)
+    cpu.act(pov)
+    assert compiled == [] and cpu._graphs == {}
+    for flag, n in ((True, 1), (False, 0)):
+        compiled.clear()
+        agent = Agent(policy, n_envs=2, seed=0, compile=flag)
+        agent._graphable = lambda ids: ids is None  # as on a GPU; FakeGraphed runs the step on the CPU
+        agent.act(pov)
+        assert len(agent._graphs) == 1 and len(compiled) == n and all(kw == {"dynamic": False} for kw in compiled)

@@ -7,7 +7,8 @@ and records the numbers in docs/policy.md afterwards.
 * Acting, per batch size: the reference forward of `bench_vpt.py` (the official code's arithmetic, fp32) and
   aimc's acting path in fp32, under bf16 autocast, and (``--compile``) compiled by ``torch.compile``, each with
   a full memory (an episode's steady state), and on a GPU the step replayed as a CUDA graph (fp32 and bf16:
-  what `Agent` acts with there, `aimc.policy.graphed`); ms per step, the ratio to the reference, the largest difference of
+  what `Agent` acts with there, `aimc.policy.graphed`; with ``--compile`` also the compiled step in a graph,
+  `Agent(compile=True)`); ms per step, the ratio to the reference, the largest difference of
   the action log-probabilities from the reference, peak memory.
 * Training: one optimiser step (AdamW) of the behaviour-cloning loss on random ``(batch, length)`` segments,
   fp32 and bf16 autocast; frames/s and peak memory.
@@ -156,7 +157,7 @@ def acting(policy: VPTPolicy, ref: Reference | None, batches: list[int], steps: 
                     (out[h].float() - ref_out[h].float()).abs().max().item() for h in heads)
                 ms = timed(fn, steps, device) * 1e3
             except Exception as e:  # noqa: BLE001 - a mode that fails (e.g. compile) is reported, not fatal
-                row["modes"][name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+                row["modes"][name] = _failed(e)
                 continue
             row["modes"][name] = {"ms": ms, "max_abs_dlogp": diff, "peak_mib": _peak_mib(device)}
         ref_ms = row["modes"][base]["ms"]

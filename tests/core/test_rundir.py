@@ -106,3 +106,32 @@ def test_start_removes_stale_temp_files_but_not_outputs(tmp_path):
     assert (tmp_path / "latest" / "model.safetensors").read_text() == "weights"
     assert sorted(p.name for p in ckpts.iterdir()) == ["last", "step_00000002"]
     assert run.latest().name == "step_00000002" and run.clean() == 0
+
+
+def test_start_inputs_are_fingerprinted_and_a_changed_one_refuses_to_resume(tmp_path):
+    """A fine-tune's start bundle is named by path in its config; its content is what the run resumes from."""
+    weights = tmp_path / "start.bin"
+    weights.write_bytes(b"rung 13")
+    run = RunDir(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    first = run.check_inputs({"start policy": weights})
+    assert json.loads((tmp_path / "run" / "inputs.json").read_text()) == first
+    assert run.check_inputs({"start policy": weights}) == first  # same bytes: resumes
+    weights.write_bytes(b"rung 14")  # replaced in place (a shipped bundle updated under the same path)
+    with pytest.raises(ConfigError, match=r"cannot resume: start policy \(.*start.bin\) changed since this run started"):
+        run.check_inputs({"start policy": weights})
+    assert json.loads((tmp_path / "run" / "inputs.json").read_text()) == first  # the record is kept
+    weights.write_bytes(b"rung 13")
+    assert run.check_inputs({"start policy": weights}) == first  # restored: resumes again
+
+
+def test_a_run_from_before_input_fingerprints_records_them_on_resume(tmp_path):
+    weights = tmp_path / "start.bin"
+    weights.write_bytes(b"old run")
+    (tmp_path / "run").mkdir()
+    run = RunDir(tmp_path / "run")
+    assert not (tmp_path / "run" / "inputs.json").exists()
+    run.check_inputs({"start policy": weights}, main=False)  # a worker process writes nothing
+    assert not (tmp_path / "run" / "inputs.json").exists()
+    now = run.check_inputs({"start policy": weights})
+    assert json.loads((tmp_path / "run" / "inputs.json").read_text()) == now

@@ -417,6 +417,37 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(micro_run, tin
         assert (out / name).read_bytes() == (ref_out / name).read_bytes()
 
 
+def test_resume_refuses_a_start_bundle_whose_weights_changed(tiny_bundle, tmp_path, capsys):
+    """The start policy is also the KL anchor: a bundle replaced in place under the same path (a shipped bundle
+    updated) must not silently become another run's anchor on resume."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from aimc.finetune import run_ppo
+    from aimc.train.bundle import AgentBundle
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_bundle, start)
+    out = tmp_path / "run"
+    run_ppo(micro_cfg(start, out, "iterations=1"), progress=False, log=lambda _: None)
+    assert "start policy model.safetensors" in json.loads((out / "inputs.json").read_text())
+    weights = AgentBundle.read(start).policy_dir() / "model.safetensors"
+    original = weights.read_bytes()
+    with safe_open(weights, "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.01  # another policy, same architecture and metadata
+    save_file(tensors, weights, metadata=meta)
+    assert weights.read_bytes() != original
+    args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(start), "--out", str(out), "--quiet",
+            "--iterations", "2"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume: start policy model.safetensors" in err and "changed since this run started" in err, err
+    assert err.count("\n") == 1
+    assert (out / "checkpoints" / "last").read_text().strip() == "step_0001"  # nothing trained from the wrong anchor
+
+
 def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, tmp_path, capsys):
     from aimc.policy import VPTPolicy, get_config, save_pretrained
     from aimc.train.bundle import AgentBundle

@@ -6,6 +6,7 @@ Layout::
     <run>/metrics.jsonl            one JSON object per log record, each with a "step"
     <run>/checkpoints/step_<N>/    one resume point (contents are the trainer's), renamed into place complete
     <run>/checkpoints/last         name of the newest complete checkpoint (the `latest` pointer)
+    <run>/inputs.json              fingerprints of the files the run starts from (`check_inputs`), where it has any
 
 Why one contract: a run killed at any instant (SIGKILL, preemption) must resume to the same numbers as an
 uninterrupted one, and a run resumed with settings that would silently mix two experiments must be refused
@@ -18,7 +19,10 @@ with a message that says what differs. Each rule below is the smallest one that 
 * log rows are appended; on resume the rows logged after the checkpoint (and a line torn by a kill) are
   dropped, because the resumed run logs them again;
 * leftovers of killed writers (`.tmp-*`) are removed on start; finished outputs are never touched, and an
-  output a killed `atomic_dir(overwrite=True)` had moved aside is put back.
+  output a killed `atomic_dir(overwrite=True)` had moved aside is put back;
+* a run that starts from files outside it (a fine-tune's start bundle, which is also its KL anchor) records
+  their content hashes and refuses to resume once they changed: the config holds only their path, and a path
+  whose weights were replaced (a shipped bundle updated in place) would silently resume from another model.
 
 No torch here: what goes inside a checkpoint is the trainer's business.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -44,6 +49,7 @@ C = TypeVar("C")
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
 CKPT_DIR = "checkpoints"
+INPUTS_FILE = "inputs.json"
 POINTER = "last"
 """File in `checkpoints/` naming the latest complete checkpoint (kept as `last` so existing runs resume)."""
 _STEP_RE = re.compile(r"step_(\d+)")
@@ -159,6 +165,27 @@ class RunDir:
             self.save_config(cfg)
         return cfg
 
+    def check_inputs(self, inputs: dict[str, str | Path], main: bool = True) -> dict[str, str]:
+        """Fingerprint the files a run starts from ({name: file}) and hold a resumed run to them.
+
+        The first start saves the fingerprints (the main process writes `inputs.json`); a later start with
+        different contents raises a ConfigError naming each changed input. A run from before this file existed
+        has its current inputs recorded, as it cannot be checked. Returns the fingerprints."""
+        now = {name: file_fingerprint(path) for name, path in inputs.items()}
+        path = self.path / INPUTS_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        changed = [name for name in now if name in saved and saved[name] != now[name]]
+        if changed:
+            files = ", ".join(f"{name} ({inputs[name]})" for name in changed)
+            raise ConfigError(
+                f"{self.path} cannot resume: {files} changed since this run started (its content differs from the "
+                "fingerprint in inputs.json). Restore the original file, or use another output directory (--out) "
+                "to start a new run from the current one"
+            )
+        if main and any(name not in saved for name in now):
+            atomic_write_text(path, json.dumps({**saved, **now}, indent=1, sort_keys=True) + "\n")
+        return now
+
     def clean(self) -> int:
         """Remove `.tmp-*` leftovers of killed writers here and in checkpoints/; returns how many.
 
@@ -236,3 +263,13 @@ class RunDir:
         kept = "".join(ln + "\n" for ln, row in _rows(path) if row.get("step", 0) <= step)
         if kept != text:
             atomic_write_text(path, kept)
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex), read in 1 MiB blocks: a few milliseconds per MB, so even a VPT bundle's
+    weights are checked in about a second."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

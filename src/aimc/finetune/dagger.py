@@ -49,6 +49,7 @@ from aimc.finetune.config import (
     beta_at,
     demonstrator_options,
 )
+from aimc.finetune.ppo import start_inputs
 from aimc.finetune.rollout import RolloutSpec, collect_rollouts, make_jobs
 from aimc.train.bundle import AgentBundle
 from aimc.train.config import TrainConfig
@@ -244,7 +245,9 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     """Run (or resume) every iteration of `cfg`; returns the summary also written to dagger_summary.json."""
     cfg, plan = prepare(cfg)
     paths = Paths(cfg.out)
-    cfg = RunDir(paths.root, RESUMABLE, CONFIG_FILE).start(cfg)
+    rundir = RunDir(paths.root, RESUMABLE, CONFIG_FILE)
+    cfg = rundir.start(cfg)
+    rundir.check_inputs(start_inputs(AgentBundle.read(cfg.bundle)))  # iteration 1's learner: same weights on resume
     paths.stages.mkdir(exist_ok=True)
     writer = _tensorboard(paths)
     rows: list[dict[str, Any]] = []

@@ -49,7 +49,6 @@ from aimc.finetune.config import (
     beta_at,
     demonstrator_options,
 )
-from aimc.finetune.ppo import start_inputs
 from aimc.finetune.rollout import RolloutSpec, collect_rollouts, make_jobs
 from aimc.train.bundle import AgentBundle
 from aimc.train.config import TrainConfig
@@ -247,7 +246,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     paths = Paths(cfg.out)
     rundir = RunDir(paths.root, RESUMABLE, CONFIG_FILE)
     cfg = rundir.start(cfg)
-    rundir.check_inputs(start_inputs(AgentBundle.read(cfg.bundle)))  # iteration 1's learner: same weights on resume
+    rundir.check_inputs(AgentBundle.read(cfg.bundle).policy_files())  # iteration 1's learner: same weights on resume
     paths.stages.mkdir(exist_ok=True)
     writer = _tensorboard(paths)
     rows: list[dict[str, Any]] = []

@@ -579,13 +579,6 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, log: Callable[[str], None] = 
         torch.set_num_threads(threads)
 
 
-def start_inputs(bundle: Any) -> dict[str, Path]:
-    """The start bundle's policy files, fingerprinted by the run directory (`RunDir.check_inputs`)."""
-    policy = Path(bundle.policy_dir())
-    return {f"start policy {name}": policy / name for name in ("model.safetensors", "config.json")
-            if (policy / name).is_file()}
-
-
 def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
@@ -596,7 +589,7 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     root = Path(cfg.out)
     rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
     cfg = rundir.start(cfg)
-    rundir.check_inputs(start_inputs(plan.bundle))  # the start policy is also the KL anchor: same weights on resume
+    rundir.check_inputs(plan.bundle.policy_files())  # the start policy is also the KL anchor: same weights on resume
     policy = plan.policy
     anchor = copy.deepcopy(policy).eval().requires_grad_(False)
     optimizer = make_optimizer(policy, cfg)

@@ -185,6 +185,13 @@ class AgentBundle:
         """The policy directory (`aimc.policy.load_policy` reads it)."""
         return self._member(self.policy)
 
+    def policy_files(self) -> dict[str, Path]:
+        """The policy's weights and config by name: what a run starting from this bundle fingerprints
+        (`RunDir.check_inputs`), since its config names the bundle by path only."""
+        policy = self.policy_dir()
+        return {f"start policy {name}": policy / name for name in ("model.safetensors", "config.json")
+                if (policy / name).is_file()}
+
     def prior_dir(self) -> Path | None:
         """The goal predictor's directory (`aimc.prior.load_predictor` reads it), or None for a bundle without one."""
         return self._member(self.prior) if self.prior is not None else None

@@ -417,6 +417,23 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(micro_run, tin
         assert (out / name).read_bytes() == (ref_out / name).read_bytes()
 
 
+def test_a_copied_run_dir_resumes_from_its_new_place(micro_run, tiny_bundle, tmp_path):
+    """`out` is not part of a run's identity: a copy of a finished run continues under the new path (a branch),
+    to the same numbers as the uninterrupted run, and the original is left as it was."""
+    from aimc.finetune import run_ppo
+
+    _, ref, _ = micro_run
+    one = tmp_path / "one"
+    run_ppo(micro_cfg(tiny_bundle, one, "iterations=1"), progress=False, log=lambda _: None)
+    branch = tmp_path / "branch"
+    shutil.copytree(one, branch)
+    summary = run_ppo(micro_cfg(tiny_bundle, branch, "iterations=2"), progress=False, log=lambda _: None)
+    assert stable(summary) == stable(ref)
+    assert json.loads((branch / "ppo_config.json").read_text())["out"] == str(branch)
+    assert (one / "checkpoints" / "last").read_text().strip() == "step_0001"  # the original did not move on
+    assert json.loads((one / "ppo_config.json").read_text())["out"] == str(one)
+
+
 def test_resume_refuses_a_start_bundle_whose_weights_changed(tiny_bundle, tmp_path, capsys):
     """The start policy is also the KL anchor: a bundle replaced in place under the same path (a shipped bundle
     updated) must not silently become another run's anchor on resume."""

@@ -456,6 +456,7 @@ def test_resume_refuses_a_start_bundle_whose_weights_changed(tiny_bundle, tmp_pa
     tensors[name] = tensors[name] + 0.01  # another policy, same architecture and metadata
     save_file(tensors, weights, metadata=meta)
     assert weights.read_bytes() != original
+    saved = {name: (out / name).read_bytes() for name in ("ppo_config.json", "inputs.json")}
     args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(start), "--out", str(out), "--quiet",
             "--iterations", "2"]
     assert main(args) == 2
@@ -463,6 +464,7 @@ def test_resume_refuses_a_start_bundle_whose_weights_changed(tiny_bundle, tmp_pa
     assert "cannot resume: start policy model.safetensors" in err and "changed since this run started" in err, err
     assert err.count("\n") == 1
     assert (out / "checkpoints" / "last").read_text().strip() == "step_0001"  # nothing trained from the wrong anchor
+    assert {name: (out / name).read_bytes() for name in saved} == saved  # refused before anything was written
 
 
 def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, tmp_path, capsys):

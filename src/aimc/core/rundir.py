@@ -155,14 +155,18 @@ class RunDir:
     def save_config(self, cfg: Any) -> None:
         save_config(cfg, self.path / self.config_file)
 
-    def start(self, cfg: C, main: bool = True) -> C:
-        """Check the directory is writable and resolve `cfg` against the saved config; the main process also
-        removes killed writers' leftovers and saves the resolved config. Returns the config to train with."""
+    def start(self, cfg: C, main: bool = True, inputs: dict[str, str | Path] | None = None) -> C:
+        """Check the directory is writable, resolve `cfg` against the saved config and hold a resumed run to the
+        files it started from (`inputs`, see `check_inputs`); only then the main process removes killed writers'
+        leftovers, saves the resolved config and records the inputs' fingerprints, so a refused resume writes
+        nothing. Returns the config to train with."""
         check_writable_dir(self.path)
         cfg = self.resolve(cfg)
+        prints = self.check_inputs(inputs, main=False) if inputs else {}
         if main:
             self.clean()
             self.save_config(cfg)
+            self._record_inputs(prints)
         return cfg
 
     def check_inputs(self, inputs: dict[str, str | Path], main: bool = True) -> dict[str, str]:
@@ -182,9 +186,16 @@ class RunDir:
                 "fingerprint in inputs.json). Restore the original file, or use another output directory (--out) "
                 "to start a new run from the current one"
             )
-        if main and any(name not in saved for name in now):
-            atomic_write_text(path, json.dumps({**saved, **now}, indent=1, sort_keys=True) + "\n")
+        if main:
+            self._record_inputs(now)
         return now
+
+    def _record_inputs(self, prints: dict[str, str]) -> None:
+        """Add fingerprints not recorded yet to `inputs.json` (recorded ones were checked equal)."""
+        path = self.path / INPUTS_FILE
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+        if any(name not in saved for name in prints):
+            atomic_write_text(path, json.dumps({**saved, **prints}, indent=1, sort_keys=True) + "\n")
 
     def clean(self) -> int:
         """Remove `.tmp-*` leftovers of killed writers here and in checkpoints/; returns how many.

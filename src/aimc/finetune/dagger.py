@@ -244,9 +244,7 @@ def run_dagger(cfg: DaggerConfig, progress: bool = True, log: Callable[[str], No
     """Run (or resume) every iteration of `cfg`; returns the summary also written to dagger_summary.json."""
     cfg, plan = prepare(cfg)
     paths = Paths(cfg.out)
-    rundir = RunDir(paths.root, RESUMABLE, CONFIG_FILE)
-    cfg = rundir.start(cfg)
-    rundir.check_inputs(AgentBundle.read(cfg.bundle).policy_files())  # iteration 1's learner: same weights on resume
+    cfg = RunDir(paths.root, RESUMABLE, CONFIG_FILE).start(cfg, inputs=plan.bundle.policy_files())  # iteration 1's learner
     paths.stages.mkdir(exist_ok=True)
     writer = _tensorboard(paths)
     rows: list[dict[str, Any]] = []

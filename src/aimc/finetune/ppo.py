@@ -588,8 +588,7 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                    cfg.seed) if cfg.bc.coef > 0 else None)  # its data checked before the run dir is written
     root = Path(cfg.out)
     rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
-    cfg = rundir.start(cfg)
-    rundir.check_inputs(plan.bundle.policy_files())  # the start policy is also the KL anchor: same weights on resume
+    cfg = rundir.start(cfg, inputs=plan.bundle.policy_files())  # the start policy is also the KL anchor
     policy = plan.policy
     anchor = copy.deepcopy(policy).eval().requires_grad_(False)
     optimizer = make_optimizer(policy, cfg)

@@ -17,6 +17,8 @@ One process: `--free-episodes 60 --task-seeds 5` took 11 minutes on a shared 2-c
 e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the same harness and seeds.
 `--probe` changes the world, not the player, to price one survival pressure (docs/demonstrator.md, "What each
 cause costs"): `food` / `drink` refill that stat after every step, `zombies` leaves zombies moving but harmless.
+`cows` changes what the player knows instead: every cow within 30 cells (Manhattan) is in its memory each step,
+as if it had just seen it, which prices the cow search (finding them) apart from the walks and the cows' number.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def cause_of_death(prev: dict, player, world) -> str:
     return "zombie" if near["Zombie"] else "other"
 
 
-PROBES = ("none", "food", "drink", "zombies")
+PROBES = ("none", "food", "drink", "zombies", "cows")
+_COW_SIGHT = 30  # the `cows` probe: cows this close (Manhattan) are known each step
 
 
 @contextlib.contextmanager
@@ -87,8 +90,30 @@ def _harmless_zombies(on: bool) -> Iterator[None]:
         objects.Zombie.update = update
 
 
+@contextlib.contextmanager
+def _cows_known(impl, on: bool) -> Iterator[None]:
+    """While `on`, every observation adds each cow within `_COW_SIGHT` cells to the demonstrator's remembered
+    sightings (after its own tracking), so a hungry player walks to the nearest real cow instead of searching."""
+    memory = importlib.import_module(f"{impl.__name__}.memory").WorldMemory
+    observe = memory.observe
+
+    def all_cows(self, world, pos, step=0):
+        seen = observe(self, world, pos, step)
+        for obj in world.objects:
+            if type(obj).__name__ == "Cow" and abs(obj.pos[0] - pos[0]) + abs(obj.pos[1] - pos[1]) <= _COW_SIGHT:
+                self.cows.add((int(obj.pos[0]), int(obj.pos[1])))
+        return seen
+
+    if on:
+        memory.observe = all_cows
+    try:
+        yield
+    finally:
+        memory.observe = observe
+
+
 def free_play(impl, seed: int, steps: int, probe: str = "none") -> tuple[bool, int, str]:
-    with _harmless_zombies(probe == "zombies"):
+    with _harmless_zombies(probe == "zombies"), _cows_known(impl, probe == "cows"):
         return _free_play(impl, seed, steps, probe)
 
 

@@ -41,7 +41,7 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
 def test_pipeline_bad_input(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-ppo" in capsys.readouterr().err
+    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-chain, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-chain, micro-instruct-ppo" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
     assert "is not empty and holds no pipeline run" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
@@ -101,3 +101,21 @@ def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp
     assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(tmp_path / "x"), "--quiet",
                  "--set", "ppo.bundle=elsewhere"]) == 2
     assert "ppo: ['bundle'] cannot be set here" in capsys.readouterr().err
+
+
+def test_micro_instruct_chain_pipeline_trains_on_step_labelled_chains(tmp_path, capsys):
+    """The crafter-instruct-chain recipe in miniature: chain-mode demonstrations whose goals are the planner's
+    steps, survival steps taking the step they interrupt, PPO under the chain planner, a bundle that chains."""
+    out = tmp_path / "run"
+    assert main(["pipeline", "--preset", "micro-instruct-chain", "--out", str(out), "--quiet"]) == 0
+    collect = json.loads((out / "data" / "collect_config.json").read_text())
+    assert collect["agent_config"]["mode"] == "chain" and collect["agent_config"]["goal_label"] == "step"
+    goals = set()
+    for infos in (out / "data").glob("ep*/infos.jsonl"):
+        goals |= {json.loads(line).get("goal") for line in infos.read_text().splitlines()}
+    assert "collect_wood" in goals and "make_wood_pickaxe" in goals  # the pickaxe's steps, not only the task
+    train = json.loads((out / "goal" / "train_config.json").read_text())
+    assert "shelter" in train["segment"]["intention_interrupts"] and train["segment"]["goal_source"] == "intention"
+    assert json.loads((out / "ppo" / "ppo_config.json").read_text())["planner"] == "chain"
+    assert json.loads((out / "ppo" / "bundle" / "bundle.json").read_text())["planner"] == "chain"
+    assert json.loads((out / "eval" / "report.json").read_text())["conditions"]["agent"]["cond_scale"] == 0.0

@@ -116,6 +116,8 @@ def test_micro_instruct_chain_pipeline_trains_on_step_labelled_chains(tmp_path, 
     assert "collect_wood" in goals and "make_wood_pickaxe" in goals  # the pickaxe's steps, not only the task
     train = json.loads((out / "goal" / "train_config.json").read_text())
     assert "shelter" in train["segment"]["intention_interrupts"] and train["segment"]["goal_source"] == "intention"
-    assert json.loads((out / "ppo" / "ppo_config.json").read_text())["planner"] == "chain"
+    ppo = json.loads((out / "ppo" / "ppo_config.json").read_text())
+    assert ppo["planner"] == "chain" and ppo["rollout_workers"] == 2 and ppo["mixed_precision"] == "bf16"
+    assert [r["episodes"] for r in json.loads((out / "ppo" / "ppo_summary.json").read_text())["iterations"]] == [4, 4]
     assert json.loads((out / "ppo" / "bundle" / "bundle.json").read_text())["planner"] == "chain"
     assert json.loads((out / "eval" / "report.json").read_text())["conditions"]["agent"]["cond_scale"] == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -149,7 +150,9 @@ def test_config_checks_in_one_line_without_torch():
 
     for sets, message in ((["tasks=[]"], "tasks: give at least one task; valid tasks: chop_tree"),
                           (["tasks=[eat_cow,eat_cow]"], "listed twice"), (["clip=1.5"], "clip must be in (0, 1)"),
-                          (["reward.bonus=1"], "unknown key(s) ['bonus']"), (["envs=0"], "envs must be >= 1")):
+                          (["reward.bonus=1"], "unknown key(s) ['bonus']"), (["envs=0"], "envs must be >= 1"),
+                          (["mixed_precision=fp16"], "mixed_precision: expected 'no' or 'bf16', got 'fp16'"),
+                          (["rollout_workers=3"], "rollout_workers (3) must be <= envs (2)")):
         with pytest.raises(ConfigError) as e:
             load_ppo_config("ppo-micro", sets)
         assert message in str(e.value) and "\n" not in str(e.value)
@@ -396,6 +399,112 @@ def test_unguided_update_recomputes_the_rollout_log_probs(tiny_bundle, tmp_path)
                           "max_steps=12"), progress=False, log=lambda _: None)
     (row,) = s["iterations"]
     assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0 and s["cond_scale"] == 0.0
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_bf16_update_runs_under_autocast_only_where_the_cpu_computes_it(tiny_bundle, tmp_path, monkeypatch, native):
+    """`mixed_precision=bf16`: on a CPU with native bf16 (forced here) the update's forward runs in bf16, so the
+    first minibatch's ratio is 1 only up to bf16 rounding (the rollout's log-probabilities are fp32) and the
+    update still moves the policy; on one without, it is the fp32 update exactly."""
+    from aimc.finetune import run_ppo
+    from aimc.finetune.ppo import autocast_for
+
+    monkeypatch.setenv("AIMC_CPU_BF16", native)
+    cfg = micro_cfg(tiny_bundle, tmp_path / "run", "iterations=1", "value_warmup_iterations=0", "cond_scale=0",
+                    "max_steps=12", "mixed_precision=bf16")
+    with autocast_for(cfg)():
+        assert torch.is_autocast_enabled("cpu") == (native == "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (row,) = run_ppo(cfg, progress=False, log=lambda _: None)["iterations"]
+    finally:
+        torch.set_num_threads(n)
+    assert row["kl_anchor"] > 0 and np.isfinite(row["loss"]) and np.isfinite(row["grad_norm"])
+    if native == "1":
+        assert 1e-4 < row["ratio_dev_first"] < 0.5
+    else:
+        assert row["ratio_dev_first"] < 1e-4
+
+
+def _pool_inputs(bundle: Path, out: Path, *sets: str):
+    from aimc.finetune.ppo import prepare
+    from aimc.finetune.ppo_rollout import make_jobs, weighted_schedule
+
+    cfg, plan = prepare(micro_cfg(bundle, out, *sets))
+    jobs = make_jobs(weighted_schedule(plan.specs, cfg.task_weights), cfg.episodes_per_iteration, 1, cfg.seed)
+    return cfg, plan, {s.name: s for s in plan.specs}, jobs
+
+
+def _pool(cfg, plan, world_config=None):
+    from aimc.finetune.ppo_workers import RolloutPool
+
+    return RolloutPool(2, str(plan.bundle.policy_dir()), plan.world, plan.world_config if world_config is None
+                       else world_config, cfg.envs, cfg.stop_on_success, cond_scale=plan.cond_scale, device="cpu",
+                       planner=cfg.planner, make_labeller=None, demo_tasks={s.name: s.demo_task for s in plan.specs},
+                       skip_explore=False, tied_moves=False)
+
+
+def test_rollout_workers_play_the_jobs_of_one_process_in_job_order(tiny_bundle, tmp_path):
+    """Two worker processes play the iteration's jobs round-robin and return them in job order, each episode as
+    the trainer's own engine plays it (same world, same first frame; log-probabilities up to batch rounding),
+    acting with the weights the trainer holds at that moment."""
+    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine
+
+    cfg, plan, specs, jobs = _pool_inputs(tiny_bundle, tmp_path / "run", "episodes_per_iteration=6", "envs=4")
+    actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__)
+    ref = RolloutEngine(plan.world, plan.world_config, cfg.envs, True).play(actor, specs, plan.goals, jobs,
+                                                                            cfg.max_steps, cfg.reward)
+    seen: list[int] = []
+    with _pool(cfg, plan) as pool:
+        got = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward,
+                        lambda t: seen.append(t.job.index))
+        assert [t.job for t in got] == jobs and sorted(seen) == list(range(6))
+        for a, b in zip(ref, got, strict=True):
+            assert np.array_equal(a.frames[0], b.frames[0]) and a.actions[0] == b.actions[0]
+            assert abs(a.logp[0] - b.logp[0]) < 1e-4 and abs(a.values[0] - b.values[0]) < 1e-4
+        with torch.no_grad():  # the workers act with the weights passed to each play
+            for p in plan.policy.parameters():
+                p.add_(torch.randn_like(p))
+        moved = pool.play(plan.policy, specs, plan.goals, jobs[:2], cfg.max_steps, cfg.reward)
+    assert all(abs(a.logp[0] - b.logp[0]) > 1e-4 for a, b in zip(got[:2], moved, strict=True))
+
+
+def test_rollout_worker_failures_raise_one_line(tiny_bundle, tmp_path):
+    """A world that fails in a worker raises `EpisodeError` naming the episode (traceback as a note); a worker
+    that died raises one line naming it; neither leaves processes behind."""
+    from aimc.core.errors import AimcError, EpisodeError
+
+    cfg, plan, specs, jobs = _pool_inputs(tiny_bundle, tmp_path / "run")
+    pool = _pool(cfg, plan, world_config={"no_such_option": 1})
+    with pytest.raises(EpisodeError) as e:
+        pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    assert re.fullmatch(r"PPO rollout worker [01] failed: aimc\.core\.errors\.ConfigError: crafter got unknown "
+                        r"options \['no_such_option'\]", str(e.value))  # whichever worker reported first
+    assert "Traceback" in "".join(e.value.__notes__)
+    procs = list(pool.procs)
+    pool.close()
+    assert not any(p.is_alive() for p in procs)
+    pool = _pool(cfg, plan)
+    pool.procs[1].kill()
+    pool.procs[1].join()
+    procs = list(pool.procs)
+    with pytest.raises(AimcError, match=r"PPO rollout worker 1 died \(exit code -9\); rerun the command"):
+        pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_a_run_with_rollout_workers_trains_and_resumes_with_another_count(tiny_bundle, tmp_path):
+    """`rollout_workers=2` end to end: the update replays what the workers played (ratio 1 on the first
+    minibatch), and the count may change on resume (float rounding only)."""
+    from aimc.finetune import run_ppo
+
+    out = tmp_path / "run"
+    s = run_ppo(micro_cfg(tiny_bundle, out, "iterations=1", "rollout_workers=2"), progress=False, log=lambda _: None)
+    assert [r["episodes"] for r in s["iterations"]] == [4] and s["iterations"][0]["ratio_dev_first"] < 1e-4
+    s = run_ppo(micro_cfg(tiny_bundle, out, "iterations=2", "rollout_workers=1"), progress=False, log=lambda _: None)
+    rows = s["iterations"]
+    assert [r["iteration"] for r in rows] == [1, 2] and rows[1]["ratio_dev_first"] < 1e-4 and rows[1]["kl_anchor"] > 0
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_run(micro_run, tiny_bundle, tmp_path, capsys):

@@ -32,6 +32,7 @@ uninterrupted run (same seed, CPU, same thread count).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -48,6 +49,7 @@ from torch import Tensor
 
 from aimc.core.errors import AimcError, CheckpointError, ConfigError
 from aimc.core.io import atomic_write_bytes, atomic_write_json
+from aimc.core.precision import resolve_mixed_precision
 from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
 from aimc.eval.planner import CHAIN_PLANNERS, check_planner, make_planner, night_texts
@@ -65,6 +67,7 @@ from aimc.finetune.ppo_rollout import (
     task_specs,
     weighted_schedule,
 )
+from aimc.finetune.ppo_workers import RolloutPool
 from aimc.policy.base import entropy, log_prob
 from aimc.train.bundle import AgentBundle
 from aimc.train.objectives import kl_categorical
@@ -204,7 +207,8 @@ def _chunk_inputs(mb: _Minibatch, n: int, sl: slice) -> tuple[Tensor, Tensor, Te
 
 @torch.no_grad()
 def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: list[np.ndarray], cond_scale: float, device: str = "cpu",
-                chunk_len: int = ANCHOR_CHUNK[0], batch_episodes: int = ANCHOR_CHUNK[1]) -> list[dict[str, np.ndarray]]:
+                chunk_len: int = ANCHOR_CHUNK[0], batch_episodes: int = ANCHOR_CHUNK[1],
+                autocast: Callable[[], Any] = contextlib.nullcontext) -> list[dict[str, np.ndarray]]:
     """Per episode, the anchor's acting log-probabilities at every step {head: (L, n)}: one no-grad replay per
     iteration (they do not depend on the trained policy). Without gradients the chunking changes nothing but
     float rounding, so it is sized for speed (`ANCHOR_CHUNK`)."""
@@ -216,7 +220,9 @@ def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: list[np.ndarray], c
         replay = _Replay(anchor, cond_scale)
         parts: dict[str, list[Tensor]] = {}
         for n, sl in _chunks(mb.lengths, chunk_len):
-            lp = acting_logp(replay.forward(*_chunk_inputs(mb, n, sl)), bool(cond_scale))
+            with autocast():
+                fwd = replay.forward(*_chunk_inputs(mb, n, sl))
+            lp = acting_logp(_fp32(fwd), bool(cond_scale))
             for head, v in lp.items():
                 full = torch.zeros(len(idx), v.shape[1], v.shape[2])
                 full[:n] = v.float().cpu()
@@ -226,6 +232,21 @@ def anchor_logp(anchor: Any, trajs: list[Trajectory], goals: list[np.ndarray], c
             for j, i in enumerate(idx):
                 out[i][head] = full[j, : trajs[i].steps]
     return out
+
+
+def autocast_for(cfg: PPOConfig) -> Any:
+    """A factory of the update's autocast context: bf16 where `cfg.mixed_precision` asks for it and the device
+    computes bf16 natively, else a no-op (`aimc.core.precision`)."""
+    device_type = torch.device(cfg.device).type
+    on = resolve_mixed_precision(cfg.mixed_precision, device_type) == "bf16"
+    return lambda: torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
+
+
+def _fp32(out: Any) -> Any:
+    """A forward's outputs back in fp32 (under autocast its heads may come out bf16): the log-probabilities,
+    ratios and losses are computed in fp32."""
+    return dataclasses.replace(out, logp={k: v.float() for k, v in out.logp.items()}, vpred=out.vpred.float(),
+                               latent=None if out.latent is None else out.latent.float())
 
 
 # ------------------------------------------------------------------------------------------- one update
@@ -293,6 +314,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     (`Trajectory.labels`, `cfg.expert.coef` > 0, outside the warm-up) each step adds ``cfg.expert.coef`` times the
     mean NLL of the minibatch's labels (over its labelled steps) under the acting policy; ``expert_nll``."""
     kl_coef = kl_coef_at(cfg, k)
+    autocast = autocast_for(cfg)
     sums = dict.fromkeys(STAT_KEYS, 0.0)
     bc_nll: list[float] = []
     expert_sum, expert_on = 0.0, cfg.expert.coef > 0 and data.trajs[0].labels is not None and not warmup
@@ -312,11 +334,12 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
             for n, sl in _chunks(mb.lengths, cfg.chunk_len):
                 pov, goal, first = _chunk_inputs(mb, n, sl)  # (n, t, H, W, 3), (n, t, D), (n, t)
                 if warmup:  # the policy is frozen: only the value head sees gradients, on detached features
-                    with torch.no_grad():
-                        out = replay.forward(pov, goal, first)
+                    with torch.no_grad(), autocast():
+                        out = _fp32(replay.forward(pov, goal, first))
                     vpred = policy.value_head(out.latent)  # (n, t)
                 else:
-                    out = replay.forward(pov, goal, first)
+                    with autocast():
+                        out = _fp32(replay.forward(pov, goal, first))
                     vpred = out.vpred
                 logp = acting_logp(out, bool(cond_scale))  # {head: (n, t, actions)}
                 tens = {key: v[:n, sl] for key, v in mb.tensors.items() if key not in ("frames", "goal")}
@@ -343,7 +366,8 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                     dev = (lp_new.detach() - tens["logp_old"]).exp().sub(1).abs()[mask]
                     ratio_dev_first = max(ratio_dev_first, float(dev.max()) if dev.numel() else 0.0)
             if bc is not None and not warmup:
-                nll = bc.loss(policy, bc.batch(k, steps), cfg.device)
+                with autocast():
+                    nll = bc.loss(policy, bc.batch(k, steps), cfg.device).float()
                 (cfg.bc.coef * nll).backward()
                 bc_nll.append(float(nll.detach()))
             params = [p for p in policy.parameters() if p.grad is not None]
@@ -602,27 +626,36 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     specs = {s.name: s for s in plan.specs}
     planner = make_planner(cfg.planner, plan.world)
     schedule = weighted_schedule(plan.specs, cfg.task_weights)
-    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success)
+    labeller = functools.partial(make_labeller, cfg) if cfg.expert.coef > 0 else None
+    demo_tasks = {s.name: s.demo_task for s in plan.specs}
+    pool = (RolloutPool(cfg.rollout_workers, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs,
+                        cfg.stop_on_success, cond_scale=plan.cond_scale, device=cfg.device, planner=cfg.planner,
+                        make_labeller=labeller, demo_tasks=demo_tasks, skip_explore=cfg.expert.skip_explore,
+                        tied_moves=cfg.expert.tied_moves) if cfg.rollout_workers > 1 else None)
+    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success) if pool is None else None
     writer = SummaryWriter(str(root / "tensorboard"), purge_step=len(rows) + 1)
     try:
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
             jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed)
-            labeller = functools.partial(make_labeller, cfg) if cfg.expert.coef > 0 else None
-            actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__,
-                                labeller, {s.name: s.demo_task for s in plan.specs}, cfg.expert.skip_explore,
-                                cfg.expert.tied_moves)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:
-                trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward, lambda _: bar.update(1),
-                                    gamma=cfg.gamma)
+                if pool is not None:
+                    trajs = pool.play(policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward,
+                                      lambda _: bar.update(1), gamma=cfg.gamma)
+                else:
+                    assert engine is not None
+                    actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__,
+                                        labeller, demo_tasks, cfg.expert.skip_explore, cfg.expert.tied_moves)
+                    trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward,
+                                        lambda _: bar.update(1), gamma=cfg.gamma)
             rollout_s = time.perf_counter() - start
             t0 = time.perf_counter()
             goals = [plan.goals[tr.job.prompt] if tr.goals is None else tr.goals for tr in trajs]
             data = prepare_iteration(policy, trajs, goals, cfg)
             if not warmup:  # measured even without the anchor term (kl_coef 0), to show the drift
-                data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device)
+                data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device, autocast=autocast_for(cfg))
             n_mb = cfg.epochs * math.ceil(len(trajs) / cfg.minibatch_episodes)
             with tqdm(total=n_mb, desc=f"ppo {k}/{cfg.iterations} update", unit="mb", leave=False, disable=not progress) as bar:
                 stats = ppo_update(policy, optimizer, data, cfg, k, plan.cond_scale, warmup, bar, bc)
@@ -640,6 +673,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
             summary = _write_outputs(root, plan, ckpt, rows, cfg)
     finally:
         writer.close()
+        if pool is not None:
+            pool.close()
     assert summary is not None
     return summary
 

@@ -19,9 +19,9 @@ PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_PREFIX = "ppo-"
 """PPO presets share the DAgger preset folder; their file names start with this prefix."""
 CONFIG_FILE = "ppo_config.json"
-RESUMABLE = ("iterations", "threads", "out")
+RESUMABLE = ("iterations", "threads", "rollout_workers", "out")
 """Fields a resumed run may change: more iterations extend a finished run (nothing else depends on them), the
-thread count (float rounding only), and `out`: a run directory moved or copied elsewhere resumes from its new
+thread count and the rollout workers (float rounding only), and `out`: a run directory moved or copied elsewhere resumes from its new
 place (nothing in it depends on its path; a copy branches the run, e.g. to continue an iteration-40 checkpoint
 under other budgets while the original stays as it was)."""
 # The default suite's tasks (src/aimc/eval/suites/crafter.yaml), by their suite names.
@@ -190,11 +190,22 @@ class PPOConfig:
     """Seeds the worlds, prompts, action sampling and minibatch order; the same seed gives the same run on CPU."""
     device: str = "cpu"
     """torch device for rollouts and updates."""
+    mixed_precision: str = "no"
+    """"bf16": the update's forward passes (and the anchor's replay) under bf16 autocast where the hardware
+    computes bf16 natively (`aimc.core.precision`; fp32 elsewhere whatever this says). The update is most of an
+    iteration's time on CPU (the 90-minute preset: 24 of 38 s), and the BC trainer runs its step ~2x faster this
+    way. Rollouts, `logp_old`, the losses, weights and optimiser stay fp32, so the first minibatch's ratio is 1
+    only up to bf16 rounding (`ratio_dev_first`). "no" = fp32 throughout."""
     threads: int = 1
     """torch CPU threads for the whole run. 1 by default: acting runs many small ops per step, and on a 2-core
     machine that anything else also uses, a second OpenMP thread stalls in barriers (measured: rollouts 15x and
     updates 6x slower with 2 threads while one other process ran). Try 2 only on an otherwise idle machine.
     The same seed gives the same numbers only at the same thread count."""
+    rollout_workers: int = 1
+    """Processes that play the rollouts (`aimc.finetune.ppo_workers`), each with `envs / rollout_workers` world
+    slots, its own copy of the policy and one torch thread; the update stays in the trainer with `threads`.
+    2 on a 2-core machine plays the worlds' Python steps on both cores (rollouts about half of an iteration at
+    `threads` 2). 1 = in the trainer's process. Like `threads`, it changes results only by float rounding."""
 
     def __post_init__(self) -> None:
         check_tasks(self.tasks, self.suite)
@@ -206,9 +217,14 @@ class PPOConfig:
             if not isinstance(w, int) or isinstance(w, bool) or w < 1:
                 raise ConfigError(f"task_weights.{task}: expected a whole number >= 1, got {w!r}")
         for name in ("iterations", "episodes_per_iteration", "envs", "epochs", "minibatch_episodes", "chunk_len",
-                     "max_steps", "threads"):
+                     "max_steps", "threads", "rollout_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rollout_workers > self.envs:
+            raise ConfigError(f"rollout_workers ({self.rollout_workers}) must be <= envs ({self.envs}): each worker "
+                              "plays at least one world slot")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ConfigError(f"mixed_precision: expected 'no' or 'bf16', got {self.mixed_precision!r}")
         if self.value_warmup_iterations < 0 or self.seed < 0:
             raise ConfigError("value_warmup_iterations and seed must be >= 0")
         for name in ("gamma", "gae_lambda"):

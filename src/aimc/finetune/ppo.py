@@ -628,13 +628,15 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     schedule = weighted_schedule(plan.specs, cfg.task_weights)
     labeller = functools.partial(make_labeller, cfg) if cfg.expert.coef > 0 else None
     demo_tasks = {s.name: s.demo_task for s in plan.specs}
-    pool = (RolloutPool(cfg.rollout_workers, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs,
-                        cfg.stop_on_success, cond_scale=plan.cond_scale, device=cfg.device, planner=cfg.planner,
-                        make_labeller=labeller, demo_tasks=demo_tasks, skip_explore=cfg.expert.skip_explore,
-                        tied_moves=cfg.expert.tied_moves) if cfg.rollout_workers > 1 else None)
-    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success) if pool is None else None
+    pool: RolloutPool | None = None
+    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success) if cfg.rollout_workers == 1 else None
     writer = SummaryWriter(str(root / "tensorboard"), purge_step=len(rows) + 1)
     try:
+        if cfg.rollout_workers > 1 and len(rows) < cfg.iterations:  # no processes for a finished run
+            pool = RolloutPool(cfg.rollout_workers, str(plan.bundle.policy_dir()), plan.world, plan.world_config,
+                               cfg.envs, cfg.stop_on_success, cond_scale=plan.cond_scale, device=cfg.device,
+                               planner=cfg.planner, make_labeller=labeller, demo_tasks=demo_tasks,
+                               skip_explore=cfg.expert.skip_explore, tied_moves=cfg.expert.tied_moves)
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations

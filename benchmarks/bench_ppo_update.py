@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import tempfile
 import time
 
@@ -104,7 +105,7 @@ def main() -> None:
     stats: dict[str, dict[str, float]] = {}
     for r in range(args.rounds + 1):  # round 0 untimed
         for prec in precisions:
-            c = type(cfg)(**{**cfg.__dict__, "mixed_precision": prec})
+            c = dataclasses.replace(cfg, mixed_precision=prec)
             policy = copy.deepcopy(start)
             optimizer = make_optimizer(policy, c)
             t = time.perf_counter()

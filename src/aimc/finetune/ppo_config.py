@@ -21,9 +21,9 @@ PRESET_PREFIX = "ppo-"
 CONFIG_FILE = "ppo_config.json"
 RESUMABLE = ("iterations", "threads", "rollout_workers", "out")
 """Fields a resumed run may change: more iterations extend a finished run (nothing else depends on them), the
-thread count and the rollout workers (float rounding only), and `out`: a run directory moved or copied elsewhere resumes from its new
-place (nothing in it depends on its path; a copy branches the run, e.g. to continue an iteration-40 checkpoint
-under other budgets while the original stays as it was)."""
+thread count and the rollout workers (float rounding only), and `out`: a run directory moved or copied
+elsewhere resumes from its new place (nothing in it depends on its path; a copy branches the run, e.g. to
+continue an iteration-40 checkpoint under other budgets while the original stays as it was)."""
 # The default suite's tasks (src/aimc/eval/suites/crafter.yaml), by their suite names.
 DEFAULT_TASKS = ("chop_tree", "collect_sapling", "place_sapling", "place_table", "make_wood_pickaxe", "make_wood_sword",
                  "mine_stone", "place_stone", "drink_water", "eat_cow", "defeat_zombie", "collect_coal")

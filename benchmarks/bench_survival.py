@@ -5,6 +5,7 @@
     python benchmarks/bench_survival.py --impl demo_orig                 # another copy of the package
     python benchmarks/bench_survival.py --free-episodes 0 --tasks "" --chain-episodes 200   # chain mode only
     python benchmarks/bench_survival.py --free-episodes 200 --free-seed 21000 --tasks "" --probe food --workers 2
+    python benchmarks/bench_survival.py --free-episodes 200 --free-seed 21000 --tasks "" --workers 2 --set fight_radius=3
 
 World seeds default to 20000+ (free play), 30000+ (tasks) and 40000+ (chains), which no test uses. Free play
 runs each episode to step 1000 or death and records cause-of-death proxies from the player's state (which stat
@@ -19,6 +20,10 @@ e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the 
 cause costs"): `food` / `drink` refill that stat after every step, `zombies` leaves zombies moving but harmless.
 `cows` changes what the player knows instead: every cow within 30 cells (Manhattan) is in its memory each step,
 as if it had just seen it, which prices the cow search (finding them) apart from the walks and the cows' number.
+`--set FIELD=VALUE` overrides a `DemonstratorConfig` field in every episode (a candidate setting, measured against
+the defaults on the same worlds). Free play also prints where the health went: points lost by source (a zombie
+next to the player, a skeleton or arrow close by, an empty stat), by time of day, and zombie damage by the
+behaviour the demonstrator was in (`current_goal`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
+from aimc.core.config import build_config
+from aimc.core.errors import AimcError
 from aimc.envs import make
 from aimc.envs.demo import TASKS
 
@@ -112,37 +119,65 @@ def _cows_known(impl, on: bool) -> Iterator[None]:
         memory.observe = observe
 
 
-def free_play(impl, seed: int, steps: int, probe: str = "none") -> tuple[bool, int, str]:
+def demo_config(impl, sets: list[str] | None = None, **fields):
+    """The demonstrator's config: its defaults, then `fields` (mode, task), then the `--set` overrides."""
+    return build_config(impl.DemonstratorConfig, fields, overrides=sets or [])
+
+
+def time_of_day(daylight: float) -> str:
+    """Crafter's light in the demonstrator's own bands: night below 0.35, dusk (or dawn) below 0.75."""
+    return "night" if daylight < 0.35 else "dusk" if daylight < 0.75 else "day"
+
+
+def damage_source(prev: dict, player, world) -> str:
+    """What took health this step: a zombie next to the player, a skeleton or arrow close by, an empty stat."""
+    px, py = player.pos
+    near = Counter(type(o).__name__ for o in world.objects if abs(o.pos[0] - px) + abs(o.pos[1] - py) <= 2)
+    if near["Zombie"]:
+        return "zombie"
+    if near["Arrow"] or near["Skeleton"]:
+        return "arrow"
+    return "starving" if min(prev["food"], prev["drink"], prev["energy"]) == 0 else "other"
+
+
+Outcome = tuple[bool, int, str, Counter]  # alive, length, cause of death, health lost by (source, time, behaviour)
+
+
+def free_play(impl, seed: int, steps: int, probe: str = "none", sets: list[str] | None = None) -> Outcome:
     with _harmless_zombies(probe == "zombies"), _cows_known(impl, probe == "cows"):
-        return _free_play(impl, seed, steps, probe)
+        return _free_play(impl, seed, steps, probe, sets)
 
 
-def _free_play(impl, seed: int, steps: int, probe: str) -> tuple[bool, int, str]:
+def _free_play(impl, seed: int, steps: int, probe: str, sets: list[str] | None) -> Outcome:
     env = make("crafter")
     env.reset(seed=seed)
-    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(), seed=seed)
+    demo = impl.CrafterDemonstrator(demo_config(impl, sets), seed=seed)
     demo.reset(env)
+    lost: Counter = Counter()
     for t in range(steps):
         prev = dict(env.player.inventory)
         _, _, terminated, _, _ = env.step(demo.act(env))
+        if env.player.health < prev["health"]:
+            key = (damage_source(prev, env.player, env.world), time_of_day(env.world.daylight), demo.current_goal)
+            lost[key] += prev["health"] - env.player.health
         if probe == "food":
             env.player.inventory["food"], env.player._hunger = 9, 0
         elif probe == "drink":
             env.player.inventory["drink"], env.player._thirst = 9, 0
         if terminated:
-            return False, t + 1, cause_of_death(prev, env.player, env.world)
-    return True, steps, ""
+            return False, t + 1, cause_of_death(prev, env.player, env.world), lost
+    return True, steps, "", lost
 
 
-def _free_play_by_name(impl_name: str, seed: int, steps: int, probe: str) -> tuple[bool, int, str]:
-    return free_play(importlib.import_module(impl_name), seed, steps, probe)
+def _free_play_by_name(impl_name: str, seed: int, steps: int, probe: str, sets: list[str]) -> Outcome:
+    return free_play(importlib.import_module(impl_name), seed, steps, probe, sets)
 
 
-def chain_episode(impl, seed: int, steps: int) -> tuple[bool, str, str]:
+def chain_episode(impl, seed: int, steps: int, sets: list[str] | None = None) -> tuple[bool, str, str]:
     """(died within `steps`, cause, the demonstrator's goal at the fatal step) for one chain-mode episode."""
     env = make("crafter")
     env.reset(seed=seed)
-    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(mode="chain"), seed=seed)
+    demo = impl.CrafterDemonstrator(demo_config(impl, sets, mode="chain"), seed=seed)
     demo.reset(env)
     for _ in range(steps):
         prev = dict(env.player.inventory)
@@ -152,11 +187,11 @@ def chain_episode(impl, seed: int, steps: int) -> tuple[bool, str, str]:
     return False, "", ""
 
 
-def task_episode(impl, task: str, seed: int, steps: int) -> tuple[bool, bool, bool]:
+def task_episode(impl, task: str, seed: int, steps: int, sets: list[str] | None = None) -> tuple[bool, bool, bool]:
     """(success, died before success, died within `steps`)."""
     env = make("crafter")
     env.reset(seed=seed)
-    demo = impl.CrafterDemonstrator(impl.DemonstratorConfig(mode="task", task=task), seed=seed)
+    demo = impl.CrafterDemonstrator(demo_config(impl, sets, mode="task", task=task), seed=seed)
     demo.reset(env)
     success = False
     for _ in range(steps):
@@ -186,10 +221,16 @@ def main() -> None:
     parser.add_argument("--impl", default="aimc.envs.demo", help="module providing the demonstrator")
     parser.add_argument("--probe", choices=PROBES, default="none", help="free play: switch one pressure off")
     parser.add_argument("--workers", type=int, default=1, help="free-play processes (episodes do not depend on it)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="demonstrator config override for every episode (repeatable), e.g. fight_radius=3")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
     impl = importlib.import_module(args.impl)
+    try:
+        demo_config(impl, args.set)
+    except AimcError as err:
+        parser.error(str(err))
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
 
     if args.free_episodes:
@@ -197,10 +238,10 @@ def main() -> None:
         seeds = range(args.free_seed, args.free_seed + args.free_episodes)
         if args.workers > 1:
             with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-                runs = pool.starmap(_free_play_by_name, [(args.impl, s, args.free_steps, args.probe) for s in seeds],
-                                    chunksize=1)
+                runs = pool.starmap(_free_play_by_name,
+                                    [(args.impl, s, args.free_steps, args.probe, args.set) for s in seeds], chunksize=1)
         else:
-            runs = [free_play(impl, s, args.free_steps, args.probe) for s in seeds]
+            runs = [free_play(impl, s, args.free_steps, args.probe, args.set) for s in seeds]
         alive = sum(r[0] for r in runs)
         causes = Counter(r[2] for r in runs if not r[0])
         lengths = [r[1] for r in runs]
@@ -211,10 +252,19 @@ def main() -> None:
               f"{sum(lengths) / len(lengths):.0f}; deaths by cause: "
               + (", ".join(f"{c} {n}" for c, n in causes.most_common()) or "none")
               + f" ({time.perf_counter() - t0:.0f} s)")
+        by_source, by_time, by_behaviour = Counter(), Counter(), Counter()
+        for r in runs:
+            for (source, when, behaviour), n in r[3].items():
+                by_source[source] += n
+                by_time[f"{source} {when}"] += n
+                if source == "zombie":
+                    by_behaviour[behaviour] += n
+        for title, by in (("source", by_source), ("source and time of day", by_time), ("zombies, by behaviour", by_behaviour)):
+            print(f"health lost by {title}: " + (", ".join(f"{k} {n}" for k, n in by.most_common(8)) or "none"))
 
     if args.chain_episodes:
         t0 = time.perf_counter()
-        chains = [chain_episode(impl, args.chain_seed + k, args.task_steps) for k in range(args.chain_episodes)]
+        chains = [chain_episode(impl, args.chain_seed + k, args.task_steps, args.set) for k in range(args.chain_episodes)]
         died = sum(r[0] for r in chains)
         causes = Counter(r[1] for r in chains if r[0])
         goals = Counter(r[2] for r in chains if r[0])
@@ -230,7 +280,7 @@ def main() -> None:
         t0 = time.perf_counter()
         rows, totals = [], Counter()
         for task in tasks:
-            res = [task_episode(impl, task, args.task_seed + k, args.task_steps) for k in range(args.task_seeds)]
+            res = [task_episode(impl, task, args.task_seed + k, args.task_steps, args.set) for k in range(args.task_seeds)]
             row = Counter(success=sum(r[0] for r in res), first=sum(r[1] for r in res), died=sum(r[2] for r in res))
             rows.append((task, row))
             totals.update(row)

@@ -21,8 +21,8 @@ cause costs"): `food` / `drink` refill that stat after every step, `zombies` lea
 `cows` changes what the player knows instead: every cow within 30 cells (Manhattan) is in its memory each step,
 as if it had just seen it, which prices the cow search (finding them) apart from the walks and the cows' number.
 `--set FIELD=VALUE` overrides a `DemonstratorConfig` field in every episode (a candidate setting, measured against
-the defaults on the same worlds). Free play also prints where the health went: points lost by source (a zombie
-next to the player, a skeleton or arrow close by, an empty stat), by time of day, and zombie damage by the
+the defaults on the same worlds). Free play also prints where the health went: points lost by source (a proxy: a zombie
+within two cells, else a skeleton or arrow there, else an empty stat), by time of day, and zombie damage by the
 behaviour the demonstrator was in (`current_goal`).
 """
 
@@ -130,7 +130,7 @@ def time_of_day(daylight: float) -> str:
 
 
 def damage_source(prev: dict, player, world) -> str:
-    """What took health this step: a zombie next to the player, a skeleton or arrow close by, an empty stat."""
+    """What took health this step (a proxy): a zombie within two cells, else a skeleton or arrow there, else an empty stat."""
     px, py = player.pos
     near = Counter(type(o).__name__ for o in world.objects if abs(o.pos[0] - px) + abs(o.pos[1] - py) <= 2)
     if near["Zombie"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aimc.cli.app import main
@@ -41,7 +42,7 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
 def test_pipeline_bad_input(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-chain, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-chain, micro-instruct-ppo" in capsys.readouterr().err
+    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-chain, crafter-instruct-chain-long, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-chain, micro-instruct-ppo" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
     assert "is not empty and holds no pipeline run" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
@@ -97,6 +98,24 @@ def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp
                  "--set", "ppo.kl_coef=0.1"]) == 0
     log = capsys.readouterr().out
     assert "goal: done earlier" in log and "ppo: settings changed" in log and "eval: finished" in log
+    # more iterations continue the finished run in place (a longer preset in pieces); fewer would not be it
+    rows = json.loads((out / "ppo" / "ppo_summary.json").read_text())["iterations"]
+    aside = sorted(q.name for q in out.glob("ppo.old-*"))
+    assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet",
+                 "--set", "ppo.kl_coef=0.1", "--set", "ppo.iterations=3"]) == 0
+    log = capsys.readouterr().out
+    assert "ppo: settings changed only where a PPO run resumes (2 iteration(s) done)" in log and "eval: finished" in log
+    longer = json.loads((out / "ppo" / "ppo_summary.json").read_text())["iterations"]
+    assert len(longer) == 3 and longer[:2] == rows and sorted(q.name for q in out.glob("ppo.old-*")) == aside
+    assert json.loads((out / "summary.json").read_text())["stages"]["ppo"]["result"]["iterations"] == 3
+    from aimc.core.config import from_dict
+    from aimc.finetune.ppo import continues
+    from aimc.pipeline.config import Paths, PipelineConfig, ppo_config
+
+    cfg = from_dict(PipelineConfig, json.loads((out / "pipeline_config.json").read_text()))
+    assert continues(ppo_config(cfg, Paths(cfg.out))) == 3
+    for change in ({"iterations": 2}, {"lr": 1.234e-4}):
+        assert continues(ppo_config(dataclasses.replace(cfg, ppo={**cfg.ppo, **change}), Paths(cfg.out))) is None
     # a ppo section may not set what the pipeline sets
     assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(tmp_path / "x"), "--quiet",
                  "--set", "ppo.bundle=elsewhere"]) == 2

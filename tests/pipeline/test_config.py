@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from aimc.core.errors import AimcError, ConfigError, UnknownNameError
 from aimc.data.collect import CollectConfig
 from aimc.embed.config import EmbedderTrainConfig
 from aimc.eval.config import EvalConfig
-from aimc.pipeline import STAGES, load_pipeline_config, preset_names, stage_configs
+from aimc.pipeline import RECIPES, STAGES, load_pipeline_config, preset_names, stage_configs
 from aimc.pipeline.run import _fingerprint
 from aimc.prior.config import PriorTrainConfig
 from aimc.train.config import TrainConfig
@@ -147,3 +148,27 @@ def test_goal_preset_picks_the_training_preset_of_the_goal_stage(tmp_path):
     assert c["goal"].init_from == str(tmp_path / "pretrain" / "best")
     with pytest.raises(UnknownNameError, match="unknown goal_preset 'nope'; training presets: .*instruct-lstm"):
         load_pipeline_config("micro", ["goal_preset=nope"], out=str(tmp_path))
+
+
+def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
+    """`base:` reads the named preset first: the longer chain preset differs from the 90-minute one only in PPO
+    iterations, so its earlier stages keep their fingerprints (and a finished shorter run is continued)."""
+    short = load_pipeline_config("crafter-instruct-chain", out="anywhere")
+    long = load_pipeline_config("crafter-instruct-chain-long", out="anywhere")
+    assert long.ppo == {**short.ppo, "iterations": 300} and long.ppo["iterations"] > short.ppo["iterations"]
+    assert dataclasses.replace(long, ppo=short.ppo) == short
+    a, b = {}, {}
+    for stage in RECIPES["instruct-ppo"]:
+        a[stage], b[stage] = _fingerprint(short, stage, a), _fingerprint(long, stage, b)
+    assert [s for s in a if a[s] != b[s]] == ["ppo", "eval"]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"base: {loop}\n")
+    with pytest.raises(ConfigError, match="base must name another preset"):
+        load_pipeline_config(str(loop))
+    with pytest.raises(UnknownNameError, match="unknown pipeline preset 'nope'"):
+        load_pipeline_config(str(_write(tmp_path / "b.yaml", "base: nope\n")))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

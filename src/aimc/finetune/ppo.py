@@ -603,6 +603,29 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, log: Callable[[str], None] = 
         torch.set_num_threads(threads)
 
 
+def continues(cfg: PPOConfig) -> int | None:
+    """The iterations `cfg.out` holds when `run_ppo(cfg)` would continue that run rather than refuse it or make
+    a different agent: the saved config differs only in `RESUMABLE` fields, the start policy is byte for byte the
+    one the run began from, and `cfg` asks for at least as many iterations as are done. None otherwise (no run
+    there, another config or start policy, or fewer iterations asked for than were run, whose agent would not be
+    the one asked for).
+
+    The pipeline asks this before it sets a PPO stage's output aside, so a longer preset extends a finished
+    shorter run in place (PPO 140 -> 300 iterations costs the 160 new ones, not 300)."""
+    root = Path(cfg.out)
+    if not (root / CONFIG_FILE).is_file():
+        return None
+    rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
+    try:
+        rundir.resolve(cfg)
+        rundir.check_inputs(AgentBundle.read(cfg.bundle).policy_files(), main=False)
+        latest = rundir.latest()
+    except AimcError:
+        return None
+    done = int(latest.name.removeprefix("step_")) if latest is not None and latest.name.startswith("step_") else 0
+    return done if done <= cfg.iterations else None
+
+
 def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm

@@ -228,13 +228,25 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+def _preset_layers(preset: str, chain: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A preset's YAML, after the presets it names as `base:` (each a partial override of its base), so a longer
+    variant of a recipe states only what it changes and keeps every other setting, and so every fingerprint,
+    of the recipe it extends (e.g. `crafter-instruct-chain-long`: more PPO iterations on `crafter-instruct-chain`)."""
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise UnknownNameError(f"unknown pipeline preset {preset!r}; available: {', '.join(preset_names())}")
+    data = dict(load_yaml(path) or {})
+    base = data.pop("base", None)
+    if base is None:
+        return [data]
+    if not isinstance(base, str) or base in (*chain, preset):
+        raise ConfigError(f"pipeline preset {preset!r}: base must name another preset, not {base!r} "
+                          f"(presets read so far: {', '.join((*chain, preset))})")
+    return [*_preset_layers(base, (*chain, preset)), data]
+
+
 def load_pipeline_config(preset: str | None, overrides: list[str] | None = None, **fields: Any) -> PipelineConfig:
-    """Defaults <- preset YAML <- CLI fields <- `key=value` overrides."""
-    layers: list[Any] = []
-    if preset is not None:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
-        if not path.is_file():
-            raise UnknownNameError(f"unknown pipeline preset {preset!r}; available: {', '.join(preset_names())}")
-        layers.append(path)
+    """Defaults <- preset YAML (after its `base:` presets) <- CLI fields <- `key=value` overrides."""
+    layers: list[Any] = _preset_layers(preset) if preset is not None else []
     layers.append({k: v for k, v in fields.items() if v is not None})
     return build_config(PipelineConfig, *layers, overrides=overrides)

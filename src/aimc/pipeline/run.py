@@ -116,6 +116,15 @@ def _ppo(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
             "kl_anchor_last": rows[-1]["kl_anchor"]}
 
 
+def _ppo_continues(cfg: PipelineConfig, p: Paths) -> int | None:
+    """Iterations done by a PPO stage whose settings changed only where a PPO run resumes (more iterations,
+    threads, rollout workers) and whose start policy is unchanged, or None: then ppo/ continues in place instead of
+    being set aside, and only the stages after it rerun (a longer preset extends a finished shorter one)."""
+    from aimc.finetune.ppo import continues
+
+    return continues(ppo_config(cfg, p))
+
+
 def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     from aimc.eval.run import run_eval
 
@@ -176,7 +185,12 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
             summary["stages"][stage] = done
         else:
             stale = done is not None  # finished earlier with other settings
-            if stale:
+            extend = _ppo_continues(cfg, p) if stale and stage == "ppo" else None
+            if extend is not None:
+                log(f"[{i}/{len(stages)}] {stage}: settings changed only where a PPO run resumes ({extend} "
+                    "iteration(s) done); the run continues in place")
+                marker.unlink()
+            elif stale:
                 moved = _set_aside(_outputs(p)[stage], done["fingerprint"])
                 log(f"[{i}/{len(stages)}] {stage}: settings changed" + (f"; old output kept at {moved}" if moved else ""))
                 marker.unlink()

@@ -52,11 +52,11 @@ def test_saved_config_wins_except_resumable_fields(tmp_path):
 
 def test_checkpoint_is_atomic_and_latest_names_the_newest(tmp_path):
     run = RunDir(tmp_path, step_digits=4)
-    assert run.latest() is None
+    assert run.latest() is None and run.latest_step() == 0
     for step in (1, 2, 3, 4):
         with run.checkpoint(step, keep=2) as tmp:
             (tmp / "state.json").write_text(json.dumps({"step": step}))
-    assert run.latest() == tmp_path / "checkpoints" / "step_0004"
+    assert run.latest() == tmp_path / "checkpoints" / "step_0004" and run.latest_step() == 4
     assert (tmp_path / "checkpoints" / "last").read_text() == "step_0004\n"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["last", "step_0003", "step_0004"]
     with pytest.raises(RuntimeError), run.checkpoint(5) as tmp:  # a writer dying half-way changes nothing

@@ -165,10 +165,6 @@ def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
     loop.write_text(f"base: {loop}\n")
     with pytest.raises(ConfigError, match="base must name another preset"):
         load_pipeline_config(str(loop))
+    (tmp_path / "b.yaml").write_text("base: nope\n")
     with pytest.raises(UnknownNameError, match="unknown pipeline preset 'nope'"):
-        load_pipeline_config(str(_write(tmp_path / "b.yaml", "base: nope\n")))
-
-
-def _write(path, text):
-    path.write_text(text)
-    return path
+        load_pipeline_config(str(tmp_path / "b.yaml"))

@@ -236,6 +236,12 @@ class RunDir:
             raise CheckpointError(f"{pointer} names {name!r}, which does not exist; delete {pointer} to restart the run")
         return path
 
+    def latest_step(self) -> int:
+        """The step of the checkpoint the pointer names (0 for a fresh run)."""
+        latest = self.latest()
+        m = _STEP_RE.fullmatch(latest.name) if latest is not None else None
+        return int(m.group(1)) if m else 0
+
     @contextlib.contextmanager
     def checkpoint(self, step: int, keep: int | None = None) -> Iterator[Path]:
         """Yield a temp dir to fill; on success it becomes `checkpoints/step_<step>`, the pointer names it,

@@ -619,10 +619,9 @@ def continues(cfg: PPOConfig) -> int | None:
     try:
         rundir.resolve(cfg)
         rundir.check_inputs(AgentBundle.read(cfg.bundle).policy_files(), main=False)
-        latest = rundir.latest()
+        done = rundir.latest_step()
     except AimcError:
         return None
-    done = int(latest.name.removeprefix("step_")) if latest is not None and latest.name.startswith("step_") else 0
     return done if done <= cfg.iterations else None
 
 

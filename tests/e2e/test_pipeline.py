@@ -42,11 +42,17 @@ def test_micro_pipeline_end_to_end_then_skips(tmp_path, capsys):
 def test_pipeline_bad_input(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["pipeline", "--preset", "nope", "--out", str(tmp_path / "a")]) == 2
-    assert "unknown pipeline preset 'nope'; available: crafter-gpu, crafter-instruct, crafter-instruct-chain, crafter-instruct-chain-long, crafter-instruct-long, crafter-instruct-ppo, crafter-small, micro, micro-instruct, micro-instruct-chain, micro-instruct-ppo" in capsys.readouterr().err
+    from aimc.pipeline import preset_names
+
+    names = preset_names()
+    assert {"crafter-instruct-chain", "crafter-instruct-chain-polish", "micro"} <= set(names)
+    assert f"unknown pipeline preset 'nope'; available: {', '.join(names)}" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path)]) == 2
     assert "is not empty and holds no pipeline run" in capsys.readouterr().err
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "b"), "--until", "nowhere"]) == 2
     assert "unknown stage 'nowhere'" in capsys.readouterr().err
+    assert main(["pipeline", "--preset", "micro-instruct-chain", "--out", str(tmp_path / "d"), "--until", "polish"]) == 2
+    assert "stage 'polish' is not part of this instruct-ppo run" in capsys.readouterr().err  # no polish: section
     assert main(["pipeline", "--preset", "micro", "--out", str(tmp_path / "c"), "--set", "colect.episodes=3"]) == 2
     assert "unknown key(s) ['colect']" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
@@ -87,8 +93,9 @@ def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp
     out = tmp_path / "run"
     assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet"]) == 0
     log = capsys.readouterr().out
-    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"])
+    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"] if stage != "polish")
     summary = json.loads((out / "summary.json").read_text())
+    assert "polish" not in summary["stages"] and not (out / "polish").exists()  # no polish: section, no stage
     ppo = summary["stages"]["ppo"]["result"]
     assert ppo["iterations"] == 2 and ppo["env_steps"] > 0 and ppo["bundle"] == str(out / "ppo" / "bundle")
     cfg = json.loads((out / "ppo" / "ppo_config.json").read_text())
@@ -140,3 +147,26 @@ def test_micro_instruct_chain_pipeline_trains_on_step_labelled_chains(tmp_path, 
     assert [r["episodes"] for r in json.loads((out / "ppo" / "ppo_summary.json").read_text())["iterations"]] == [4, 4]
     assert json.loads((out / "ppo" / "bundle" / "bundle.json").read_text())["planner"] == "chain"
     assert json.loads((out / "eval" / "report.json").read_text())["conditions"]["agent"]["cond_scale"] == 0.0
+    capsys.readouterr()
+
+    # the polish preset on the same --out: only polish (PPO from ppo/bundle + the BC term on the pipeline's own
+    # chain demonstrations, cut as the goal stage cut them) and eval run
+    assert main(["pipeline", "--preset", "micro-instruct-chain-polish", "--out", str(out), "--quiet"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"{stage}: done earlier" in log for stage in ("collect", "embedder", "goal", "bundle", "ppo"))
+    assert "polish: finished" in log and "eval: finished" in log
+    polish = json.loads((out / "polish" / "ppo_config.json").read_text())
+    assert polish["bundle"] == str(out / "ppo" / "bundle") and polish["seed"] == 1 and polish["planner"] == "chain"
+    assert polish["bc"]["data"] == [str(out / "data")] and polish["bc"]["coef"] == 0.6
+    assert "segment.p_uncond=0.0" in polish["bc"]["overrides"] and "trunc_t=16" in polish["bc"]["overrides"]
+    rows = json.loads((out / "polish" / "ppo_summary.json").read_text())["iterations"]
+    assert len(rows) == 1 and rows[0]["env_steps"] > 0
+    assert json.loads((out / "eval" / "eval_config.json").read_text())["checkpoint"] == str(out / "polish" / "bundle")
+    assert json.loads((out / "polish" / "bundle" / "bundle.json").read_text())["planner"] == "chain"
+    # one more polish iteration continues it in place; the stages before it stay done
+    assert main(["pipeline", "--preset", "micro-instruct-chain-polish", "--out", str(out), "--quiet",
+                 "--set", "polish.iterations=2"]) == 0
+    log = capsys.readouterr().out
+    assert "polish: settings changed only where a PPO run resumes (1 iteration(s) done)" in log and "ppo: done earlier" in log
+    longer = json.loads((out / "polish" / "ppo_summary.json").read_text())["iterations"]
+    assert len(longer) == 2 and longer[:1] == rows and longer[1]["bc_nll"] > 0  # iteration 1 warms the value head

@@ -13,7 +13,8 @@ from aimc.core.errors import AimcError, ConfigError, UnknownNameError
 from aimc.data.collect import CollectConfig
 from aimc.embed.config import EmbedderTrainConfig
 from aimc.eval.config import EvalConfig
-from aimc.pipeline import RECIPES, STAGES, load_pipeline_config, preset_names, stage_configs
+from aimc.pipeline import STAGES, load_pipeline_config, preset_names, stage_configs
+from aimc.pipeline.config import recipe_stages
 from aimc.pipeline.run import _fingerprint
 from aimc.prior.config import PriorTrainConfig
 from aimc.train.config import TrainConfig
@@ -77,6 +78,12 @@ def test_every_preset_loads_into_typed_stage_configs(tmp_path):
         configs = stage_configs(cfg)
         assert isinstance(configs["collect"], CollectConfig) and isinstance(configs["embedder"], EmbedderTrainConfig)
         assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["eval"], EvalConfig)
+        if cfg.recipe == "instruct-ppo" and cfg.polish:  # the agent the recipe ends with is the polished one
+            assert set(configs) == {"collect", "embedder", "goal", "ppo", "polish", "eval"}
+            assert configs["eval"].checkpoint == str(tmp_path / name / "polish" / "bundle")
+            assert configs["polish"].bundle == str(tmp_path / name / "ppo" / "bundle")
+            assert configs["polish"].bc.coef > 0 and configs["polish"].bc.data == [str(tmp_path / name / "data")]
+            continue
         if cfg.recipe == "instruct-ppo":  # the agent the recipe ends with is PPO's bundle
             assert set(configs) == {"collect", "embedder", "goal", "ppo", "eval"}
             assert configs["eval"].checkpoint == str(tmp_path / name / "ppo" / "bundle")
@@ -158,7 +165,7 @@ def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
     assert long.ppo == {**short.ppo, "iterations": 300} and long.ppo["iterations"] > short.ppo["iterations"]
     assert dataclasses.replace(long, ppo=short.ppo) == short
     a, b = {}, {}
-    for stage in RECIPES["instruct-ppo"]:
+    for stage in recipe_stages(short):
         a[stage], b[stage] = _fingerprint(short, stage, a), _fingerprint(long, stage, b)
     assert [s for s in a if a[s] != b[s]] == ["ppo", "eval"]
     loop = tmp_path / "loop.yaml"
@@ -168,3 +175,41 @@ def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
     (tmp_path / "b.yaml").write_text("base: nope\n")
     with pytest.raises(UnknownNameError, match="unknown pipeline preset 'nope'"):
         load_pipeline_config(str(tmp_path / "b.yaml"))
+
+
+def test_polish_runs_after_ppo_from_its_bundle_with_the_pipelines_demonstrations(tmp_path):
+    """The optional polish stage: the ppo stage's settings carry over, its section changes them, the BC term reads
+    the pipeline's data cut as the goal stage cut it; every stage before it keeps the base preset's fingerprint."""
+    base = load_pipeline_config("crafter-instruct-chain-long", out=str(tmp_path))
+    cfg = load_pipeline_config("crafter-instruct-chain-polish", out=str(tmp_path))
+    assert recipe_stages(base)[-2:] == ("ppo", "eval") and recipe_stages(cfg)[-3:] == ("ppo", "polish", "eval")
+    c = stage_configs(cfg)
+    pol, ppo = c["polish"], c["ppo"]
+    assert pol.bundle == str(tmp_path / "ppo" / "bundle") and pol.out == str(tmp_path / "polish")
+    assert pol.seed == cfg.seed + 1 and pol.planner == ppo.planner == "chain" and pol.threads == ppo.threads
+    assert pol.reward == ppo.reward and pol.iterations == cfg.polish["iterations"] != ppo.iterations
+    assert pol.task_weights == {**ppo.task_weights, **cfg.polish["task_weights"]}  # merged key by key
+    assert pol.bc.data == [str(tmp_path / "data")] and pol.bc.preset == "instruct-lstm" and pol.bc.coef == 0.6
+    assert pol.bc.overrides[-1] == "segment.p_uncond=0.0" and pol.bc.overrides[0].startswith(
+        "segment.intention_interrupts=")
+    assert c["eval"].checkpoint == str(tmp_path / "polish" / "bundle")
+    a, b = {}, {}
+    for stage in recipe_stages(cfg):
+        b[stage] = _fingerprint(cfg, stage, b)
+        if stage in recipe_stages(base):
+            a[stage] = _fingerprint(base, stage, a)
+    assert [s for s in a if a[s] != b[s]] == ["eval"]  # a finished long run in the same --out: polish and eval run
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["polish.iterations=2", "recipe=instruct"], "polish: the instruct recipe has no polish stage; it needs recipe: "
+                                                 "instruct-ppo"),
+    (["polish.bc.coef=0.5"], "polish: set iterations"),
+    (["polish.iterations=2", "polish.itrations=3"], "polish: unknown key(s) ['itrations']; valid keys: ["),
+    (["polish.iterations=2", "polish.bundle=x"], "polish: ['bundle'] cannot be set here"),
+    (["polish.iterations=0"], "polish: iterations must be >= 1, got 0"),
+])
+def test_bad_polish_sections_fail_at_load_in_one_line(overrides, message, tmp_path):
+    with pytest.raises(AimcError) as e:
+        load_pipeline_config("micro-instruct-chain", overrides=overrides, out=str(tmp_path))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aimc.core.config import build_config, deep_merge, from_dict, load_yaml
+from aimc.core.config import build_config, deep_merge, from_dict, load_yaml, to_dict
 from aimc.core.errors import ConfigError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -30,10 +30,19 @@ PRESET_DIR = Path(__file__).parent / "presets"
 RECIPES: dict[str, tuple[str, ...]] = {
     "steve1": ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"),
     "instruct": ("collect", "embedder", "goal", "bundle", "eval"),
-    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "eval"),
+    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "polish", "eval"),
 }
-ALL_STAGES: tuple[str, ...] = ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "ppo", "eval")
+ALL_STAGES: tuple[str, ...] = ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "ppo", "polish",
+                               "eval")
 """Every stage of any recipe, in the order they run."""
+OPTIONAL: dict[str, str] = {"polish": "polish"}
+"""Stages that run only when their section is not empty (stage -> section): without one, the recipe, and every
+fingerprint, is what it was before the stage existed."""
+
+
+def recipe_stages(cfg: PipelineConfig) -> tuple[str, ...]:
+    """The stages this config runs: its recipe's, less the optional ones whose section is empty."""
+    return tuple(s for s in RECIPES[cfg.recipe] if s not in OPTIONAL or getattr(cfg, OPTIONAL[s]))
 
 
 @dataclass
@@ -73,6 +82,13 @@ class PipelineConfig:
     """aimc.finetune.PPOConfig fields over `ppo_preset` (`bundle` and `out` are the pipeline's), instruct-ppo only."""
     ppo_preset: str = "ppo-crafter"
     """PPO preset the ppo stage starts from (aimc.finetune presets `ppo-*`)."""
+    polish: dict[str, Any] = field(default_factory=dict)
+    """instruct-ppo only, optional (empty = no such stage): a second PPO run from ppo/bundle into polish/, anchored
+    to that agent, with an auxiliary BC loss on the pipeline's own demonstrations at every optimiser step (the
+    shipped agent's last stages, docs/results.md). PPOConfig fields over the ppo stage's resolved settings (so the
+    planner, rewards, task weights and threads carry over); `iterations` must be given; `seed` is the pipeline's
+    + 1 (other worlds than ppo's); `bc` defaults to coef 0.6, 4 segments per step, `data` = the pipeline's data,
+    cut as the goal stage cut it (its preset, its `segment` and `trunc_t` settings) with p_uncond 0."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
     """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
@@ -105,6 +121,7 @@ class Paths:
         self.prior = self.prior_run / "prior"
         self.bundle = self.root / "bundle"
         self.ppo = self.root / "ppo"
+        self.polish = self.root / "polish"
         self.eval = self.root / "eval"
         self.stages = self.root / "stages"
 
@@ -112,12 +129,18 @@ class Paths:
 # Keys the pipeline sets after a section is applied (paths under `out`, earlier stages' outputs): a section
 # that set them would be silently overridden, so it is refused instead.
 RESERVED = {"collect": ("out",), "embedder": ("data", "out"), "prior": ("data", "embedder", "out"),
-            "eval": ("checkpoint", "out"), "ppo": ("bundle", "out")}
+            "eval": ("checkpoint", "out"), "ppo": ("bundle", "out"), "polish": ("bundle", "out")}
 
 
 def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, Any],
              after: dict[str, Any] | None = None) -> Any:
     """`cls` from pipeline values `before`, then the section, then `after`; errors name the section."""
+    _check_keys(cls, name, section)
+    return _named(name, lambda: from_dict(cls, {**before, **section, **(after or {})}, where=name))
+
+
+def _check_keys(cls: type, name: str, section: Any) -> None:
+    """A section is a mapping of `cls` fields other than the ones the pipeline sets; else one line naming both."""
     if not isinstance(section, dict):
         raise ConfigError(f"{name}: expected a mapping of {cls.__name__} fields, got {section!r}")
     reserved = RESERVED.get(name, ())
@@ -129,7 +152,6 @@ def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, An
     if taken:
         raise ConfigError(f"{name}: {taken} cannot be set here, the pipeline sets them (paths under --out); "
                           f"valid keys: {valid}")
-    return _named(name, lambda: from_dict(cls, {**before, **section, **(after or {})}, where=name))
 
 
 def _named(name: str, build: Any) -> Any:
@@ -199,9 +221,34 @@ def ppo_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
                     {"bundle": str(p.bundle), "out": str(p.ppo)})
 
 
+def polish_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
+    """The `polish` section over the ppo stage's settings: PPO from ppo/bundle into polish/, with the BC term on the
+    pipeline's demonstrations (see `PipelineConfig.polish`)."""
+    import json
+
+    from aimc.finetune.ppo_config import PPOConfig
+
+    section = cfg.polish
+    _check_keys(PPOConfig, "polish", section)
+    if "iterations" not in section:
+        raise ConfigError("polish: set iterations (how many PPO iterations the polish stage runs on top of ppo's)")
+    ppo = dict(to_dict(ppo_config(cfg, p)))
+    goal = cfg.goal if isinstance(cfg.goal, dict) else {}
+    carried = [f"segment.{k}={json.dumps(v)}" for k, v in (goal.get("segment") or {}).items()]
+    carried += [f"trunc_t={json.dumps(goal['trunc_t'])}"] if "trunc_t" in goal else []
+    bc = {"coef": 0.6, "segments": 4, "data": [str(p.data)], "preset": cfg.goal_preset or "instruct",
+          "overrides": [*carried, "segment.p_uncond=0.0"]}
+    before = deep_merge({k: v for k, v in ppo.items() if k not in ("bundle", "out")},
+                        {"seed": cfg.seed + 1, "bc": bc})
+    merged = deep_merge(before, section)
+    return _named("polish", lambda: from_dict(PPOConfig, {**merged, "bundle": str(p.ppo / "bundle"),
+                                                         "out": str(p.polish)}, where="polish"))
+
+
 def final_bundle(cfg: PipelineConfig, p: Paths) -> Path:
-    """The agent the recipe ends with: the PPO-fine-tuned bundle when the recipe has a ppo stage."""
-    return p.ppo / "bundle" if "ppo" in RECIPES[cfg.recipe] else p.bundle
+    """The agent the recipe ends with: the polished bundle, else the PPO-fine-tuned one, else the BC bundle."""
+    stages = recipe_stages(cfg)
+    return p.polish / "bundle" if "polish" in stages else p.ppo / "bundle" if "ppo" in stages else p.bundle
 
 
 def eval_config(cfg: PipelineConfig, p: Paths) -> EvalConfig:
@@ -220,8 +267,13 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     p = Paths(cfg.out)
     builders = {"collect": lambda: collect_config(cfg, p), "embedder": lambda: embedder_config(cfg, p),
                 "pretrain": lambda: train_config(cfg, p, "pretrain"), "goal": lambda: train_config(cfg, p, "goal"),
-                "prior": lambda: prior_config(cfg, p), "ppo": lambda: ppo_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
-    return {stage: builders[stage]() for stage in RECIPES[cfg.recipe] if stage in builders}
+                "prior": lambda: prior_config(cfg, p), "ppo": lambda: ppo_config(cfg, p),
+                "polish": lambda: polish_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
+    for stage, section in OPTIONAL.items():
+        if getattr(cfg, section) and stage not in RECIPES[cfg.recipe]:
+            raise ConfigError(f"{section}: the {cfg.recipe} recipe has no {stage} stage; it needs recipe: "
+                              + " or ".join(r for r, st in RECIPES.items() if stage in st))
+    return {stage: builders[stage]() for stage in recipe_stages(cfg) if stage in builders}
 
 
 def preset_names() -> list[str]:

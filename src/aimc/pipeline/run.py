@@ -26,8 +26,10 @@ from aimc.pipeline.config import (
     collect_config,
     embedder_config,
     eval_config,
+    polish_config,
     ppo_config,
     prior_config,
+    recipe_stages,
     train_config,
 )
 
@@ -40,9 +42,16 @@ DEPENDS = {
 }
 _INSTRUCT = {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}
 RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": _INSTRUCT,
-                  "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "eval": ["ppo"]}}
+                  "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "polish": ["ppo"], "eval": ["ppo"]}}
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
-           "prior": "prior", "bundle": None, "ppo": "ppo", "eval": "eval"}
+           "prior": "prior", "bundle": None, "ppo": "ppo", "polish": "polish", "eval": "eval"}
+
+
+def _depends(cfg: PipelineConfig, stage: str) -> list[str]:
+    """The stages `stage` reads in this config: eval reads the last agent-making stage that runs."""
+    if stage == "eval" and "polish" in recipe_stages(cfg):
+        return ["polish"]
+    return RECIPE_DEPENDS[cfg.recipe][stage]
 
 
 def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str:
@@ -50,9 +59,9 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
     payload = {
         "stage": stage, "seed": cfg.seed, "embed_name": cfg.embed_name,
         "section": getattr(cfg, section) if section else None,
-        "upstream": [prints[d] for d in RECIPE_DEPENDS[cfg.recipe][stage]],
+        "upstream": [prints[d] for d in _depends(cfg, stage)],
     }
-    if stage == "ppo":
+    if stage in ("ppo", "polish"):
         payload["preset"] = cfg.ppo_preset
     if cfg.recipe != "steve1":  # the default recipe's fingerprints stay what earlier runs wrote
         payload["recipe"] = cfg.recipe
@@ -116,13 +125,24 @@ def _ppo(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
             "kl_anchor_last": rows[-1]["kl_anchor"]}
 
 
-def _ppo_continues(cfg: PipelineConfig, p: Paths) -> int | None:
-    """Iterations done by a PPO stage whose settings changed only where a PPO run resumes (more iterations,
-    threads, rollout workers) and whose start policy is unchanged, or None: then ppo/ continues in place instead of
-    being set aside, and only the stages after it rerun (a longer preset extends a finished shorter one)."""
+def _polish(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
+    from aimc.finetune.ppo import run_ppo
+
+    s = run_ppo(polish_config(cfg, p), progress=progress, log=lambda _: None)
+    rows = s["iterations"]
+    return {"bundle": s["bundle"], "iterations": len(rows), "env_steps": int(sum(r["env_steps"] for r in rows)),
+            "success_first": rows[0]["success"], "success_last": rows[-1]["success"],
+            "kl_anchor_last": rows[-1]["kl_anchor"], "bc_nll_last": rows[-1].get("bc_nll")}
+
+
+def _ppo_continues(cfg: PipelineConfig, p: Paths, stage: str = "ppo") -> int | None:
+    """Iterations done by a PPO stage (ppo or polish) whose settings changed only where a PPO run resumes (more
+    iterations, threads, rollout workers) and whose start policy is unchanged, or None: then its output continues
+    in place instead of being set aside, and only the stages after it rerun (a longer preset extends a finished
+    shorter one)."""
     from aimc.finetune.ppo import continues
 
-    return continues(ppo_config(cfg, p))
+    return continues(polish_config(cfg, p) if stage == "polish" else ppo_config(cfg, p))
 
 
 def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
@@ -134,14 +154,15 @@ def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "collect": _collect, "embedder": _embedder, "embed": _embed,
     "pretrain": lambda c, p, g: _train(c, p, g, "pretrain"), "goal": lambda c, p, g: _train(c, p, g, "goal"),
-    "prior": _prior, "bundle": _bundle, "ppo": _ppo, "eval": _eval,
+    "prior": _prior, "bundle": _bundle, "ppo": _ppo, "polish": _polish, "eval": _eval,
 }
 
 
 # Output each stage owns; when its settings change, the old output is moved aside, never deleted.
 def _outputs(p: Paths) -> dict[str, Path | None]:
     return {"collect": p.data, "embedder": p.embedder_run, "embed": None, "pretrain": p.pretrain, "goal": p.goal,
-            "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "eval": p.eval}
+            "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "polish": p.polish,
+            "eval": p.eval}
 
 
 def _set_aside(path: Path | None, old_fp: str) -> Path | None:
@@ -168,9 +189,12 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
     """Run every stage (or up to `until`), skipping stages whose marker matches; returns the summary."""
     if until is not None and until not in ALL_STAGES:
         raise AimcError(f"unknown stage {until!r}; stages: {', '.join(ALL_STAGES)}")
-    stages = RECIPES[cfg.recipe]
-    if until is not None and until not in stages:
+    stages = recipe_stages(cfg)
+    if until is not None and until not in RECIPES[cfg.recipe]:
         raise AimcError(f"stage {until!r} is not part of the {cfg.recipe} recipe; its stages: {', '.join(stages)}")
+    if until is not None and until not in stages:
+        raise AimcError(f"stage {until!r} is not part of this {cfg.recipe} run: it runs only with a {until}: section; "
+                        f"this run's stages: {', '.join(stages)}")
     p = Paths(cfg.out)
     _check_run_dir(cfg, p)
     atomic_write_json(p.root / "pipeline_config.json", to_dict(cfg))
@@ -185,7 +209,7 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
             summary["stages"][stage] = done
         else:
             stale = done is not None  # finished earlier with other settings
-            extend = _ppo_continues(cfg, p) if stale and stage == "ppo" else None
+            extend = _ppo_continues(cfg, p, stage) if stale and stage in ("ppo", "polish") else None
             if extend is not None:
                 log(f"[{i}/{len(stages)}] {stage}: settings changed only where a PPO run resumes ({extend} "
                     "iteration(s) done); the run continues in place")

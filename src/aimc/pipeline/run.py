@@ -115,20 +115,11 @@ def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
     return {"bundle": str(p.bundle), "megabytes": round(size / 2**20, 2)}
 
 
-def _ppo(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
+def _ppo_stage(pcfg: Any, progress: bool) -> dict[str, Any]:
+    """Run a PPO stage (ppo or polish) to its config's iterations; the marker's summary of its rows."""
     from aimc.finetune.ppo import run_ppo
 
-    s = run_ppo(ppo_config(cfg, p), progress=progress, log=lambda _: None)
-    rows = s["iterations"]
-    return {"bundle": s["bundle"], "iterations": len(rows), "env_steps": int(sum(r["env_steps"] for r in rows)),
-            "success_first": rows[0]["success"], "success_last": rows[-1]["success"],
-            "kl_anchor_last": rows[-1]["kl_anchor"]}
-
-
-def _polish(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
-    from aimc.finetune.ppo import run_ppo
-
-    s = run_ppo(polish_config(cfg, p), progress=progress, log=lambda _: None)
+    s = run_ppo(pcfg, progress=progress, log=lambda _: None)
     rows = s["iterations"]
     return {"bundle": s["bundle"], "iterations": len(rows), "env_steps": int(sum(r["env_steps"] for r in rows)),
             "success_first": rows[0]["success"], "success_last": rows[-1]["success"],
@@ -154,7 +145,8 @@ def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "collect": _collect, "embedder": _embedder, "embed": _embed,
     "pretrain": lambda c, p, g: _train(c, p, g, "pretrain"), "goal": lambda c, p, g: _train(c, p, g, "goal"),
-    "prior": _prior, "bundle": _bundle, "ppo": _ppo, "polish": _polish, "eval": _eval,
+    "prior": _prior, "bundle": _bundle, "ppo": lambda c, p, g: _ppo_stage(ppo_config(c, p), g),
+    "polish": lambda c, p, g: _ppo_stage(polish_config(c, p), g), "eval": _eval,
 }
 
 

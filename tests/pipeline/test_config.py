@@ -177,6 +177,26 @@ def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
         load_pipeline_config(str(tmp_path / "b.yaml"))
 
 
+def test_the_larger_chain_preset_changes_the_data_budget_and_nothing_else(tmp_path):
+    """`crafter-instruct-chain-big`: twice the chain episodes, 1.8M BC frames, 120 PPO iterations; the demonstrator,
+    the goal preset, the PPO rewards and weights stay the 90-minute preset's, so the two measure the data budget;
+    `-big-long` continues its PPO in the same --out (only ppo and eval change fingerprint)."""
+    short = load_pipeline_config("crafter-instruct-chain", out=str(tmp_path))
+    big = load_pipeline_config("crafter-instruct-chain-big", out=str(tmp_path))
+    assert big.collect == {**short.collect, "episodes": 1200} and big.goal == {**short.goal, "n_frames": 1_800_000}
+    assert big.ppo == {**short.ppo, "iterations": 120}
+    assert dataclasses.replace(big, collect=short.collect, goal=short.goal, ppo=short.ppo) == short
+    c = stage_configs(big)
+    assert c["goal"].n_frames == 1_800_000 and c["ppo"].iterations == 120 and c["ppo"].planner == "chain"
+    assert c["collect"].episodes == 1200 and c["collect"].agent_config["mode"] == "chain"
+    longer = load_pipeline_config("crafter-instruct-chain-big-long", out=str(tmp_path))
+    assert longer.ppo == {**big.ppo, "iterations": 200} and dataclasses.replace(longer, ppo=big.ppo) == big
+    a, b = {}, {}
+    for stage in recipe_stages(big):
+        a[stage], b[stage] = _fingerprint(big, stage, a), _fingerprint(longer, stage, b)
+    assert [s for s in a if a[s] != b[s]] == ["ppo", "eval"]  # run after `-big` in its --out, it continues PPO
+
+
 def test_polish_runs_after_ppo_from_its_bundle_with_the_pipelines_demonstrations(tmp_path):
     """The optional polish stage: the ppo stage's settings carry over, its section changes them, the BC term reads
     the pipeline's data cut as the goal stage cut it; every stage before it keeps the base preset's fingerprint."""

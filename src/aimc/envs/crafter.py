@@ -19,6 +19,7 @@ from crafter import engine
 from aimc.core import keys
 from aimc.core.errors import ConfigError
 from aimc.envs.base import register_env
+from aimc.envs.crafter_worldgen import generate_world
 
 ACTION_NAMES: list[str] = list(crafter.constants.actions)
 ACHIEVEMENTS: list[str] = list(crafter.constants.achievements)
@@ -68,6 +69,89 @@ class _DeterministicLocalView(engine.LocalView):
             world.random = saved
 
 
+class _FastLocalView(_DeterministicLocalView):
+    """`_DeterministicLocalView` drawn with array operations (`CrafterConfig.fast`)."""
+
+    def __call__(self, player: Any, unit: Any) -> np.ndarray:
+        """The local view, pixel for pixel what `engine.LocalView` draws, in a few array operations.
+
+        Upstream looks up and copies one texture per grid cell and alpha-blends every object in the world
+        that falls in the grid: about 0.8 ms of the 1.2 ms a step costs at 64x64. Here the material tiles
+        come from one gather over the visible window of the material map, and only objects on the visible
+        cells are blended, with upstream's float32 arithmetic, so the frames are byte-identical (tested
+        against upstream on random and scripted trajectories, by day, by night and asleep)."""
+        self._unit = np.array(unit)
+        self._center = np.array(player.pos)
+        ux, uy = int(self._unit[0]), int(self._unit[1])
+        (gx, gy), (ox, oy) = (int(v) for v in self._grid), (int(v) for v in self._offset)
+        world = self._world
+        canvas = np.full((gx * ux, gy * uy, 3), 127, np.uint8)
+        x0, y0 = int(self._center[0]) - ox, int(self._center[1]) - oy
+        ax0, ay0 = max(x0, 0), max(y0, 0)
+        ax1, ay1 = min(x0 + gx, int(self._area[0])), min(y0 + gy, int(self._area[1]))
+        if ax0 < ax1 and ay0 < ay1:
+            ids = world._mat_map[ax0:ax1, ay0:ay1]
+            tiles = self._material_tiles(ux, uy)[ids]  # (w, h, ux, uy, 3)
+            w, h = ax1 - ax0, ay1 - ay0
+            block = tiles.transpose(0, 2, 1, 3, 4).reshape(w * ux, h * uy, 3)
+            cx, cy = (ax0 - x0) * ux, (ay0 - y0) * uy
+            canvas[cx: cx + w * ux, cy: cy + h * uy] = block
+            for i, j in zip(*np.nonzero(world._obj_map[ax0:ax1, ay0:ay1]), strict=True):
+                obj = world._objects[world._obj_map[ax0 + i, ay0 + j]]
+                px, py = (int(i) + ax0 - x0) * ux, (int(j) + ay0 - y0) * uy
+                self._blend(canvas, px, py, obj.texture, ux, uy)
+        canvas = self._light(canvas, world.daylight)
+        if player.sleeping:
+            canvas = self._sleep(canvas)
+        return canvas
+
+    def _material_tiles(self, ux: int, uy: int) -> np.ndarray:
+        """(material id, ux, uy, 3) opaque tiles (upstream draws materials without their alpha channel)."""
+        names = self._world._mat_names
+        key = (ux, uy, len(names))
+        cache = self.__dict__.setdefault("_aimc_tiles", {})
+        if key not in cache:
+            size = np.array((ux, uy))
+            cache[key] = np.stack([self._textures.get(names[i], size)[..., :3] for i in range(len(names))])
+        return cache[key]
+
+    def _blend(self, canvas: np.ndarray, px: int, py: int, name: str, ux: int, uy: int) -> None:
+        """Upstream's `_draw_alpha` of texture `name` at pixel (px, py), with its exact float32 steps."""
+        cache = self.__dict__.setdefault("_aimc_sprites", {})
+        key = (name, ux, uy)
+        if key not in cache:
+            texture = self._textures.get(name, np.array((ux, uy)))
+            if texture.shape[-1] == 4:
+                alpha = texture[..., 3:].astype(np.float32) / 255
+                cache[key] = (alpha, texture[..., :3].astype(np.float32) / 255, 1 - alpha)
+            else:
+                cache[key] = (None, texture, None)
+        alpha, rgb, rest = cache[key]
+        w, h = rgb.shape[:2]
+        region = canvas[px: px + w, py: py + h]
+        if alpha is None:
+            region[...] = rgb
+            return
+        current = region.astype(np.float32) / 255
+        region[...] = (255 * (alpha * rgb + rest * current)).astype(np.uint8)
+
+
+class _CachedItemView(engine.ItemView):
+    """The inventory strip, drawn once per (inventory, unit): it changes a few times per episode, and
+    upstream redraws it (16 alpha blends) every step."""
+
+    def __call__(self, inventory: dict, unit: Any) -> np.ndarray:
+        key = (tuple(inventory.items()), tuple(int(u) for u in np.atleast_1d(unit)))
+        cache = self.__dict__.setdefault("_aimc_cache", {})
+        if key not in cache:
+            if len(cache) >= 512:
+                cache.clear()
+            canvas = super().__call__(inventory, unit)
+            canvas.flags.writeable = False
+            cache[key] = canvas
+        return cache[key]
+
+
 class _UniformOnly:
     """Adapter exposing RandomState.uniform over a numpy Generator (the only call night noise makes)."""
 
@@ -78,11 +162,37 @@ class _UniformOnly:
         return self._rng.uniform(low, high, size)
 
 
-def make_deterministic(raw: crafter.Env) -> crafter.Env:
-    """Apply both determinism fixes to one crafter.Env instance (no global monkeypatching)."""
+class _FastResetEnv(crafter.Env):
+    """crafter.Env whose `reset` builds the world with `crafter_worldgen.generate_world` (the same world,
+    about 8x faster); every other step of upstream's reset is kept as it is."""
+
+    def reset(self) -> np.ndarray:
+        area = self._world.area
+        self._episode += 1
+        self._step = 0
+        self._world.reset(seed=hash((self._seed, self._episode)) % (2**31 - 1))
+        self._update_time()
+        self._player = crafter.objects.Player(self._world, (area[0] // 2, area[1] // 2))
+        self._last_health = self._player.health
+        self._world.add(self._player)
+        self._unlocked = set()
+        generate_world(self._world, self._player)
+        return self._obs()
+
+
+def _no_semantic_map() -> None:
+    return None
+
+
+def make_deterministic(raw: crafter.Env, fast: bool = True) -> crafter.Env:
+    """Apply both determinism fixes to one crafter.Env instance (no global monkeypatching); with `fast`, also
+    the array world generator and renderer (same worlds and frames, see `CrafterConfig.fast`)."""
     raw._world.__class__ = _DeterministicWorld
-    raw._local_view.__class__ = _DeterministicLocalView
+    raw._local_view.__class__ = _FastLocalView if fast else _DeterministicLocalView
     raw._local_view._aimc_env = raw
+    if fast:
+        raw.__class__ = _FastResetEnv
+        raw._item_view.__class__ = _CachedItemView
     return raw
 
 
@@ -102,6 +212,10 @@ class CrafterConfig:
     """Episode step limit (truncation)."""
     reward: bool = True
     """Return Crafter's reward (+1 per first unlock, health delta); info['reward'] always has it."""
+    fast: bool = True
+    """Generate worlds and draw frames with aimc's array code (`crafter_worldgen`, the local view and the
+    inventory strip): the same worlds and byte-identical frames as upstream crafter (tested world by world),
+    about 2x faster per step and 4x per reset. False runs upstream's own code, for comparison."""
     semantic: bool = False
     """Include the whole-world semantic map in info['semantic'] (costs a copy per step)."""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -144,8 +258,12 @@ class CrafterEnv(gym.Env):
         self.render_mode = "rgb_array"
         size = (config.size, config.size)
         self.raw = make_deterministic(
-            crafter.Env(area=config.area, view=config.view, size=size, reward=True, length=config.length, seed=0)
+            crafter.Env(area=config.area, view=config.view, size=size, reward=True, length=config.length, seed=0),
+            fast=config.fast,
         )
+        if config.fast and not config.semantic:
+            # Upstream builds the whole-world semantic map every step whether or not anyone reads it.
+            self.raw._sem_view = _no_semantic_map
         self.observation_space = gym.spaces.Dict(
             {keys.POV: gym.spaces.Box(0, 255, (config.size, config.size, 3), np.uint8)}
         )

@@ -8,6 +8,7 @@ change the dynamics. We fix both on *our instances only* (class swap), never by 
 from __future__ import annotations
 
 import collections
+import types
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -162,9 +163,18 @@ class _UniformOnly:
         return self._rng.uniform(low, high, size)
 
 
+def _grid_distance(self: Any, target: Any) -> int:
+    """Upstream's `Object.distance` (Manhattan, to an object or a cell) in integers. Upstream's env step measures
+    the player's distance to every object in the world each step, to pick the ones that update, with a numpy
+    reduction per object: about a third of a step in a crowded world."""
+    pos = target.pos if hasattr(target, "pos") else target
+    return abs(int(pos[0]) - int(self.pos[0])) + abs(int(pos[1]) - int(self.pos[1]))
+
+
 class _FastResetEnv(crafter.Env):
     """crafter.Env whose `reset` builds the world with `crafter_worldgen.generate_world` (the same world,
-    about 8x faster); every other step of upstream's reset is kept as it is."""
+    about 4x faster) and gives the player an integer `distance`; every other step of upstream's reset is
+    kept as it is."""
 
     def reset(self) -> np.ndarray:
         area = self._world.area
@@ -173,6 +183,7 @@ class _FastResetEnv(crafter.Env):
         self._world.reset(seed=hash((self._seed, self._episode)) % (2**31 - 1))
         self._update_time()
         self._player = crafter.objects.Player(self._world, (area[0] // 2, area[1] // 2))
+        self._player.distance = types.MethodType(_grid_distance, self._player)  # this player only; same type
         self._last_health = self._player.health
         self._world.add(self._player)
         self._unlocked = set()

@@ -166,7 +166,7 @@ class _UniformOnly:
 def _grid_distance(self: Any, target: Any) -> int:
     """Upstream's `Object.distance` (Manhattan, to an object or a cell) in integers. Upstream's env step measures
     the player's distance to every object in the world each step, to pick the ones that update, with a numpy
-    reduction per object: about a third of a step in a crowded world."""
+    reduction per object: about a sixth of the env step in a crowded world (profiled)."""
     pos = target.pos if hasattr(target, "pos") else target
     return abs(int(pos[0]) - int(self.pos[0])) + abs(int(pos[1]) - int(self.pos[1]))
 

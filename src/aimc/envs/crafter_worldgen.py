@@ -39,15 +39,15 @@ class _Noise:
 
     def __init__(self, seed: int, area: tuple[int, int]) -> None:
         self._perm, self._grad = _init(seed)
-        self._x = np.arange(area[0], dtype=np.float64)
-        self._y = np.arange(area[1], dtype=np.float64)
+        self.x = np.arange(area[0], dtype=np.float64)
+        self.y = np.arange(area[1], dtype=np.float64)
 
     def field(self, z: float, sizes: int | dict[int, float], normalize: bool = True,
-              x_scale: tuple[float, float] = (1.0, 1.0), y_scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-        """`x_scale = (m, d)` feeds the noise with `m * x / d` as upstream writes `simplex(2 * x, y / 5, ...)`."""
+              xs: np.ndarray | None = None, ys: np.ndarray | None = None) -> np.ndarray:
+        """`xs`, `ys`: the coordinates fed in, when upstream feeds scaled ones (`simplex(2 * x, y / 5, ...)`)."""
+        xs = self.x if xs is None else xs
+        ys = self.y if ys is None else ys
         weights = sizes if isinstance(sizes, dict) else {sizes: 1}
-        xs = self._x * x_scale[0] / x_scale[1] if x_scale != (1.0, 1.0) else self._x
-        ys = self._y * y_scale[0] / y_scale[1] if y_scale != (1.0, 1.0) else self._y
         value = np.zeros((xs.size, ys.size))
         for size, weight in weights.items():
             value = value + weight * _noise_grid(xs / size, ys / size, float(z), self._perm, self._grad)
@@ -76,8 +76,8 @@ def generate_world(world: Any, player: Any) -> None:
     grass = start > 0.5
     rock = ~grass & (mountain > 0.15)
     cave = rock & (noise.field(6, 7) > 0.15) & (mountain > 0.3)
-    tunnel_h = rock & ~cave & (noise.field(7, 3, x_scale=(2.0, 1.0), y_scale=(1.0, 5.0)) > 0.4)
-    tunnel_v = rock & ~cave & ~tunnel_h & (noise.field(7, 3, x_scale=(1.0, 5.0), y_scale=(2.0, 1.0)) > 0.4)
+    tunnel_h = rock & ~cave & (noise.field(7, 3, xs=2 * noise.x, ys=noise.y / 5) > 0.4)
+    tunnel_v = rock & ~cave & ~tunnel_h & (noise.field(7, 3, xs=noise.x / 5, ys=2 * noise.y) > 0.4)
     tunnels = tunnel_h | tunnel_v
     ore = rock & ~cave & ~tunnels  # coal, iron, diamond, lava or stone, partly by random draws
     coal_ok = noise.field(1, 8) > 0

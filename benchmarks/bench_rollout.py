@@ -6,7 +6,8 @@ Prints steps/s (actions taken, summed over workers) for
               same worlds and frames; the rate the target was first measured against)
   agent e=E   the shipped bundle (`aimc.eval.play.shipped_bundle()`: text prompt -> prior -> guided policy)
               playing E env slots per worker in lockstep, exactly as a rollout worker does
-              (`aimc.eval.rollout._Worker`: `Lockstep` + one batched `TextActor` forward per step)
+              (`aimc.eval.rollout._Worker`: `Lockstep` + one batched `TextActor` forward per step), at each
+              acting precision asked for (fp32, and bf16 autocast where the CPU computes it natively)
 at 1 and 2 worker processes (one torch thread each, the engine's default), and each agent rate as a
 fraction of the raw env rate on the same workers (target: >= 0.5 at the engine's default E), against
 both the env as aimc runs it and upstream's code. Since the array world generator and renderer
@@ -19,6 +20,7 @@ from elsewhere then falls on every mode alike. Model loading and process start-u
 left out; world generation on reset and the per-episode text goal are included.
 
     python benchmarks/bench_rollout.py [--window 3] [--rounds 5] [--horizon 300] [--envs 1 8 16] [--workers 1 2]
+                                       [--precision fp32 bf16]
 """
 
 from __future__ import annotations
@@ -59,13 +61,13 @@ def _raw_runner(horizon: int, seed: int, fast: bool = True) -> Callable[[float],
     return run
 
 
-def _agent_runner(horizon: int, seed: int, envs: int) -> Callable[[float], int]:
+def _agent_runner(horizon: int, seed: int, envs: int, precision: str = "fp32") -> Callable[[float], int]:
     from aimc.eval.baselines import TextAgentFactory
     from aimc.eval.play import shipped_bundle
     from aimc.eval.rollout import EnvSpec, EpisodeJob, _Worker
 
-    worker = _Worker(EnvSpec("crafter", {"size": 64}), {"agent": TextAgentFactory(str(shipped_bundle()))},
-                     envs_per_worker=envs)
+    worker = _Worker(EnvSpec("crafter", {"size": 64}),
+                     {"agent": TextAgentFactory(str(shipped_bundle()), precision=precision)}, envs_per_worker=envs)
     key = 0
 
     def run(until: float) -> int:
@@ -93,7 +95,7 @@ def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int
 
     torch.set_num_threads(1)
     runners = {m: _raw_runner(horizon, seed, fast=m == "raw") if m in ("raw", "upstream")
-               else _agent_runner(horizon, seed, int(m)) for m in modes}
+               else _agent_runner(horizon, seed, int(m.split("/")[0]), m.split("/")[1]) for m in modes}
     for run in runners.values():  # first forwards, numba kernels, caches
         run(time.perf_counter() + WARMUP_S)
     steps = dict.fromkeys(modes, 0)
@@ -107,11 +109,13 @@ def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int
     out.put({m: steps[m] / spent[m] for m in modes})
 
 
-def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: int) -> dict[str, float]:
-    """Steps/s per mode ("raw" and each E), summed over `workers` processes measuring together."""
+def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: int,
+            precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
+    """Steps/s per mode ("raw", "upstream" and each "E/precision"), summed over `workers` processes measuring
+    together."""
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(workers), ctx.Queue()
-    modes = ["raw", "upstream", *map(str, envs)]
+    modes = ["raw", "upstream", *(f"{e}/{p}" for p in precisions for e in envs)]
     procs = [ctx.Process(target=_child, args=(modes, window, rounds, horizon, 100_000 * (i + 1), barrier, out))
              for i in range(workers)]
     for p in procs:
@@ -129,17 +133,23 @@ def main() -> None:
     ap.add_argument("--horizon", type=int, default=300, help="episode length (agent episodes also end on death)")
     ap.add_argument("--envs", type=int, nargs="+", default=[1, 8, 16], help="env slots per worker to measure")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker process counts to measure")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                    help="the agent's acting precision(s) (bf16: autocast where native, else it runs fp32)")
     args = ap.parse_args()
-    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start")
+    from aimc.core.precision import resolve_acting_precision
+
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start; bf16 acting here runs "
+          f"{resolve_acting_precision('bf16', 'cpu')}")
     for w in args.workers:
-        rates = measure(w, args.envs, args.window, args.rounds, args.horizon)
+        rates = measure(w, args.envs, args.window, args.rounds, args.horizon, tuple(args.precision))
         raw, upstream = rates["raw"], rates["upstream"]
         print(f"workers {w}  raw env     {raw:7.1f} steps/s   {raw / upstream:.2f}x upstream's code")
         print(f"workers {w}  upstream    {upstream:7.1f} steps/s")
-        for e in args.envs:
-            rate = rates[str(e)]
-            print(f"workers {w}  agent e={e:<3d} {rate:7.1f} steps/s   {rate / raw:.2f}x raw env   "
-                  f"{rate / upstream:.2f}x upstream's raw env")
+        for p in args.precision:
+            for e in args.envs:
+                rate = rates[f"{e}/{p}"]
+                print(f"workers {w}  agent e={e:<3d} {p}  {rate:7.1f} steps/s   {rate / raw:.2f}x raw env   "
+                      f"{rate / upstream:.2f}x upstream's raw env")
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -33,6 +33,7 @@ def test_beta_schedule_values(schedule, beta0, decay, expected):
     (["beta_schedule=cosine"], "beta_schedule: 'cosine' is not one of"),
     (["iterations=0"], "iterations must be >= 1"),
     (["envs_per_worker=0"], "envs_per_worker must be >= 1"),
+    (["precision=fp16"], "precision must be fp32 or bf16, got 'fp16'"),
     (["tasks=[]"], "give at least one task; valid tasks: collect_coal"),
     (["train.lrr=1"], "train: unknown key(s) ['lrr']; valid keys:"),
     (["train.init_from=x"], "train: ['init_from'] cannot be set here"),

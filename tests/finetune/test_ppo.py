@@ -152,6 +152,7 @@ def test_config_checks_in_one_line_without_torch():
                           (["tasks=[eat_cow,eat_cow]"], "listed twice"), (["clip=1.5"], "clip must be in (0, 1)"),
                           (["reward.bonus=1"], "unknown key(s) ['bonus']"), (["envs=0"], "envs must be >= 1"),
                           (["mixed_precision=fp16"], "mixed_precision: expected 'no' or 'bf16', got 'fp16'"),
+                          (["rollout_precision=no"], "rollout_precision: expected 'fp32' or 'bf16', got 'no'"),
                           (["rollout_workers=3"], "rollout_workers (3) must be <= envs (2)")):
         with pytest.raises(ConfigError) as e:
             load_ppo_config("ppo-micro", sets)
@@ -421,6 +422,28 @@ def test_bf16_update_runs_under_autocast_only_where_the_cpu_computes_it(tiny_bun
     finally:
         torch.set_num_threads(n)
     assert row["kl_anchor"] > 0 and np.isfinite(row["loss"]) and np.isfinite(row["grad_norm"])
+    if native == "1":
+        assert 1e-4 < row["ratio_dev_first"] < 0.5
+    else:
+        assert row["ratio_dev_first"] < 1e-4
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_bf16_rollouts_record_fp32_logp_from_the_bf16_forward(tiny_bundle, tmp_path, monkeypatch, native):
+    """`rollout_precision=bf16`: where bf16 is native (forced here) the episodes are played under autocast, so the
+    fp32 update's first ratio is 1 only up to bf16 rounding; elsewhere the rollouts are the fp32 ones exactly."""
+    from aimc.finetune import run_ppo
+
+    monkeypatch.setenv("AIMC_CPU_BF16", native)
+    cfg = micro_cfg(tiny_bundle, tmp_path / "run", "iterations=1", "value_warmup_iterations=0", "cond_scale=0",
+                    "max_steps=12", "rollout_precision=bf16")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (row,) = run_ppo(cfg, progress=False, log=lambda _: None)["iterations"]
+    finally:
+        torch.set_num_threads(n)
+    assert np.isfinite(row["loss"]) and row["kl_anchor"] > 0
     if native == "1":
         assert 1e-4 < row["ratio_dev_first"] < 0.5
     else:

@@ -151,3 +151,18 @@ def test_a_failed_episode_stops_the_collection_and_keeps_finished_ones(tiny_bund
     monkeypatch.setattr(rollout, "make", real)
     again = collect_rollouts(spec, jobs, envs_per_worker=2)
     assert [r["steps"] for r in again] == [r["steps"] for r in ref] and _stored(tmp_path / "a") == _stored(tmp_path / "ref")
+
+
+@pytest.mark.parametrize(("native", "ran"), [("1", "bf16"), ("0", "fp32")])
+def test_the_learner_acts_in_the_asked_precision(tiny_bundle, tmp_path, monkeypatch, native, ran):
+    """`precision: bf16` reaches the learner's Agent (bf16 where native, forced here either way), and the labelled
+    episodes come out whole."""
+    from aimc.finetune.rollout import Worker, collect_rollouts, make_jobs
+
+    monkeypatch.setenv("AIMC_CPU_BF16", native)
+    worker = Worker(spec_for(tiny_bundle, tmp_path / "w", precision="bf16"))
+    worker.learner.reset_slot(0, None, 0, prompt="collect wood")
+    assert worker.learner.agent._agent.precision == ran
+    (r,) = collect_rollouts(spec_for(tiny_bundle, tmp_path / "a", precision="bf16"),
+                            make_jobs(["collect_wood"], 1, 0.0, 12, 0, "iter1"))
+    assert r["steps"] == 12

@@ -49,3 +49,20 @@ def resolve_mixed_precision(requested: str, device_type: str) -> str:
     if device_type == "cpu" and not native_bf16_cpu():
         return "no"
     return "bf16"
+
+
+ACTING_PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_acting_precision(requested: str, device_type: str) -> str:
+    """The precision an acting policy asked for (``"fp32"`` or ``"bf16"``) as it will run on ``device_type``.
+
+    Why acting has its own switch: rollouts (evaluation, DAgger, PPO's episodes) spend most of a step in the
+    policy's convolutions once the world is fast, and bf16 halves their cost where the hardware computes it
+    (the shipped Crafter agent at 16 envs: docs/results.md, "Rollout speed"). It is opt-in, not the default,
+    because it changes the sampled actions now and then (a near-tie flips), so a run is reproducible only at
+    the precision it was made with; `resolve_mixed_precision` decides where bf16 is native.
+    """
+    if requested not in ACTING_PRECISIONS:
+        raise ValueError(f"acting precision must be one of {', '.join(ACTING_PRECISIONS)}, got {requested!r}")
+    return "bf16" if resolve_mixed_precision("no" if requested == "fp32" else "bf16", device_type) == "bf16" else "fp32"

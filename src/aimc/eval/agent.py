@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from aimc.core.errors import AimcError, CheckpointError
+from aimc.core.precision import ACTING_PRECISIONS
 from aimc.envs.actions import joint_code
 from aimc.policy import Agent, VPTPolicy, load_policy
 from aimc.train.bundle import AgentBundle
@@ -35,7 +36,7 @@ class TextAgent:
     """Text/video-goal agent over a bundle; see the module docstring."""
 
     def __init__(self, policy: VPTPolicy, bundle: AgentBundle, device: str = "cpu", seed: int = 0,
-                 goal_source: str | None = None, temperature: float | None = None) -> None:
+                 goal_source: str | None = None, temperature: float | None = None, precision: str = "fp32") -> None:
         self.policy = policy.to(device).eval()
         self.bundle = bundle
         self.device = device
@@ -49,6 +50,10 @@ class TextAgent:
             raise AimcError(f"temperature must be > 0, got {t}")
         self.temperature = 1.0 if t is None else float(t)
         """Sampling temperature of every episode (`aimc.policy.Agent`): the caller's, else the bundle's, else 1."""
+        if precision not in ACTING_PRECISIONS:
+            raise AimcError(f"precision must be one of {', '.join(ACTING_PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        """What the policy acts in: "fp32", or "bf16" where the device computes it natively (`aimc.policy.Agent`)."""
         self._embedder: Any = None
         self._predictors: dict[str, Any] = {}
         self._agent: Agent | None = None
@@ -56,9 +61,10 @@ class TextAgent:
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str = "cpu", seed: int = 0, goal_source: str | None = None,
-                    temperature: float | None = None) -> TextAgent:
+                    temperature: float | None = None, precision: str = "fp32") -> TextAgent:
         bundle = AgentBundle.read(path)
-        agent = cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed, goal_source, temperature)
+        agent = cls(load_policy(bundle.policy_dir(), device=device), bundle, device, seed, goal_source, temperature,
+                    precision)
         if goal_source not in (None, "text"):
             agent.predictor(goal_source)  # a missing or mis-sized predictor fails here, before any episode
         return agent
@@ -148,7 +154,7 @@ class TextAgent:
         self._goals = goals
         self._agent = Agent(
             self.policy, n_envs=len(goals), cond_scale=scale if scale else None, device=self.device,
-            seed=self.seed if seed is None else seed, temperature=self.temperature,
+            seed=self.seed if seed is None else seed, temperature=self.temperature, precision=self.precision,
         )
 
     def restart(self, env_ids: list[int], goals: np.ndarray, seeds: list[int]) -> None:

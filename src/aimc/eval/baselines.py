@@ -55,13 +55,15 @@ class TextAgentFactory:
     """Prompt chaining (`aimc.eval.planner`): "chain", "none", or None for the bundle's own setting."""
     temperature: float | None = None
     """Sampling temperature (`aimc.policy.Agent`); None for the bundle's own (1 when it sets none)."""
+    precision: str = "fp32"
+    """What the policy acts in: "fp32" or "bf16" (where native; `aimc.policy.Agent`)."""
 
     def __call__(self) -> Actor:
         from aimc.eval.agent import TextAgent
         from aimc.eval.planner import make_planner
 
         agent = TextAgent.from_bundle(self.bundle, device=self.device, goal_source=self.goal_source,
-                                      temperature=self.temperature)
+                                      temperature=self.temperature, precision=self.precision)
         name = agent.bundle.planner if self.planner is None else self.planner
         planner = None if self.zero_goal else make_planner(name, agent.bundle.world)
         return TextActor(agent, self.cond_scale, zero_goal=self.zero_goal, use_prior=self.use_prior, planner=planner)

@@ -195,7 +195,7 @@ def evaluate_suite(
 def build_conditions(
     checkpoint: str | None, cfg_scales: list[float], baselines: list[str], use_prior: bool | None = None,
     device: str = "cpu", goal_source: str | None = None, planner: str | None = None,
-    temperature: float | None = None,
+    temperature: float | None = None, precision: str = "fp32",
 ) -> tuple[list[Condition], dict[str, Any]]:
     """Conditions for one run: the agent at the bundle's scale, the sweep scales, then the baselines (every
     condition of the agent, the unconditional baseline included, samples at `temperature`, None = the bundle's).
@@ -217,16 +217,16 @@ def build_conditions(
         main = float(meta.get("cond_scale", 6.0))
         conds.append(Condition("agent", TextAgentFactory(checkpoint, main, use_prior=use_prior, device=device,
                                                          goal_source=goal_source, planner=planner,
-                                                         temperature=temperature),
+                                                         temperature=temperature, precision=precision),
                                True, main, "agent"))
         for s in sorted(set(cfg_scales) - {main}):
             conds.append(Condition(f"agent@{s:g}", TextAgentFactory(checkpoint, s, use_prior=use_prior, device=device,
                                                                     goal_source=goal_source, planner=planner,
-                                                                    temperature=temperature),
+                                                                    temperature=temperature, precision=precision),
                                    True, s, "cfg_sweep"))
         if "unconditional" in baselines:
             conds.append(Condition("unconditional", TextAgentFactory(checkpoint, zero_goal=True, device=device,
-                                                                     temperature=temperature),
+                                                                     temperature=temperature, precision=precision),
                                    False, None, "baseline"))
     elif "unconditional" in baselines or cfg_scales:
         raise AimcError("the unconditional baseline and --cfg-scales need --checkpoint (an agent bundle)")
@@ -286,13 +286,16 @@ def run_eval(cfg: EvalConfig, progress: bool = True) -> dict[str, Any]:
         planner = cfg.planner or meta.get("planner") or "none"
         check_planner(planner, meta["world"])
     conds, env_cfg = build_conditions(cfg.checkpoint, list(cfg.cfg_scales), baselines, cfg.use_prior, cfg.device,
-                                      cfg.goal_source, cfg.planner, cfg.temperature)
+                                      cfg.goal_source, cfg.planner, cfg.temperature, cfg.precision)
     report, recorded = evaluate_suite(suite, conds, cfg.episodes, cfg.workers, cfg.backend, cfg.videos, cfg.seed,
                                       cfg.episode_timeout, progress=progress, env_config=env_cfg,
                                       envs_per_worker=cfg.envs_per_worker)
     if cfg.checkpoint is not None:
         report["planner"] = planner  # how the agent's prompts became goals over an episode (docs/evaluation.md)
         report["temperature"] = cfg.temperature if cfg.temperature is not None else (meta.get("temperature") or 1.0)
+        from aimc.core.precision import resolve_acting_precision
+
+        report["precision"] = resolve_acting_precision(cfg.precision, cfg.device.split(":")[0])
     paths = write_outputs(cfg.out, report, recorded)
     config_path = str(Path(cfg.out) / "eval_config.json")
     save_config(cfg, config_path)

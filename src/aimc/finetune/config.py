@@ -96,6 +96,9 @@ class DaggerConfig:
     per step (the rollouts are bound by that forward, not by the world). Episodes do not depend on it."""
     device: str = "cpu"
     """torch device of the learner during rollouts (training picks its own through accelerate)."""
+    precision: str = "fp32"
+    """What the learner acts in during rollouts: "fp32", or "bf16" where the device computes it natively
+    (`aimc.policy.Agent`; faster rollouts, slightly different actions)."""
 
     def __post_init__(self) -> None:
         check_tasks(self.tasks)
@@ -104,6 +107,8 @@ class DaggerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if not 0.0 <= self.beta0 <= 1.0:
             raise ConfigError(f"beta0 must be in [0, 1], got {self.beta0}")
         if self.beta_decay < 0 or (self.beta_schedule == "exponential" and self.beta_decay > 1):

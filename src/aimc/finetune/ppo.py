@@ -658,7 +658,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
             pool = RolloutPool(cfg.rollout_workers, str(plan.bundle.policy_dir()), plan.world, plan.world_config,
                                cfg.envs, cfg.stop_on_success, cond_scale=plan.cond_scale, device=cfg.device,
                                planner=cfg.planner, make_labeller=labeller, demo_tasks=demo_tasks,
-                               skip_explore=cfg.expert.skip_explore, tied_moves=cfg.expert.tied_moves)
+                               skip_explore=cfg.expert.skip_explore, tied_moves=cfg.expert.tied_moves,
+                               precision=cfg.rollout_precision)
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
@@ -671,7 +672,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                 else:
                     assert engine is not None
                     actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__,
-                                        labeller, demo_tasks, cfg.expert.skip_explore, cfg.expert.tied_moves)
+                                        labeller, demo_tasks, cfg.expert.skip_explore, cfg.expert.tied_moves,
+                                        cfg.rollout_precision)
                     trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward,
                                         lambda _: bar.update(1), gamma=cfg.gamma)
             rollout_s = time.perf_counter() - start

@@ -340,16 +340,18 @@ class PolicyActor:
     its own labeller, reset with the slot's episode (`demo_tasks` maps the suite task to what it pursues), and
     every step it labels the state before the policy acts; the labels are recorded as action sets (`label_mask`),
     never executed: the labeller's action, with `tied_moves` also the moves equally good as it, and an empty set
-    where the labeller explored, with `skip_explore`."""
+    where the labeller explored, with `skip_explore`. `precision` is the agent's acting precision ("bf16": autocast
+    where native; the recorded log-probabilities are fp32 either way)."""
 
     def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu", planner: Any = None,
                  goal_of: Callable[[str], np.ndarray] | None = None, make_labeller: Callable[[], Any] | None = None,
                  demo_tasks: dict[str, str | None] | None = None, skip_explore: bool = False,
-                 tied_moves: bool = False) -> None:
+                 tied_moves: bool = False, precision: str = "fp32") -> None:
         from aimc.policy import Agent
 
         self.policy = policy
-        self.agent = Agent(policy, n_envs=n_slots, cond_scale=cond_scale or None, device=device, seed=0)
+        self.agent = Agent(policy, n_envs=n_slots, cond_scale=cond_scale or None, device=device, seed=0,
+                           precision=precision)
         self.img_shape = tuple(policy.config.img_shape)
         self.goals = np.zeros((n_slots, policy.config.goal_dim), np.float32)
         self.buffers: list[_Buffer | None] = [None] * n_slots

@@ -58,7 +58,7 @@ def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_confi
             policy.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             actor = PolicyActor(policy, n_slots, actor_kwargs["cond_scale"], actor_kwargs["device"], planner,
                                 goals.__getitem__, actor_kwargs["make_labeller"], actor_kwargs["demo_tasks"],
-                                actor_kwargs["skip_explore"], actor_kwargs["tied_moves"])
+                                actor_kwargs["skip_explore"], actor_kwargs["tied_moves"], actor_kwargs["precision"])
             engine.play(actor, specs, goals, jobs, max_steps, reward, lambda t: conn.send(("episode", t)), gamma=gamma)
         except EpisodeError as e:  # already one line naming the episode
             conn.send(("error", str(e), "".join(getattr(e, "__notes__", []))))
@@ -80,14 +80,15 @@ class RolloutPool:
     def __init__(self, workers: int, policy_dir: str, world: str, world_config: dict[str, Any], n_slots: int,
                  stop_on_success: bool, *, cond_scale: float, device: str, planner: str,
                  make_labeller: Callable[[], Any] | None, demo_tasks: dict[str, str | None], skip_explore: bool,
-                 tied_moves: bool) -> None:
+                 tied_moves: bool, precision: str = "fp32") -> None:
         if workers < 2:
             raise AimcError(f"a rollout pool needs at least 2 workers, got {workers}; use RolloutEngine for one")
         if n_slots < workers:
             raise AimcError(f"envs ({n_slots}) must be at least rollout_workers ({workers}): each worker needs a slot")
         ctx = mp.get_context("spawn")
         kwargs = {"cond_scale": cond_scale, "device": device, "planner": planner, "make_labeller": make_labeller,
-                  "demo_tasks": demo_tasks, "skip_explore": skip_explore, "tied_moves": tied_moves}
+                  "demo_tasks": demo_tasks, "skip_explore": skip_explore, "tied_moves": tied_moves,
+                  "precision": precision}
         self.conns: list[Any] = []
         self.procs: list[Any] = []
         for w in range(workers):

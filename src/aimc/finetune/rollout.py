@@ -68,6 +68,8 @@ class RolloutSpec:
     """The learner's prompt chaining (`aimc.eval.planner`); each frame's goal is then its sub-goal at that step."""
     stop_on_success: bool = False
     device: str = "cpu"
+    precision: str = "fp32"
+    """What the learner acts in (`aimc.policy.Agent`): "fp32", or "bf16" where native."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Added to every episode's metadata["dagger"] (iteration, stage)."""
     skip_explore: bool = False
@@ -216,7 +218,7 @@ class Worker:
         from aimc.eval.planner import make_planner
 
         self.spec = spec
-        agent = TextAgent.from_bundle(spec.bundle, device=spec.device)
+        agent = TextAgent.from_bundle(spec.bundle, device=spec.device, precision=spec.precision)
         self.bundle = agent.bundle
         # DAgger's data trains text goals, so the learner reads the prompt's text embedding directly
         self.learner = TextActor(agent, spec.cond_scale, use_prior=False,

@@ -34,6 +34,17 @@ class PolicyOutput:
     latent: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def fp32(self) -> PolicyOutput:
+        """The same outputs in fp32 (under bf16 autocast the heads may come out bf16; sampling, log-ratios and
+        losses are computed in fp32). Tensors inside ``extras`` dicts (guidance's branch scores) too."""
+        def f(v: Any) -> Any:
+            if isinstance(v, Tensor) and v.is_floating_point():
+                return v.float()
+            return {k: f(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+        return PolicyOutput(logp=f(self.logp), vpred=self.vpred.float(),
+                            latent=None if self.latent is None else self.latent.float(), extras=f(self.extras))
+
 
 def as_action_dict(actions: dict[str, Tensor] | Tensor, head_names: list[str]) -> dict[str, Tensor]:
     if isinstance(actions, Tensor):

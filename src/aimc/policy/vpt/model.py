@@ -85,7 +85,8 @@ class FanInLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.norm is not None:
             x = self.norm(x)
-        impl = self.conv_impl if not torch.is_grad_enabled() else "direct"  # training is always direct
+        # Training is always direct, and so is bf16 autocast (the Winograd path computes in fp32).
+        impl = self.conv_impl if not (torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)) else "direct"
         if impl == "auto":
             impl = self._measured_impl(x)
         self.last_impl = impl
@@ -187,6 +188,7 @@ class ImpalaCNN(nn.Module):
 
     def _auto(self, x: Tensor) -> bool:
         return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu")
                 and any(isinstance(m, FanInLayer) and m.conv_impl == "auto" for m in self.stacks.modules()))
 
     def _auto_stacks(self, x: Tensor) -> Tensor:
@@ -452,6 +454,11 @@ class VPTState:
         return VPTState(
             [k.to(device) for k in self.keys], [v.to(device) for v in self.values], self.valid.to(device)
         )
+
+    def to_dtype(self, dtype: torch.dtype) -> VPTState:
+        """Keys and values in `dtype` (an LSTM under bf16 autocast returns its h and c in bf16; an acting agent
+        keeps its memory in the policy's own dtype between steps)."""
+        return VPTState([k.to(dtype) for k in self.keys], [v.to(dtype) for v in self.values], self.valid)
 
     def to_official(self) -> list[tuple[Tensor, tuple[Tensor, Tensor]]]:
         return [(self.valid[:, None, :].clone(), (k, v)) for k, v in zip(self.keys, self.values, strict=True)]

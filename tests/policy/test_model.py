@@ -338,3 +338,36 @@ def test_lstm_config_trains_and_has_no_official_form() -> None:
     lstm_grad = p.net.recurrent_layer.blocks[0].r.lstm.weight_hh_l0.grad
     assert lstm_grad is not None and lstm_grad.abs().sum() > 0
     assert state.keys[0].shape == (2, 1, 32) and bool(state.valid.all())
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_pooling_before_the_relu_is_the_official_order_bit_for_bit(monkeypatch, bf16: bool) -> None:
+    """Each down-stack pools its first conv's output and applies the ReLU after (a quarter of the elements); the
+    official conv -> ReLU -> pool order gives the same outputs and the same gradients exactly, in fp32 and under
+    bf16 autocast."""
+    import torch.nn.functional as F
+
+    from aimc.policy.vpt import model as M
+
+    def official(self, x):
+        x = F.max_pool2d(self.firstconv(x), kernel_size=3, stride=2, padding=1)
+        x = self.n(x)
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+    p = make_tiny(goal_dim=8).train()
+    pov, goal = rand_pov(2, 5, seed=3), torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
+    runs = []
+    for forward in (official, M.CnnDownStack.forward):
+        monkeypatch.setattr(M.CnnDownStack, "forward", forward)
+        p.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, _ = p(pov, goal, None, None)
+            loss = sum(v.float().square().sum() for v in out.logp.values()) + out.vpred.float().sum()
+        loss.backward()
+        runs.append((out, {n: q.grad.clone() for n, q in p.named_parameters() if q.grad is not None}))
+    (a, ga), (b, gb) = runs
+    assert all(torch.equal(a.logp[k], b.logp[k]) for k in a.logp) and torch.equal(a.vpred, b.vpred)
+    assert ga.keys() == gb.keys() and all(torch.equal(ga[k], gb[k]) for k in ga)
+    assert any(float(g.abs().max()) > 0 for n, g in ga.items() if "stacks.0.firstconv" in n)

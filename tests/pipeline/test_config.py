@@ -158,7 +158,7 @@ def test_goal_preset_picks_the_training_preset_of_the_goal_stage(tmp_path):
 
 
 def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
-    """`base:` reads the named preset first: the longer chain preset differs from the 90-minute one only in PPO
+    """`base:` reads the named preset first: the longer chain preset differs from `crafter-instruct-chain` only in PPO
     iterations, so its earlier stages keep their fingerprints (and a finished shorter run is continued)."""
     short = load_pipeline_config("crafter-instruct-chain", out="anywhere")
     long = load_pipeline_config("crafter-instruct-chain-long", out="anywhere")
@@ -179,7 +179,7 @@ def test_a_preset_with_a_base_changes_only_what_it_states(tmp_path):
 
 def test_the_larger_chain_preset_changes_the_data_budget_and_nothing_else(tmp_path):
     """`crafter-instruct-chain-big`: twice the chain episodes, 1.8M BC frames, 120 PPO iterations; the demonstrator,
-    the goal preset, the PPO rewards and weights stay the 90-minute preset's, so the two measure the data budget;
+    the goal preset, the PPO rewards and weights stay `crafter-instruct-chain`'s, so the two measure the data budget;
     `-big-long` continues its PPO in the same --out (only ppo and eval change fingerprint)."""
     short = load_pipeline_config("crafter-instruct-chain", out=str(tmp_path))
     big = load_pipeline_config("crafter-instruct-chain-big", out=str(tmp_path))

@@ -65,9 +65,9 @@ class Agent:
     docs/policy.md) at the price of a compilation (tens of seconds) at each batch size's first step.
     ``precision`` "bf16": each step runs under bf16 autocast where the device computes bf16 natively (a GPU, a
     CPU with AMX or AVX-512 BF16; elsewhere it stays fp32, which `precision` then reads), with the outputs and
-    the memory kept in fp32 between steps. About 1.4x faster acting for the Crafter policy at 16 envs on an
-    AMX CPU (docs/results.md, "Rollout speed"); the action probabilities move slightly (mean KL ~1e-4 per step),
-    so a seed reproduces a run only at the precision it was made with.
+    the memory kept in fp32 between steps. The Crafter policy's step at 16 envs is about 1.4x faster on an AMX
+    CPU and its rollouts 1.22-1.26x (docs/results.md, "Rollout speed"); the action probabilities move slightly
+    (mean KL ~1e-4 per step), so a seed reproduces a run only at the precision it was made with.
     """
 
     def __init__(

@@ -124,9 +124,17 @@ class WriterHook(EpisodeHook):
 _W: dict[str, Any] = {}
 
 
-def _worker_init(cfg_dict: dict[str, Any]) -> None:
+def _worker_init(cfg_dict: dict[str, Any], stop: Any = None) -> None:
+    """`stop` (a worker process's): an event that, once set, makes every episode not yet started a no-op, so the
+    parent stops a pool by letting it drain instead of killing workers (see `iter_collect`). A pool worker also
+    ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and the parent handles it."""
     from aimc.envs import make
 
+    if stop is not None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _W["stop"] = stop
     cfg = from_dict(CollectConfig, cfg_dict)
     _W["cfg"] = cfg
     env = make(cfg.world, **cfg.world_config)
@@ -140,7 +148,9 @@ def _recorded_action_names(names: Any) -> list[str] | dict[str, int]:
         return list(names)
     return {"generated": len(names)}
 
-def _collect_one(index: int) -> dict[str, Any]:
+def _collect_one(index: int) -> dict[str, Any] | None:
+    if _W.get("stop") is not None and _W["stop"].is_set():
+        return None  # the collection is stopping: this episode is not started
     cfg: CollectConfig = _W["cfg"]
     env = _W["env"]
     world_seed = derive_seed(cfg.seed, index)
@@ -213,9 +223,9 @@ def pending_indices(cfg: CollectConfig) -> list[int]:
 def iter_collect(cfg: CollectConfig) -> Iterator[dict[str, Any]]:
     """Yield one result dict per finished episode (in completion order).
 
-    When anything fails (a full disk in one worker, Ctrl-C), the other workers are stopped and the episodes
-    they were writing, hidden temp dirs, are removed before the error goes on: finished episodes stay, and
-    nothing half-written is left for the next run to find.
+    When anything fails (a full disk in one worker, Ctrl-C), no further episode starts, the ones running end
+    (or fail) on their own and any hidden temp dir left is removed before the error goes on: finished episodes
+    stay, and nothing half-written is left for the next run to find.
     """
     todo = pending_indices(cfg)
     if not todo:
@@ -229,18 +239,24 @@ def iter_collect(cfg: CollectConfig) -> Iterator[dict[str, Any]]:
             remove_stale_tmp(cfg.out)  # the writer aborted already; this is the backstop
             raise
         return
+    # Stopping drains the pool instead of terminating it: `Pool.terminate` kills workers wherever they are, and
+    # one killed while sending its result holds the result queue's lock forever, so the pool's own shutdown then
+    # hangs (seen on a busy machine). The running episodes end (or fail) on their own; queued ones are skipped.
     ctx = mp.get_context("fork")
-    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(to_dict(cfg),))
+    stop = ctx.Event()
+    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_worker_init, initargs=(to_dict(cfg), stop))
     try:
-        yield from pool.imap_unordered(_collect_one, todo)
-        pool.close()
+        for res in pool.imap_unordered(_collect_one, todo):
+            if res is not None:
+                yield res
     except BaseException:
-        pool.terminate()
+        stop.set()
+        pool.close()
         pool.join()
-        remove_stale_tmp(cfg.out)  # episodes the stopped workers were in the middle of
+        remove_stale_tmp(cfg.out)  # a failed episode's writer aborted already; this is the backstop
         raise
-    finally:
-        pool.join()
+    pool.close()
+    pool.join()
 
 
 def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aimc.core.errors import ConfigError
+from aimc.core.precision import ACTING_PRECISIONS
 
 BASELINES = ("unconditional", "demonstrator", "random")
 """Baseline conditions `run_eval` knows (docs/evaluation.md)."""
@@ -81,8 +82,8 @@ class EvalConfig:
             raise ConfigError("goal_source is empty; use text, prior or a predictor directory")
         if self.temperature is not None and not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0 (1 = plain sampling), got {self.temperature}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ACTING_PRECISIONS:
+            raise ConfigError(f"precision must be {' or '.join(ACTING_PRECISIONS)}, got {self.precision!r}")
         if self.envs_per_worker < 1:
             raise ConfigError(f"envs_per_worker must be >= 1, got {self.envs_per_worker}")
         for name in ("videos", "workers"):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from aimc.core.config import build_config, deep_merge, from_dict, load_yaml, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
+from aimc.core.precision import ACTING_PRECISIONS
 from aimc.train.config import DataPart
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -107,8 +108,8 @@ class DaggerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ACTING_PRECISIONS:
+            raise ConfigError(f"precision must be {' or '.join(ACTING_PRECISIONS)}, got {self.precision!r}")
         if not 0.0 <= self.beta0 <= 1.0:
             raise ConfigError(f"beta0 must be in [0, 1], got {self.beta0}")
         if self.beta_decay < 0 or (self.beta_schedule == "exponential" and self.beta_decay > 1):

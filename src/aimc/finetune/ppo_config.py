@@ -14,6 +14,7 @@ from typing import Any
 
 from aimc.core.config import build_config, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
+from aimc.core.precision import ACTING_PRECISIONS
 
 PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_PREFIX = "ppo-"
@@ -229,8 +230,9 @@ class PPOConfig:
                               "plays at least one world slot")
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision: expected 'no' or 'bf16', got {self.mixed_precision!r}")
-        if self.rollout_precision not in ("fp32", "bf16"):
-            raise ConfigError(f"rollout_precision: expected 'fp32' or 'bf16', got {self.rollout_precision!r}")
+        if self.rollout_precision not in ACTING_PRECISIONS:
+            raise ConfigError(f"rollout_precision: expected {' or '.join(map(repr, ACTING_PRECISIONS))}, "
+                              f"got {self.rollout_precision!r}")
         if self.value_warmup_iterations < 0 or self.seed < 0:
             raise ConfigError("value_warmup_iterations and seed must be >= 0")
         for name in ("gamma", "gae_lambda"):

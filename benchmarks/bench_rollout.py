@@ -12,7 +12,10 @@ at 1 and 2 worker processes (one torch thread each, the engine's default), and e
 fraction of the raw env rate on the same workers (target: >= 0.5 at the engine's default E), against
 both the env as aimc runs it and upstream's code. Since the array world generator and renderer
 (`CrafterConfig.fast`) the env is about twice as fast, so the first fraction fell while every rollout got
-faster: the second one compares with the env the target was set against.
+faster: the second one compares with the env the target was set against. Each mode also prints its time
+inside the env per step: the agent's own steps cost more than a random player's (it lives longer, walks
+further, meets more creatures and the night), so even a policy that cost nothing would reach only the
+"free-policy ceiling" (raw env time per step / the agent's env time per step) of the raw rate.
 
 The machine may be shared, so the modes are measured in short interleaved windows (raw, e=1, e=8, ... then
 again, `--rounds` times), all workers switching together, and each rate is the total over its windows: load
@@ -90,29 +93,55 @@ def _agent_runner(horizon: int, seed: int, envs: int, precision: str = "fp32") -
     return run
 
 
+_ENV_SECONDS = [0.0]  # time spent inside the env's step and reset, in this process
+
+
+def _time_env() -> None:
+    """Count the seconds every mode spends inside `CrafterEnv.step` / `reset` (a perf_counter pair per call, well
+    under 1 % of a step). The agent's own steps cost more than a random player's (it walks further, lives into
+    the night, meets more creatures), so its env time per step, not the raw loop's, bounds what a free policy
+    could reach."""
+    from aimc.envs import crafter
+
+    for name in ("step", "reset"):
+        orig = getattr(crafter.CrafterEnv, name)
+
+        def timed(self: Any, *args: Any, _orig: Callable[..., Any] = orig, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _orig(self, *args, **kwargs)
+            finally:
+                _ENV_SECONDS[0] += time.perf_counter() - start
+
+        setattr(crafter.CrafterEnv, name, timed)
+
+
 def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int, barrier: Any, out: Any) -> None:
     import torch
 
     torch.set_num_threads(1)
+    _time_env()
     runners = {m: _raw_runner(horizon, seed, fast=m == "raw") if m in ("raw", "upstream")
                else _agent_runner(horizon, seed, int(m.split("/")[0]), m.split("/")[1]) for m in modes}
     for run in runners.values():  # first forwards, numba kernels, caches
         run(time.perf_counter() + WARMUP_S)
     steps = dict.fromkeys(modes, 0)
     spent = dict.fromkeys(modes, 0.0)
+    in_env = dict.fromkeys(modes, 0.0)
     for _ in range(rounds):
         for m in modes:
             barrier.wait()
-            start = time.perf_counter()
+            start, env_start = time.perf_counter(), _ENV_SECONDS[0]
             steps[m] += runners[m](start + window)
             spent[m] += time.perf_counter() - start
-    out.put({m: steps[m] / spent[m] for m in modes})
+            in_env[m] += _ENV_SECONDS[0] - env_start
+    out.put({m: (steps[m] / spent[m], in_env[m] / max(steps[m], 1)) for m in modes})
 
 
 def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: int,
-            precisions: tuple[str, ...] = ("fp32",)) -> dict[str, float]:
+            precisions: tuple[str, ...] = ("fp32",)) -> tuple[dict[str, float], dict[str, float]]:
     """Steps/s per mode ("raw", "upstream" and each "E/precision"), summed over `workers` processes measuring
-    together."""
+    together, and each mode's seconds inside the env per step (the workers' mean)."""
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(workers), ctx.Queue()
     modes = ["raw", "upstream", *(f"{e}/{p}" for p in precisions for e in envs)]
@@ -120,10 +149,11 @@ def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: 
              for i in range(workers)]
     for p in procs:
         p.start()
-    rates = [out.get() for _ in procs]
+    results = [out.get() for _ in procs]
     for p in procs:
         p.join()
-    return {m: sum(r[m] for r in rates) for m in modes}
+    return ({m: sum(r[m][0] for r in results) for m in modes},
+            {m: sum(r[m][1] for r in results) / len(results) for m in modes})
 
 
 def main() -> None:
@@ -141,15 +171,19 @@ def main() -> None:
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start; bf16 acting here runs "
           f"{resolve_acting_precision('bf16', 'cpu')}")
     for w in args.workers:
-        rates = measure(w, args.envs, args.window, args.rounds, args.horizon, tuple(args.precision))
+        rates, env_s = measure(w, args.envs, args.window, args.rounds, args.horizon, tuple(args.precision))
         raw, upstream = rates["raw"], rates["upstream"]
-        print(f"workers {w}  raw env     {raw:7.1f} steps/s   {raw / upstream:.2f}x upstream's code")
+        print(f"workers {w}  raw env     {raw:7.1f} steps/s   {raw / upstream:.2f}x upstream's code   "
+              f"env {1e6 * env_s['raw']:.0f} us/step")
         print(f"workers {w}  upstream    {upstream:7.1f} steps/s")
         for p in args.precision:
             for e in args.envs:
-                rate = rates[f"{e}/{p}"]
-                print(f"workers {w}  agent e={e:<3d} {p}  {rate:7.1f} steps/s   {rate / raw:.2f}x raw env   "
-                      f"{rate / upstream:.2f}x upstream's raw env")
+                m = f"{e}/{p}"
+                # With a policy (and harness) that cost nothing, a step would take only its env time.
+                ceiling = env_s["raw"] / env_s[m]
+                print(f"workers {w}  agent e={e:<3d} {p}  {rates[m]:7.1f} steps/s   {rates[m] / raw:.2f}x raw env   "
+                      f"{rates[m] / upstream:.2f}x upstream's raw env   env {1e6 * env_s[m]:.0f} us/step "
+                      f"({env_s[m] / env_s['raw']:.2f}x a random player's), free-policy ceiling {ceiling:.2f}x raw")
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from aimc.core.errors import AimcError, CheckpointError, ConfigError
+from aimc.embed.captions import instruction
 from aimc.envs import make
 from aimc.eval.planner import ChainPlanner, EventMatcher, check_planner, make_planner
 
@@ -78,6 +79,20 @@ def test_chain_on_a_crafter_world_follows_the_recipe():
     assert other.event is None and planner.prompt(other, env) == "sing loudly"
     survival = planner.start("drink water")  # a task without prerequisites
     assert planner.prompt(survival, env) == "drink water"
+
+
+def test_chain_event_says_the_matched_events_caption_at_the_last_step_too():
+    env = make("crafter", size=64)
+    env.reset(seed=1)
+    planner = make_planner("chain-event", "crafter", words)
+    assert isinstance(planner, ChainPlanner) and not planner.own_words and planner.night is None
+    plan = planner.start("collect coal please")
+    assert planner.prompt(plan, env) == "chop a tree"  # prerequisites as under `chain`
+    env.player.inventory["wood_pickaxe"] = 1
+    assert planner.prompt(plan, env) == instruction("collect_coal", "crafter") != "collect coal please"
+    assert plan.current == "collect_coal"
+    other = planner.start("sing loudly")  # nothing matched: the user's words are all there is
+    assert planner.prompt(other, env) == "sing loudly"
 
 
 def test_night_rule_shelters_from_dusk_sleeps_when_walled_in_and_resumes_in_the_morning():

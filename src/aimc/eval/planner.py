@@ -29,13 +29,16 @@ import numpy as np
 
 from aimc.core.errors import AimcError, UnknownNameError
 
-PLANNER_NAMES = ("none", "chain", "chain-night", "chain-rest")
+PLANNER_NAMES = ("none", "chain", "chain-event", "chain-night", "chain-rest")
 """`none`: the instruction is the goal on every step; `chain`: `ChainPlanner` for the bundle's world;
+`chain-event`: the same, but the last step too is said with the matched event's canonical caption instead of the
+user's words (a policy that misreads an unseen wording at that step, e.g. "plant a tree seedling", still gets
+the instruction it was trained on; the user's words then only choose the event);
 `chain-night`: the same, and from dusk to morning the survival instructions the demonstrator follows at night
 (`NightRule`: "build a shelter", then "fall asleep"); `chain-rest`: the same, but the night's one instruction is
 the world's wake-up task ("sleep until morning"), which a policy fine-tuned on wake-up demonstrations follows
 as one behaviour (wall in, then sleep; docs/task-finetune.md)."""
-CHAIN_PLANNERS = ("chain", "chain-night", "chain-rest")
+CHAIN_PLANNERS = ("chain", "chain-event", "chain-night", "chain-rest")
 NIGHT_TASKS = frozenset({"defeat_zombie"})
 """Events the night rule leaves alone: their task needs the night (zombies come out in the dark; told to shelter
 all night, the agent's defeat_zombie success fell from 0.93 to 0.47, docs/evaluation.md)."""
@@ -119,11 +122,11 @@ class ChainPlanner:
     then a missing station (none seen this episode within `reach` cells, as the demonstrator judges it), then
     the task's own step. Each
     sub-goal is said with its event's canonical caption, the words the policy saw for it most; the last one
-    with the user's words.
+    with the user's words, or with `own_words` False with that event's caption too.
     """
 
     def __init__(self, world: str = "crafter", encoder: TextEncoder | None = None,
-                 threshold: float = MATCH_THRESHOLD, night: NightRule | None = None) -> None:
+                 threshold: float = MATCH_THRESHOLD, night: NightRule | None = None, own_words: bool = True) -> None:
         from aimc.embed.captions import NOTHING, catalogue, instruction
         from aimc.envs.demo.planner import TASKS
 
@@ -141,6 +144,7 @@ class ChainPlanner:
         self.matcher = EventMatcher(captions, encoder, threshold)
         self._instruction = lambda event: instruction(event, world)
         self.night = night
+        self.own_words = own_words
 
     def start(self, prompt: str) -> Plan:
         event, score = self.matcher.match(prompt)
@@ -166,7 +170,7 @@ class ChainPlanner:
             text = self.night.prompt(plan, env)
             if text is not None:
                 return text
-        return plan.prompt if sub == plan.event else self._instruction(sub)
+        return plan.prompt if sub == plan.event and self.own_words else self._instruction(sub)
 
 
 class NightRule:
@@ -243,11 +247,13 @@ def advance(planner: GoalPlanner, plans: dict[int, Plan], texts: dict[int, str],
 
 
 def make_planner(name: str | None, world: str, encoder: TextEncoder | None = None) -> GoalPlanner | None:
-    """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`, "chain-night"/"chain-rest": with a
-    `NightRule`) for `world`."""
+    """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`, "chain-event": one that says the
+    matched event's caption at the last step too, "chain-night"/"chain-rest": with a `NightRule`) for `world`."""
     check_planner(name, world)
     if name in ("chain-night", "chain-rest"):
         return ChainPlanner(world, encoder, night=NightRule(rest=name == "chain-rest"))
+    if name == "chain-event":
+        return ChainPlanner(world, encoder, own_words=False)
     return ChainPlanner(world, encoder) if name == "chain" else None
 
 

@@ -58,7 +58,7 @@ class AgentBundle:
     world_config: dict[str, Any]
     """Keyword options for `aimc.envs.make`; its observation size matches the policy's input."""
     planner: str | None = None
-    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-night", "chain-rest" or "none"); None = none."""
+    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-event", "chain-night", "chain-rest" or "none"); None = none."""
     temperature: float | None = None
     """Default sampling temperature of the agent's actions (`aimc.policy.Agent`); None = 1, plain sampling."""
     root: Path | None = field(default=None, compare=False)

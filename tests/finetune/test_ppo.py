@@ -652,7 +652,7 @@ def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path)
     from aimc.core.errors import ConfigError
     from aimc.finetune import load_ppo_config
 
-    with pytest.raises(ConfigError, match="planner: expected one of none, chain, chain-night, chain-rest"):
+    with pytest.raises(ConfigError, match="planner: expected one of none, chain, chain-event, chain-night, chain-rest"):
         load_ppo_config("ppo-micro", ["planner=fancy"])
 
 

@@ -118,7 +118,11 @@ def test_a_corrupt_cache_is_measured_again(monkeypatch, tmp_path) -> None:
     again = _selector(monkeypatch, path)
     with torch.inference_mode():
         policy(_img(policy))
-    assert [m["key"] for m in again.measured] == [key]
+    # the corrupt entry is measured again and the other layers' entries are read back; the network-level check
+    # ("cnn-...") runs too when this time's timings give a layer Winograd and the cache holds no network entry
+    # (timing-dependent on a busy machine, so allowed, not required)
+    measured = [m["key"] for m in again.measured]
+    assert key in measured and all(k == key or k.startswith("cnn-") for k in measured), measured
 
 
 def test_training_forwards_stay_direct_under_auto(monkeypatch, tmp_path) -> None:

@@ -36,7 +36,7 @@ def play_cmd(
     temperature: float | None = typer.Option(None, help="Sampling temperature (below 1: closer to the most likely "
                                              "action); default: the bundle's, else 1."),
     world: str | None = typer.Option(None, help="The world to play in; must be the agent's (default: the bundle's)."),
-    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-event (the matched event's own words at the last step too), "
+    planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-event (the matched event's caption at the last step too), "
                                        "chain-night (and shelter at night), chain-rest "
                                        "(and \"sleep until morning\" at night) or none "
                                        "(the instruction on every step); default: the bundle's."),

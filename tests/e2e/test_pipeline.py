@@ -168,5 +168,32 @@ def test_micro_instruct_chain_pipeline_trains_on_step_labelled_chains(tmp_path, 
                  "--set", "polish.iterations=2"]) == 0
     log = capsys.readouterr().out
     assert "polish: settings changed only where a PPO run resumes (1 iteration(s) done)" in log and "ppo: done earlier" in log
+    assert "s with its earlier pieces)" in log  # the stage's seconds add up its pieces
     longer = json.loads((out / "polish" / "ppo_summary.json").read_text())["iterations"]
     assert len(longer) == 2 and longer[:1] == rows and longer[1]["bc_nll"] > 0  # iteration 1 warms the value head
+
+    # a finish section on the same --out: one more PPO stage from polish/bundle with polish's settings (its BC term
+    # included) and its own changes; only finish and eval run, and eval reads finish/bundle
+    assert main(["pipeline", "--preset", "micro-instruct-chain-polish", "--out", str(out), "--quiet",
+                 "--set", "polish.iterations=2", "--set", "finish.iterations=1",
+                 "--set", "finish.task_weights.chop_tree=5"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"{stage}: done earlier" in log for stage in ("collect", "goal", "ppo", "polish"))
+    assert "finish: finished" in log and "eval: finished" in log
+    finish = json.loads((out / "finish" / "ppo_config.json").read_text())
+    polished = json.loads((out / "polish" / "ppo_config.json").read_text())
+    assert finish["bundle"] == str(out / "polish" / "bundle") and finish["seed"] == 2 and finish["bc"] == polished["bc"]
+    assert finish["task_weights"] == {**polished["task_weights"], "chop_tree": 5.0}
+    assert len(json.loads((out / "finish" / "ppo_summary.json").read_text())["iterations"]) == 1
+    assert json.loads((out / "eval" / "eval_config.json").read_text())["checkpoint"] == str(out / "finish" / "bundle")
+    # how the finished agent is played is chosen after training: the finish stage writes its bundle again with that
+    # planner (nothing retrained, the same weights) and only eval reruns
+    weights = (out / "finish" / "bundle" / "policy" / "model.safetensors").read_bytes()
+    assert main(["pipeline", "--preset", "micro-instruct-chain-polish", "--out", str(out), "--quiet",
+                 "--set", "polish.iterations=2", "--set", "finish.iterations=1",
+                 "--set", "finish.task_weights.chop_tree=5", "--set", "finish.bundle_planner=chain-event"]) == 0
+    log = capsys.readouterr().out
+    assert "finish: settings changed only where a PPO run resumes (1 iteration(s) done)" in log and "eval: finished" in log
+    assert json.loads((out / "finish" / "bundle" / "bundle.json").read_text())["planner"] == "chain-event"
+    assert (out / "finish" / "bundle" / "policy" / "model.safetensors").read_bytes() == weights
+    assert len(json.loads((out / "finish" / "ppo_summary.json").read_text())["iterations"]) == 1

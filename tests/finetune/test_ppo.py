@@ -654,6 +654,17 @@ def test_planner_in_the_rollouts_is_replayed_step_by_step(tiny_bundle, tmp_path)
 
     with pytest.raises(ConfigError, match="planner: expected one of none, chain, chain-event, chain-night, chain-rest"):
         load_ppo_config("ppo-micro", ["planner=fancy"])
+    with pytest.raises(ConfigError, match="bundle_planner: expected one of none, chain, chain-event,"):
+        load_ppo_config("ppo-micro", ["bundle_planner=fancy"])
+    # how the trained agent is played may change after training: the finished run writes its bundle again with
+    # that default, trains nothing more, and its policy stays byte for byte the same
+    weights = (tmp_path / "run" / "bundle" / "policy" / "model.safetensors").read_bytes()
+    again = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", "iterations=1", "value_warmup_iterations=0",
+                              "tasks=[place_table]", "planner=chain", "max_steps=12", "bundle_planner=chain-event"),
+                    progress=False, log=lambda _: None)
+    assert again["iterations"] == s["iterations"] and again["planner"] == "chain-event"
+    assert json.loads((tmp_path / "run" / "bundle" / "bundle.json").read_text())["planner"] == "chain-event"
+    assert (tmp_path / "run" / "bundle" / "policy" / "model.safetensors").read_bytes() == weights
 
 
 BC_SETS = ("bc.preset=test", "bc.overrides=[segment.goal_source=intention,segment.embed_name=null]", "bc.segments=2")

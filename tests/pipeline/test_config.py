@@ -78,6 +78,12 @@ def test_every_preset_loads_into_typed_stage_configs(tmp_path):
         configs = stage_configs(cfg)
         assert isinstance(configs["collect"], CollectConfig) and isinstance(configs["embedder"], EmbedderTrainConfig)
         assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["eval"], EvalConfig)
+        if cfg.recipe == "instruct-ppo" and cfg.finish:  # the agent the recipe ends with is the finish stage's
+            assert set(configs) == {"collect", "embedder", "goal", "ppo", "polish", "finish", "eval"}
+            assert configs["eval"].checkpoint == str(tmp_path / name / "finish" / "bundle")
+            assert configs["finish"].bundle == str(tmp_path / name / "polish" / "bundle")
+            assert configs["finish"].bc == configs["polish"].bc
+            continue
         if cfg.recipe == "instruct-ppo" and cfg.polish:  # the agent the recipe ends with is the polished one
             assert set(configs) == {"collect", "embedder", "goal", "ppo", "polish", "eval"}
             assert configs["eval"].checkpoint == str(tmp_path / name / "polish" / "bundle")
@@ -219,6 +225,44 @@ def test_polish_runs_after_ppo_from_its_bundle_with_the_pipelines_demonstrations
         if stage in recipe_stages(base):
             a[stage] = _fingerprint(base, stage, a)
     assert [s for s in a if a[s] != b[s]] == ["eval"]  # a finished long run in the same --out: polish and eval run
+
+
+def test_finish_continues_the_polished_agent_with_the_polish_settings(tmp_path):
+    """The optional finish stage: polish's resolved settings (BC term, planner, rewards, task weights) carry over,
+    its section changes only what it names, it starts from polish/bundle with its own seed, eval reads its bundle;
+    every stage before it keeps its fingerprint, so a finished run in the same --out runs only finish and eval."""
+    cfg = load_pipeline_config("crafter-instruct-long-ppo", out=str(tmp_path))
+    base = dataclasses.replace(cfg, finish={})  # the preset as it was before it had the stage
+    assert recipe_stages(base)[-3:] == ("ppo", "polish", "eval")
+    assert recipe_stages(cfg)[-4:] == ("ppo", "polish", "finish", "eval")
+    c = stage_configs(cfg)
+    fin, pol = c["finish"], c["polish"]
+    assert fin.bundle == str(tmp_path / "polish" / "bundle") and fin.out == str(tmp_path / "finish")
+    assert fin.seed == cfg.seed + 2 != pol.seed and fin.iterations == 60 != pol.iterations
+    assert fin.task_weights == {**pol.task_weights, "collect_coal": 24} and pol.task_weights["collect_coal"] == 12
+    assert fin.bc == pol.bc and fin.reward == pol.reward and fin.planner == pol.planner == "chain"
+    assert fin.bundle_planner == "chain-event" and pol.bundle_planner is None  # trained under chain, played with event
+    assert fin.mixed_precision == pol.mixed_precision and fin.threads == pol.threads
+    assert c["eval"].checkpoint == str(tmp_path / "finish" / "bundle")
+    a, b = {}, {}
+    for stage in recipe_stages(cfg):
+        b[stage] = _fingerprint(cfg, stage, b)
+        if stage in recipe_stages(base):
+            a[stage] = _fingerprint(base, stage, a)
+    assert [s for s in a if a[s] != b[s]] == ["eval"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["finish.iterations=2"], "finish: the finish stage continues the polish stage's agent; add a polish: section"),
+    (["polish.iterations=2", "finish.task_weights.collect_coal=3"], "finish: set iterations"),
+    (["polish.iterations=2", "finish.iterations=2", "finish.out=x"], "finish: ['out'] cannot be set here"),
+    (["polish.iterations=2", "finish.iterations=2", "finish.itrations=3"], "finish: unknown key(s) ['itrations']"),
+    (["polish.iterations=2", "finish.iterations=2", "recipe=instruct"], "polish: the instruct recipe has no polish"),
+])
+def test_bad_finish_sections_fail_at_load_in_one_line(overrides, message, tmp_path):
+    with pytest.raises(AimcError) as e:
+        load_pipeline_config("micro-instruct-chain", overrides=overrides, out=str(tmp_path))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("overrides, message", [

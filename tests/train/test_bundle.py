@@ -39,7 +39,7 @@ def test_shipped_bundle_reads_and_writes_back_byte_identical(tmp_path):
     b = AgentBundle.read(SHIPPED)
     # the instruct recipe's agent: text goals read directly (no prior, no visual embeddings), no guidance
     assert (b.world, b.world_config, b.cond_scale, b.embed_name) == ("crafter", {"size": 64}, 0.0, None)
-    assert b.planner == "chain"  # prompt chaining measured better than the prompt alone (docs/results.md)
+    assert b.planner == "chain-event"  # prompt chaining, the matched event named at the last step too (docs/results.md)
     assert b.policy_dir() == SHIPPED / "policy" and b.prior_dir() is None
     assert b.embedder_ref() == SHIPPED / "embedder"
     text = json.dumps(b.to_dict(), indent=2, sort_keys=True) + "\n"

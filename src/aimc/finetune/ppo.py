@@ -534,8 +534,8 @@ def _write_outputs(root: Path, plan: Plan, ckpt: Path, rows: list[dict[str, Any]
 
     A policy fine-tuned under a planner has learnt to act on its sub-instructions (rung 9 in docs/results.md:
     played without the chain it loses 0.06 mean success), so the bundle then plays with that planner by default;
-    with planner "none" it keeps the starting bundle's."""
-    planner = cfg.planner if cfg.planner != "none" else plan.bundle.planner
+    with planner "none" it keeps the starting bundle's. `bundle_planner` overrides both."""
+    planner = cfg.bundle_planner or (cfg.planner if cfg.planner != "none" else plan.bundle.planner)
     bundle = dataclasses.replace(plan.bundle, policy=str(ckpt.resolve() / "policy"), cond_scale=plan.cond_scale,
                                  planner=planner)
     bundle.copy_into(root / "bundle")

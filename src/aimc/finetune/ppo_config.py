@@ -20,7 +20,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 PRESET_PREFIX = "ppo-"
 """PPO presets share the DAgger preset folder; their file names start with this prefix."""
 CONFIG_FILE = "ppo_config.json"
-RESUMABLE = ("iterations", "threads", "rollout_workers", "out")
+RESUMABLE = ("iterations", "threads", "rollout_workers", "out", "bundle_planner")
 """Fields a resumed run may change: more iterations extend a finished run (nothing else depends on them), the
 thread count and the rollout workers (float rounding only), and `out`: a run directory moved or copied
 elsewhere resumes from its new place (nothing in it depends on its path; a copy branches the run, e.g. to
@@ -184,6 +184,12 @@ class PPOConfig:
     """Prompt chaining while playing (`aimc.eval.planner`): "chain" trains the policy on the sub-instructions the
     shipped agent is given (the next missing prerequisite's instruction, then the prompt), "none" on the prompt
     alone. Each step's goal is recorded, so the update replays what the policy acted on."""
+    bundle_planner: str | None = None
+    """The planner the written bundle plays with by default (its bundle.json `planner`, what `aimc play` and `aimc
+    eval tasks` use unless told otherwise); None = `planner`, or the starting bundle's when `planner` is "none".
+    A choice about how the trained agent is played, not about training, so it may change when a finished run is
+    resumed: the bundle is written again and nothing is retrained (e.g. trained under "chain", shipped with
+    "chain-event", docs/evaluation.md)."""
     cond_scale: float | None = None
     """Classifier-free guidance scale the policy acts (and is trained) with; None = the bundle's. With a scale
     > 0 the policy is the renormalised guided distribution softmax((1+λ)·logp_cond − λ·logp_uncond)."""
@@ -255,6 +261,8 @@ class PPOConfig:
 
         if self.planner not in PLANNER_NAMES:
             raise ConfigError(f"planner: expected one of {', '.join(PLANNER_NAMES)}, got {self.planner!r}")
+        if self.bundle_planner is not None and self.bundle_planner not in PLANNER_NAMES:
+            raise ConfigError(f"bundle_planner: expected one of {', '.join(PLANNER_NAMES)}, got {self.bundle_planner!r}")
         if self.bc.coef < 0 or self.bc.segments < 1:
             raise ConfigError(f"bc.coef must be >= 0 and bc.segments >= 1, got {self.bc.coef} and {self.bc.segments}")
         if self.bc.coef > 0 and not self.bc.data:

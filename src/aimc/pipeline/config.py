@@ -30,12 +30,12 @@ PRESET_DIR = Path(__file__).parent / "presets"
 RECIPES: dict[str, tuple[str, ...]] = {
     "steve1": ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"),
     "instruct": ("collect", "embedder", "goal", "bundle", "eval"),
-    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "polish", "eval"),
+    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "polish", "finish", "eval"),
 }
 ALL_STAGES: tuple[str, ...] = ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "ppo", "polish",
-                               "eval")
+                               "finish", "eval")
 """Every stage of any recipe, in the order they run."""
-OPTIONAL: dict[str, str] = {"polish": "polish"}
+OPTIONAL: dict[str, str] = {"polish": "polish", "finish": "finish"}
 """Stages that run only when their section is not empty (stage -> section): without one, the recipe, and every
 fingerprint, is what it was before the stage existed."""
 
@@ -89,6 +89,11 @@ class PipelineConfig:
     planner, rewards, task weights and threads carry over); `iterations` must be given; `seed` is the pipeline's
     + 1 (other worlds than ppo's); `bc` defaults to coef 0.6, 4 segments per step, `data` = the pipeline's data,
     cut as the goal stage cut it (its preset, its `segment` and `trunc_t` settings) with p_uncond 0."""
+    finish: dict[str, Any] = field(default_factory=dict)
+    """instruct-ppo with a polish stage only, optional (empty = no such stage): a third PPO run from polish/bundle
+    into finish/, anchored to the polished agent. PPOConfig fields over the polish stage's resolved settings (BC
+    term included), so a section states only what it changes, e.g. one task weighted up for a last stretch (the
+    shipped agent's rung 14e: collect_coal 24); `iterations` must be given; `seed` is the pipeline's + 2."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
     """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
@@ -122,6 +127,7 @@ class Paths:
         self.bundle = self.root / "bundle"
         self.ppo = self.root / "ppo"
         self.polish = self.root / "polish"
+        self.finish = self.root / "finish"
         self.eval = self.root / "eval"
         self.stages = self.root / "stages"
 
@@ -129,7 +135,8 @@ class Paths:
 # Keys the pipeline sets after a section is applied (paths under `out`, earlier stages' outputs): a section
 # that set them would be silently overridden, so it is refused instead.
 RESERVED = {"collect": ("out",), "embedder": ("data", "out"), "prior": ("data", "embedder", "out"),
-            "eval": ("checkpoint", "out"), "ppo": ("bundle", "out"), "polish": ("bundle", "out")}
+            "eval": ("checkpoint", "out"), "ppo": ("bundle", "out"), "polish": ("bundle", "out"),
+            "finish": ("bundle", "out")}
 
 
 def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, Any],
@@ -245,10 +252,32 @@ def polish_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
                                                          "out": str(p.polish)}, where="polish"))
 
 
+def finish_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
+    """The `finish` section over the polish stage's settings: PPO from polish/bundle into finish/ (see
+    `PipelineConfig.finish`)."""
+    from aimc.finetune.ppo_config import PPOConfig
+
+    section = cfg.finish
+    _check_keys(PPOConfig, "finish", section)
+    if not cfg.polish:
+        raise ConfigError("finish: the finish stage continues the polish stage's agent; add a polish: section "
+                          "(with its iterations) or drop finish:")
+    if "iterations" not in section:
+        raise ConfigError("finish: set iterations (how many PPO iterations the finish stage runs on top of polish's)")
+    polish = dict(to_dict(polish_config(cfg, p)))
+    before = {**{k: v for k, v in polish.items() if k not in ("bundle", "out", "iterations")}, "seed": cfg.seed + 2}
+    merged = deep_merge(before, section)
+    return _named("finish", lambda: from_dict(PPOConfig, {**merged, "bundle": str(p.polish / "bundle"),
+                                                         "out": str(p.finish)}, where="finish"))
+
+
 def final_bundle(cfg: PipelineConfig, p: Paths) -> Path:
-    """The agent the recipe ends with: the polished bundle, else the PPO-fine-tuned one, else the BC bundle."""
+    """The agent the recipe ends with: the last PPO stage's bundle (finish, polish, ppo), else the BC bundle."""
     stages = recipe_stages(cfg)
-    return p.polish / "bundle" if "polish" in stages else p.ppo / "bundle" if "ppo" in stages else p.bundle
+    for stage, path in (("finish", p.finish), ("polish", p.polish), ("ppo", p.ppo)):
+        if stage in stages:
+            return path / "bundle"
+    return p.bundle
 
 
 def eval_config(cfg: PipelineConfig, p: Paths) -> EvalConfig:
@@ -268,7 +297,8 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
     builders = {"collect": lambda: collect_config(cfg, p), "embedder": lambda: embedder_config(cfg, p),
                 "pretrain": lambda: train_config(cfg, p, "pretrain"), "goal": lambda: train_config(cfg, p, "goal"),
                 "prior": lambda: prior_config(cfg, p), "ppo": lambda: ppo_config(cfg, p),
-                "polish": lambda: polish_config(cfg, p), "eval": lambda: eval_config(cfg, p)}
+                "polish": lambda: polish_config(cfg, p), "finish": lambda: finish_config(cfg, p),
+                "eval": lambda: eval_config(cfg, p)}
     for stage, section in OPTIONAL.items():
         if getattr(cfg, section) and stage not in RECIPES[cfg.recipe]:
             raise ConfigError(f"{section}: the {cfg.recipe} recipe has no {stage} stage; it needs recipe: "

@@ -26,6 +26,7 @@ from aimc.pipeline.config import (
     collect_config,
     embedder_config,
     eval_config,
+    finish_config,
     polish_config,
     ppo_config,
     prior_config,
@@ -42,15 +43,22 @@ DEPENDS = {
 }
 _INSTRUCT = {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}
 RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": _INSTRUCT,
-                  "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "polish": ["ppo"], "eval": ["ppo"]}}
+                  "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "polish": ["ppo"], "finish": ["polish"],
+                                   "eval": ["ppo"]}}
+PPO_CONFIGS = {"ppo": ppo_config, "polish": polish_config, "finish": finish_config}
+"""The PPO stages (each continues in place when only its iterations, threads or rollout workers grew)."""
+PPO_STAGES = tuple(PPO_CONFIGS)
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
-           "prior": "prior", "bundle": None, "ppo": "ppo", "polish": "polish", "eval": "eval"}
+           "prior": "prior", "bundle": None, "ppo": "ppo", "polish": "polish", "finish": "finish",
+           "eval": "eval"}
 
 
 def _depends(cfg: PipelineConfig, stage: str) -> list[str]:
     """The stages `stage` reads in this config: eval reads the last agent-making stage that runs."""
-    if stage == "eval" and "polish" in recipe_stages(cfg):
-        return ["polish"]
+    if stage == "eval":
+        for last in ("finish", "polish"):
+            if last in recipe_stages(cfg):
+                return [last]
     return RECIPE_DEPENDS[cfg.recipe][stage]
 
 
@@ -61,7 +69,7 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
         "section": getattr(cfg, section) if section else None,
         "upstream": [prints[d] for d in _depends(cfg, stage)],
     }
-    if stage in ("ppo", "polish"):
+    if stage in PPO_STAGES:
         payload["preset"] = cfg.ppo_preset
     if cfg.recipe != "steve1":  # the default recipe's fingerprints stay what earlier runs wrote
         payload["recipe"] = cfg.recipe
@@ -116,7 +124,7 @@ def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 
 
 def _ppo_stage(pcfg: Any, progress: bool) -> dict[str, Any]:
-    """Run a PPO stage (ppo or polish) to its config's iterations; the marker's summary of its rows."""
+    """Run a PPO stage (ppo, polish or finish) to its config's iterations; the marker's summary of its rows."""
     from aimc.finetune.ppo import run_ppo
 
     s = run_ppo(pcfg, progress=progress, log=lambda _: None)
@@ -127,13 +135,13 @@ def _ppo_stage(pcfg: Any, progress: bool) -> dict[str, Any]:
 
 
 def _ppo_continues(cfg: PipelineConfig, p: Paths, stage: str = "ppo") -> int | None:
-    """Iterations done by a PPO stage (ppo or polish) whose settings changed only where a PPO run resumes (more
+    """Iterations done by a PPO stage (ppo, polish or finish) whose settings changed only where a PPO run resumes (more
     iterations, threads, rollout workers) and whose start policy is unchanged, or None: then its output continues
     in place instead of being set aside, and only the stages after it rerun (a longer preset extends a finished
     shorter one)."""
     from aimc.finetune.ppo import continues
 
-    return continues(polish_config(cfg, p) if stage == "polish" else ppo_config(cfg, p))
+    return continues(PPO_CONFIGS[stage](cfg, p))
 
 
 def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
@@ -146,14 +154,15 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "collect": _collect, "embedder": _embedder, "embed": _embed,
     "pretrain": lambda c, p, g: _train(c, p, g, "pretrain"), "goal": lambda c, p, g: _train(c, p, g, "goal"),
     "prior": _prior, "bundle": _bundle, "ppo": lambda c, p, g: _ppo_stage(ppo_config(c, p), g),
-    "polish": lambda c, p, g: _ppo_stage(polish_config(c, p), g), "eval": _eval,
+    "polish": lambda c, p, g: _ppo_stage(polish_config(c, p), g),
+    "finish": lambda c, p, g: _ppo_stage(finish_config(c, p), g), "eval": _eval,
 }
 
 
 # Output each stage owns; when its settings change, the old output is moved aside, never deleted.
 def _outputs(p: Paths) -> dict[str, Path | None]:
     return {"collect": p.data, "embedder": p.embedder_run, "embed": None, "pretrain": p.pretrain, "goal": p.goal,
-            "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "polish": p.polish,
+            "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "polish": p.polish, "finish": p.finish,
             "eval": p.eval}
 
 
@@ -201,7 +210,8 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
             summary["stages"][stage] = done
         else:
             stale = done is not None  # finished earlier with other settings
-            extend = _ppo_continues(cfg, p, stage) if stale and stage in ("ppo", "polish") else None
+            extend = _ppo_continues(cfg, p, stage) if stale and stage in PPO_STAGES else None
+            earlier = float(done.get("seconds", 0.0)) if extend is not None and done is not None else 0.0
             if extend is not None:
                 log(f"[{i}/{len(stages)}] {stage}: settings changed only where a PPO run resumes ({extend} "
                     "iteration(s) done); the run continues in place")
@@ -213,11 +223,14 @@ def run_pipeline(cfg: PipelineConfig, progress: bool = True, until: str | None =
             log(f"[{i}/{len(stages)}] {stage} ...")
             t0 = time.perf_counter()
             result = RUNNERS[stage](cfg, p, progress, stale=True) if stage == "embed" else RUNNERS[stage](cfg, p, progress)
-            record = {"fingerprint": fp, "seconds": time.perf_counter() - t0, "result": result,
+            spent = time.perf_counter() - t0
+            # a run continued in place keeps the time of its earlier pieces: `seconds` is the stage's whole cost
+            record = {"fingerprint": fp, "seconds": earlier + spent, "result": result,
                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             atomic_write_json(marker, record)
             summary["stages"][stage] = record
-            log(f"[{i}/{len(stages)}] {stage}: finished in {record['seconds']:.0f} s")
+            log(f"[{i}/{len(stages)}] {stage}: finished in {spent:.0f} s"
+                + (f" ({record['seconds']:.0f} s with its earlier pieces)" if earlier else ""))
         if stage == until:
             break
     summary["seconds"] = sum(s["seconds"] for s in summary["stages"].values())

@@ -93,9 +93,10 @@ def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp
     out = tmp_path / "run"
     assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet"]) == 0
     log = capsys.readouterr().out
-    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"] if stage != "polish")
+    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"] if stage not in ("polish", "finish"))
     summary = json.loads((out / "summary.json").read_text())
-    assert "polish" not in summary["stages"] and not (out / "polish").exists()  # no polish: section, no stage
+    for optional in ("polish", "finish"):  # no polish: or finish: section, no stage
+        assert optional not in summary["stages"] and not (out / optional).exists()
     ppo = summary["stages"]["ppo"]["result"]
     assert ppo["iterations"] == 2 and ppo["env_steps"] > 0 and ppo["bundle"] == str(out / "ppo" / "bundle")
     cfg = json.loads((out / "ppo" / "ppo_config.json").read_text())

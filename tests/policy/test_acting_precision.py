@@ -88,3 +88,27 @@ def test_policy_output_fp32_converts_nested_extras() -> None:
     f = out.fp32()
     assert f.logp["a"].dtype == f.vpred.dtype == f.latent.dtype == f.extras["logp_cond"]["a"].dtype == torch.float32
     assert f.extras["cond_scale"] == 2.0 and f.extras["flags"].dtype == torch.bool
+
+
+@pytest.mark.parametrize("scale", [None, 3.0])
+def test_bf16_weights_cast_once_give_the_same_steps_as_autocast_casting_each_step(
+        monkeypatch: pytest.MonkeyPatch, scale: float | None) -> None:
+    """The acting copy with bf16 weights is an optimisation only: bit-identical scores to autocast casting the fp32
+    weights at every step, and remade when the source's weights change in place (a trainer between rollouts)."""
+    monkeypatch.setenv(ENV_OVERRIDE, "1")
+    p = make_tiny(goal_dim=8, recurrence_type="lstm")
+    goals = np.random.default_rng(2).normal(size=(3, 8)).astype(np.float32)
+    cast = Agent(p, n_envs=3, deterministic=True, cond_scale=scale, precision="bf16")
+    each = Agent(p, n_envs=3, deterministic=True, cond_scale=scale, precision="bf16")
+    monkeypatch.setattr(each, "_acting_policy", lambda: each.policy)  # autocast over the fp32 weights
+    for round_ in range(2):
+        a, b = _play(cast, goals), _play(each, goals)
+        for x, y in zip(a, b, strict=True):
+            assert all(torch.equal(x[k], y[k]) for k in x)
+        assert cast._cast is not None and cast._cast[1] is not p
+        assert {t.dtype for m in cast._cast[1].modules() if isinstance(m, torch.nn.Linear) for t in m.parameters()} == {torch.bfloat16}
+        assert all(t.dtype == torch.float32 for t in p.parameters())  # the source is untouched
+        if round_ == 0:  # an in-place update, as an optimiser step makes: the next steps act with the new weights
+            with torch.no_grad():
+                for t in p.parameters():
+                    t.add_(0.05 * torch.randn_like(t))

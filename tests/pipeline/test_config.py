@@ -203,6 +203,16 @@ def test_the_larger_chain_preset_changes_the_data_budget_and_nothing_else(tmp_pa
     assert [s for s in a if a[s] != b[s]] == ["ppo", "eval"]  # run after `-big` in its --out, it continues PPO
 
 
+def _changed_stages(base, cfg) -> list[str]:
+    """The stages of `base` whose fingerprint differs under `cfg` (what would rerun if `cfg` ran in base's --out)."""
+    a, b = {}, {}
+    for stage in recipe_stages(cfg):
+        b[stage] = _fingerprint(cfg, stage, b)
+        if stage in recipe_stages(base):
+            a[stage] = _fingerprint(base, stage, a)
+    return [s for s in a if a[s] != b[s]]
+
+
 def test_polish_runs_after_ppo_from_its_bundle_with_the_pipelines_demonstrations(tmp_path):
     """The optional polish stage: the ppo stage's settings carry over, its section changes them, the BC term reads
     the pipeline's data cut as the goal stage cut it; every stage before it keeps the base preset's fingerprint."""
@@ -219,12 +229,7 @@ def test_polish_runs_after_ppo_from_its_bundle_with_the_pipelines_demonstrations
     assert pol.bc.overrides[-1] == "segment.p_uncond=0.0" and pol.bc.overrides[0].startswith(
         "segment.intention_interrupts=")
     assert c["eval"].checkpoint == str(tmp_path / "polish" / "bundle")
-    a, b = {}, {}
-    for stage in recipe_stages(cfg):
-        b[stage] = _fingerprint(cfg, stage, b)
-        if stage in recipe_stages(base):
-            a[stage] = _fingerprint(base, stage, a)
-    assert [s for s in a if a[s] != b[s]] == ["eval"]  # a finished long run in the same --out: polish and eval run
+    assert _changed_stages(base, cfg) == ["eval"]  # a finished long run in the same --out: polish and eval run
 
 
 def test_finish_continues_the_polished_agent_with_the_polish_settings(tmp_path):
@@ -244,12 +249,7 @@ def test_finish_continues_the_polished_agent_with_the_polish_settings(tmp_path):
     assert fin.bundle_planner == "chain-event" and pol.bundle_planner is None  # trained under chain, played with event
     assert fin.mixed_precision == pol.mixed_precision and fin.threads == pol.threads
     assert c["eval"].checkpoint == str(tmp_path / "finish" / "bundle")
-    a, b = {}, {}
-    for stage in recipe_stages(cfg):
-        b[stage] = _fingerprint(cfg, stage, b)
-        if stage in recipe_stages(base):
-            a[stage] = _fingerprint(base, stage, a)
-    assert [s for s in a if a[s] != b[s]] == ["eval"]
+    assert _changed_stages(base, cfg) == ["eval"]
 
 
 @pytest.mark.parametrize("overrides, message", [

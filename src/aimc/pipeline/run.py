@@ -46,7 +46,8 @@ RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": _INSTRUCT,
                   "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "polish": ["ppo"], "finish": ["polish"],
                                    "eval": ["ppo"]}}
 PPO_CONFIGS = {"ppo": ppo_config, "polish": polish_config, "finish": finish_config}
-"""The PPO stages (each continues in place when only its iterations, threads or rollout workers grew)."""
+"""The PPO stages (each continues in place when only fields a PPO run may change on resume changed: more
+iterations, threads, rollout workers, the bundle's planner)."""
 PPO_STAGES = tuple(PPO_CONFIGS)
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
            "prior": "prior", "bundle": None, "ppo": "ppo", "polish": "polish", "finish": "finish",
@@ -136,7 +137,7 @@ def _ppo_stage(pcfg: Any, progress: bool) -> dict[str, Any]:
 
 def _ppo_continues(cfg: PipelineConfig, p: Paths, stage: str = "ppo") -> int | None:
     """Iterations done by a PPO stage (ppo, polish or finish) whose settings changed only where a PPO run resumes (more
-    iterations, threads, rollout workers) and whose start policy is unchanged, or None: then its output continues
+    iterations, threads, rollout workers, `bundle_planner`) and whose start policy is unchanged, or None: then its output continues
     in place instead of being set aside, and only the stages after it rerun (a longer preset extends a finished
     shorter one)."""
     from aimc.finetune.ppo import continues
@@ -153,9 +154,8 @@ def _eval(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
     "collect": _collect, "embedder": _embedder, "embed": _embed,
     "pretrain": lambda c, p, g: _train(c, p, g, "pretrain"), "goal": lambda c, p, g: _train(c, p, g, "goal"),
-    "prior": _prior, "bundle": _bundle, "ppo": lambda c, p, g: _ppo_stage(ppo_config(c, p), g),
-    "polish": lambda c, p, g: _ppo_stage(polish_config(c, p), g),
-    "finish": lambda c, p, g: _ppo_stage(finish_config(c, p), g), "eval": _eval,
+    "prior": _prior, "bundle": _bundle, "eval": _eval,
+    **{stage: (lambda c, p, g, make=make: _ppo_stage(make(c, p), g)) for stage, make in PPO_CONFIGS.items()},
 }
 
 

@@ -4,7 +4,8 @@ Prints steps/s (actions taken, summed over workers) for
   raw env     a plain `env.step` loop with uniform random actions (resets included)
   upstream    the same loop with `fast=False`: upstream crafter's own world generation and drawing (the
               same worlds and frames; the rate the target was first measured against)
-  agent e=E   the shipped bundle (`aimc.eval.play.shipped_bundle()`: text prompt -> prior -> guided policy)
+  agent e=E   the shipped bundle (`aimc.eval.play.shipped_bundle()`: text prompt -> prior -> guided policy), or
+              each bundle given with `--bundle` (e.g. a distilled student next to its teacher, in the same run)
               playing E env slots per worker in lockstep, exactly as a rollout worker does
               (`aimc.eval.rollout._Worker`: `Lockstep` + one batched `TextActor` forward per step), at each
               acting precision asked for (fp32, and bf16 autocast where the CPU computes it natively)
@@ -23,7 +24,7 @@ from elsewhere then falls on every mode alike. Model loading and process start-u
 left out; world generation on reset and the per-episode text goal are included.
 
     python benchmarks/bench_rollout.py [--window 3] [--rounds 5] [--horizon 300] [--envs 1 8 16] [--workers 1 2]
-                                       [--precision fp32 bf16]
+                                       [--precision fp32 bf16] [--bundle DIR ...]
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ def _raw_runner(horizon: int, seed: int, fast: bool = True) -> Callable[[float],
     return run
 
 
-def _agent_runner(horizon: int, seed: int, envs: int, precision: str = "fp32") -> Callable[[float], int]:
+def _agent_runner(horizon: int, seed: int, envs: int, precision: str = "fp32", bundle: str = "") -> Callable[[float], int]:
     from aimc.eval.baselines import TextAgentFactory
     from aimc.eval.play import shipped_bundle
     from aimc.eval.rollout import EnvSpec, EpisodeJob, _Worker
 
     worker = _Worker(EnvSpec("crafter", {"size": 64}),
-                     {"agent": TextAgentFactory(str(shipped_bundle()), precision=precision)}, envs_per_worker=envs)
+                     {"agent": TextAgentFactory(bundle or str(shipped_bundle()), precision=precision)},
+                     envs_per_worker=envs)
     key = 0
 
     def run(until: float) -> int:
@@ -116,13 +118,15 @@ def _time_env() -> None:
         setattr(crafter.CrafterEnv, name, timed)
 
 
-def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int, barrier: Any, out: Any) -> None:
+def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int, barrier: Any, out: Any,
+           bundles: tuple[str, ...] = ("",)) -> None:
     import torch
 
     torch.set_num_threads(1)
     _time_env()
     runners = {m: _raw_runner(horizon, seed, fast=m == "raw") if m in ("raw", "upstream")
-               else _agent_runner(horizon, seed, int(m.split("/")[0]), m.split("/")[1]) for m in modes}
+               else _agent_runner(horizon, seed, int(m.split("/")[0]), m.split("/")[1], bundles[int(m.split("/")[2])])
+               for m in modes}
     for run in runners.values():  # first forwards, numba kernels, caches
         run(time.perf_counter() + WARMUP_S)
     steps = dict.fromkeys(modes, 0)
@@ -139,13 +143,14 @@ def _child(modes: list[str], window: float, rounds: int, horizon: int, seed: int
 
 
 def measure(workers: int, envs: list[int], window: float, rounds: int, horizon: int,
-            precisions: tuple[str, ...] = ("fp32",)) -> tuple[dict[str, float], dict[str, float]]:
-    """Steps/s per mode ("raw", "upstream" and each "E/precision"), summed over `workers` processes measuring
-    together, and each mode's seconds inside the env per step (the workers' mean)."""
+            precisions: tuple[str, ...] = ("fp32",), bundles: tuple[str, ...] = ("",)) -> tuple[dict[str, float], dict[str, float]]:
+    """Steps/s per mode ("raw", "upstream" and each "E/precision/bundle index"), summed over `workers` processes
+    measuring together, and each mode's seconds inside the env per step (the workers' mean). A bundle "" is the
+    shipped one."""
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(workers), ctx.Queue()
-    modes = ["raw", "upstream", *(f"{e}/{p}" for p in precisions for e in envs)]
-    procs = [ctx.Process(target=_child, args=(modes, window, rounds, horizon, 100_000 * (i + 1), barrier, out))
+    modes = ["raw", "upstream", *(f"{e}/{p}/{b}" for b in range(len(bundles)) for p in precisions for e in envs)]
+    procs = [ctx.Process(target=_child, args=(modes, window, rounds, horizon, 100_000 * (i + 1), barrier, out, bundles))
              for i in range(workers)]
     for p in procs:
         p.start()
@@ -165,23 +170,27 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker process counts to measure")
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                     help="the agent's acting precision(s) (bf16: autocast where native, else it runs fp32)")
+    ap.add_argument("--bundle", nargs="+", default=[""], help="agent bundle(s) to measure (default: the shipped one)")
     args = ap.parse_args()
     from aimc.core.precision import resolve_acting_precision
+
+    bundles = tuple(args.bundle)
 
     print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start; bf16 acting here runs "
           f"{resolve_acting_precision('bf16', 'cpu')}")
     for w in args.workers:
-        rates, env_s = measure(w, args.envs, args.window, args.rounds, args.horizon, tuple(args.precision))
+        rates, env_s = measure(w, args.envs, args.window, args.rounds, args.horizon, tuple(args.precision), bundles)
         raw, upstream = rates["raw"], rates["upstream"]
         print(f"workers {w}  raw env     {raw:7.1f} steps/s   {raw / upstream:.2f}x upstream's code   "
               f"env {1e6 * env_s['raw']:.0f} us/step")
         print(f"workers {w}  upstream    {upstream:7.1f} steps/s")
-        for p in args.precision:
-            for e in args.envs:
-                m = f"{e}/{p}"
+        for b, bundle in enumerate(bundles):
+            name = f" {bundle}" if len(bundles) > 1 or bundle else ""
+            for m in (f"{e}/{p}/{b}" for p in args.precision for e in args.envs):
+                e, p = m.split("/")[:2]
                 # With a policy (and harness) that cost nothing, a step would take only its env time.
                 ceiling = env_s["raw"] / env_s[m]
-                print(f"workers {w}  agent e={e:<3d} {p}  {rates[m]:7.1f} steps/s   {rates[m] / raw:.2f}x raw env   "
+                print(f"workers {w}  agent{name} e={int(e):<3d} {p}  {rates[m]:7.1f} steps/s   {rates[m] / raw:.2f}x raw env   "
                       f"{rates[m] / upstream:.2f}x upstream's raw env   env {1e6 * env_s[m]:.0f} us/step "
                       f"({env_s[m] / env_s['raw']:.2f}x a random player's), free-policy ceiling {ceiling:.2f}x raw")
     print(f"load average {os.getloadavg()[0]:.2f} at end")

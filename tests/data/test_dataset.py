@@ -70,6 +70,20 @@ def test_chunks_skip_and_items(demo_store, tmp_path):  # noqa: F811
     assert batch["pov"].shape == (2, 16, 64, 64, 3)
 
 
+def test_a_policy_reading_smaller_frames_gets_them_resized_as_when_acting(demo_store, tmp_path):  # noqa: F811
+    """A student at 32x32 (`aimc.policy.vpt.student`) trained or scored on a 64x64 store: its segments' frames are
+    the store's, resized exactly as `Agent` resizes the world's frames when it acts (not an unreadable segment)."""
+    from aimc.policy import resize_frames
+
+    cfg = SegmentConfig(segment_len=16, max_btwn_goals=40, embed_name=EMBED_NAME)
+    index = build_segment_index([(list_episodes(demo_store), 1.0)], cfg)
+    small = SegmentDataset(index, cfg, (32, 32), frame_cache=tmp_path / "cache")[(3, 1234)]
+    full = SegmentDataset(index, cfg, (64, 64), frame_cache=tmp_path / "cache")[(3, 1234)]
+    assert small["ok"] and small["pov"].shape == (16, 32, 32, 3)
+    assert np.array_equal(small["pov"].numpy(), resize_frames(full["pov"].numpy(), (32, 32)))
+    assert all(np.array_equal(small[k].numpy(), full[k].numpy()) for k in ("goal", "action", "step_ok"))
+
+
 def test_unconditional_and_short_episodes(demo_store):  # noqa: F811
     cfg = SegmentConfig(segment_len=90, embed_name=None)
     index = build_segment_index([(list_episodes(demo_store), 1.0)], cfg)

@@ -829,3 +829,125 @@ def test_expert_labels_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_pa
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
         assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------- distillation
+def test_pg_coef_scales_only_the_surrogate():
+    from aimc.finetune import ppo_loss
+
+    g = torch.Generator().manual_seed(3)
+    shape = (2, 6)
+    lp_old = -torch.rand(shape, generator=g, dtype=torch.float64)
+    lp_new, adv, vpred, vtarget, ent, kl = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(6))
+    mask = torch.ones(shape, dtype=torch.bool)
+    coefs = {"clip": 0.2, "vf_coef": 0.5, "ent_coef": 0.01, "kl_coef": 0.3}
+    full = ppo_loss(lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask, **coefs)
+    off = ppo_loss(lp_new, lp_old, adv, vpred, vtarget, ent, kl, mask, **coefs, pg_coef=0.0)
+    no_adv = ppo_loss(lp_new, lp_old, torch.zeros_like(adv), vpred, vtarget, ent, kl, mask, **coefs)
+    assert float(off["loss"]) == pytest.approx(float(no_adv["loss"]), rel=1e-12)
+    assert float(off["loss"]) == pytest.approx(float(full["loss"] - full["policy_loss"]), rel=1e-9)
+
+
+def test_a_teacher_steps_beside_the_policy_on_the_same_states(tiny_bundle, tmp_path):
+    """With the start policy as its own teacher (no frame_size) and before any update, the teacher's recorded
+    distribution at every step is the one the policy acted with (same frames, goals and memory, step for step),
+    in one process and in the worker processes alike; so KL(teacher ‖ policy) starts at 0 and the first update
+    does not move the policy when the surrogate is off."""
+    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine
+
+    cfg, plan, specs, jobs = _pool_inputs(tiny_bundle, tmp_path / "run", "episodes_per_iteration=4", "envs=2",
+                                          "teacher_coef=1", "cond_scale=0")
+    assert plan.teacher is not None and plan.teacher is not plan.policy
+    assert not any(p.requires_grad for p in plan.teacher.parameters()) and any(p.requires_grad for p in plan.policy.parameters())
+    actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__,
+                        teacher=plan.teacher, teacher_scale=0.0)
+    trajs = RolloutEngine(plan.world, plan.world_config, cfg.envs, True).play(actor, specs, plan.goals, jobs,
+                                                                              cfg.max_steps, cfg.reward)
+    from aimc.finetune.ppo_workers import RolloutPool
+
+    with RolloutPool(2, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs, True, cond_scale=0.0,
+                     device="cpu", planner=cfg.planner, make_labeller=None, demo_tasks={}, skip_explore=False,
+                     tied_moves=False, teacher=str(plan.bundle.policy_dir())) as pool:
+        pooled = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    for got in (trajs, pooled):
+        assert sum(tr.steps for tr in got) > 8
+        for tr in got:
+            assert tr.teacher_logp is not None and tr.teacher_logp.shape == (tr.steps, 17)
+            at_action = tr.teacher_logp[np.arange(tr.steps), tr.actions]
+            np.testing.assert_allclose(at_action, tr.logp, atol=1e-4)
+            np.testing.assert_allclose(np.exp(tr.teacher_logp).sum(1), 1.0, atol=1e-4)
+    for a, b in zip(trajs, pooled, strict=True):
+        np.testing.assert_allclose(a.teacher_logp[0], b.teacher_logp[0], atol=1e-4)
+
+
+def test_a_student_at_half_the_frame_size_is_distilled_by_workers_and_written_as_a_bundle(tiny_bundle, tmp_path):
+    """frame_size 32 with the start policy as teacher, the surrogate off, in two rollout workers: the student's
+    frames are 32x32, the teacher's KL is measured and falls over the iterations of the micro run, and the bundle
+    holds the 32x32 policy with the start bundle's embedder; the teacher term moves the policy, the anchor replay
+    is skipped (kl_coef 0)."""
+    from aimc.eval.agent import TextAgent
+    from aimc.finetune import run_ppo
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", "iterations=3", "value_warmup_iterations=0", "cond_scale=0",
+                              "frame_size=32", "teacher_coef=1", "pg_coef=0", "kl_coef=0", "rollout_workers=2",
+                              "lr=3e-3"), progress=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(n)
+    rows = s["iterations"]
+    kls = [r["kl_teacher"] for r in rows]
+    assert all(np.isfinite(k) and k > 0 for k in kls) and kls[-1] < kls[0]
+    assert all(r["kl_anchor"] == 0 for r in rows)
+    agent = TextAgent.from_bundle(tmp_path / "run" / "bundle")
+    assert tuple(agent.policy.config.img_shape) == (32, 32)
+    agent.start(agent.goal_from_text(["chop a tree"]), seed=0)
+    assert agent.act(np.zeros((1, 64, 64, 3), np.uint8), np.array([True])).shape == (1,)  # world frames are resized
+
+
+def test_distillation_settings_fail_in_one_line(tiny_bundle, tmp_path, capsys):
+    from aimc.core.errors import ConfigError
+    from aimc.finetune import load_ppo_config
+
+    for sets, message in ((["frame_size=32"], "frame_size makes a student that no longer acts as the bundle's policy"),
+                          (["frame_size=0", "teacher_coef=1"], "frame_size: expected a whole number of pixels >= 1"),
+                          (["teacher_coef=-1"], "teacher_coef must be >= 0"), (["pg_coef=-0.5"], "pg_coef must be >= 0")):
+        with pytest.raises(ConfigError) as e:
+            load_ppo_config("ppo-micro", sets)
+        assert message in str(e.value) and "\n" not in str(e.value)
+    out = tmp_path / "new"
+    assert main(["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
+                 "--set", "frame_size=48", "--set", "teacher_coef=1"]) == 2
+    err = capsys.readouterr().err
+    assert "must divide the policy's [64, 64] evenly" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_teacher_from_another_bundle_must_share_the_goal_space(tiny_bundle, tmp_path, capsys):
+    """`teacher` names another bundle: it teaches when it reads goals from the same embedder (byte for byte) and
+    acts over the same actions; a bundle whose embedder differs, or a path that is no bundle, fails in one line
+    before anything is written."""
+    from aimc.finetune.ppo import prepare
+    from aimc.train.bundle import AgentBundle
+
+    copy_dir = tmp_path / "teacher"
+    shutil.copytree(tiny_bundle, copy_dir, symlinks=True)
+    src = AgentBundle.read(tiny_bundle)
+    if not (copy_dir / "bundle.json").is_file():  # the run dir's bundle names members by path: assemble a copy
+        src.copy_into(copy_dir)
+    _, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "ok", "teacher_coef=1", f"teacher={copy_dir}"))
+    assert plan.teacher is not None and plan.teacher_dir == AgentBundle.read(copy_dir).policy_dir()
+    other = tmp_path / "other_embedder"
+    src.copy_into(other)
+    emb = AgentBundle.read(other).embedder_ref()
+    cfg_file = emb / "config.json"
+    cfg_file.write_text(cfg_file.read_text() + "\n")
+    out = tmp_path / "new"
+    for teacher, message in ((other, "reads goals from another embedder than bundle"),
+                             (tmp_path, "is not an agent bundle")):
+        assert main(["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
+                     "--set", "teacher_coef=1", "--set", f"teacher={teacher}"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not out.exists()

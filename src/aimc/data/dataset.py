@@ -340,8 +340,11 @@ class SegmentDataset(Dataset):
             action = rec.labels[start:real_end].copy()
             if rec.unlabelled is not None:
                 step_ok[: real_end - start] &= ~rec.unlabelled[start:real_end]
-            if pov.shape[1:3] != tuple(self.img_shape):
-                raise EpisodeError(f"{ep.path}: frames are {pov.shape[1:3]}, the policy expects {tuple(self.img_shape)}")
+            if pov.shape[1:3] != tuple(self.img_shape):  # a policy that reads another frame size (a student at
+                # 32x32 of 64x64 worlds, `aimc.policy.vpt.student`) sees them resized exactly as it does when acting
+                from aimc.policy.agent import resize_frames
+
+                pov = resize_frames(pov, tuple(self.img_shape))
             pad = end - real_end
             if pad:  # the tail is masked out of the loss; these values only keep the batch rectangular
                 pov = np.concatenate([pov, np.repeat(pov[-1:], pad, axis=0)])

@@ -101,8 +101,8 @@ def _measure(cfg: GoalGainConfig, bundle_dir: Path, bundle: Any, embedder_ref: A
     # unconditional has nothing to say about it
     on = np.array([r[4] for r in rows], float) > 0
     if not on.any():
-        raise AimcError("goal gain: every segment drawn was unconditional (its goal zeroed); lower "
-                        "segment.p_uncond or pass more --segments")
+        raise AimcError("goal gain: no segment drawn carries a goal (each was drawn unconditional, its goal zeroed, "
+                        "or could not be read); lower segment.p_uncond or pass more --segments")
     gains = np.array([r[3] for r in rows])[on]
     gw = np.array([r[4] for r in rows], float)[on]
     mean = float(np.average(gains, weights=gw))

@@ -102,9 +102,9 @@ def gae(rewards: np.ndarray, values: np.ndarray, bootstrap: np.ndarray, lengths:
 
 def ppo_loss(logp_new: Tensor, logp_old: Tensor, adv: Tensor, vpred: Tensor, vtarget: Tensor, ent: Tensor, kl: Tensor,
              mask: Tensor, *, clip: float, vf_coef: float, ent_coef: float, kl_coef: float,
-             denom: float | None = None) -> dict[str, Tensor]:
+             denom: float | None = None, pg_coef: float = 1.0) -> dict[str, Tensor]:
     """Per-step PPO terms averaged over the `mask`ed steps (or summed and divided by `denom`, so the chunks of
-    one minibatch add up to its mean): ``loss`` = clipped surrogate + vf_coef·½(vpred − vtarget)² −
+    one minibatch add up to its mean): ``loss`` = pg_coef·clipped surrogate + vf_coef·½(vpred − vtarget)² −
     ent_coef·entropy + kl_coef·KL, and the diagnostics ``policy_loss``, ``value_loss``, ``entropy``,
     ``kl_anchor``, ``approx_kl`` ((r − 1) − log r) and ``clip_frac`` (|r − 1| > clip)."""
     mask = mask.bool()
@@ -117,7 +117,7 @@ def ppo_loss(logp_new: Tensor, logp_old: Tensor, adv: Tensor, vpred: Tensor, vta
     ratio = log_ratio.exp()
     pg = -torch.min(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
     vf = 0.5 * (vpred.to(vtarget.dtype) - vtarget) ** 2
-    loss = mean(pg + vf_coef * vf - ent_coef * ent + kl_coef * kl)
+    loss = mean(pg_coef * pg + vf_coef * vf - ent_coef * ent + kl_coef * kl)
     with torch.no_grad():
         extra = {"approx_kl": mean(ratio - 1.0 - log_ratio), "clip_frac": mean(((ratio - 1.0).abs() > clip).to(ratio.dtype))}
     return {"loss": loss, "policy_loss": mean(pg), "value_loss": mean(vf), "entropy": mean(ent), "kl_anchor": mean(kl), **extra}
@@ -289,6 +289,7 @@ def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: list[np.ndarr
 
 
 STAT_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "kl_anchor", "approx_kl", "clip_frac")
+TEACHER_KEY = "kl_teacher"
 
 
 def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
@@ -299,6 +300,8 @@ def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
         "adv": [data.adv[i] for i in idx], "vtarget": [data.vtarget[i] for i in idx]}
     for head in data.anchor[0] if data.anchor is not None else ():
         per_step[f"anchor_{head}"] = [data.anchor[i][head] for i in idx]
+    if data.trajs[idx[0]].teacher_logp is not None:
+        per_step["teacher_logp"] = [data.trajs[i].teacher_logp for i in idx]  # type: ignore[misc]
     if data.trajs[idx[0]].labels is not None:
         per_step["labels"] = [data.trajs[i].labels for i in idx]  # type: ignore[misc]
     return _collate([data.trajs[i] for i in idx], per_step, device)
@@ -312,12 +315,16 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     With `bc` (and outside the value warm-up) each step also adds ``cfg.bc.coef`` times the NLL of that step's
     demonstration segments; ``bc_nll`` is its mean over the steps. With the rollouts' expert labels
     (`Trajectory.labels`, `cfg.expert.coef` > 0, outside the warm-up) each step adds ``cfg.expert.coef`` times the
-    mean NLL of the minibatch's labels (over its labelled steps) under the acting policy; ``expert_nll``."""
+    mean NLL of the minibatch's labels (over its labelled steps) under the acting policy; ``expert_nll``. With the
+    rollouts' teacher log-probabilities (`Trajectory.teacher_logp`, `cfg.teacher_coef` > 0, outside the warm-up)
+    each step adds ``cfg.teacher_coef`` times KL(teacher ‖ acting policy), averaged like the PPO terms;
+    ``kl_teacher``."""
     kl_coef = kl_coef_at(cfg, k)
     autocast = autocast_for(cfg)
     sums = dict.fromkeys(STAT_KEYS, 0.0)
     bc_nll: list[float] = []
     expert_sum, expert_on = 0.0, cfg.expert.coef > 0 and data.trajs[0].labels is not None and not warmup
+    teacher_sum, teacher_on = 0.0, cfg.teacher_coef > 0 and data.trajs[0].teacher_logp is not None and not warmup
     grad_norms: list[float] = []
     ratio_dev_first = 0.0
     steps = 0
@@ -349,7 +356,13 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 lp_new = log_prob(logp, {h: tens["actions"] for h in logp})
                 terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,
                                  clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, kl_coef=kl_coef,
-                                 denom=float(mb.lengths.sum()))
+                                 denom=float(mb.lengths.sum()), pg_coef=cfg.pg_coef)
+                if teacher_on:  # KL(teacher ‖ policy): the teacher's distribution as a soft label
+                    (head,) = logp  # one categorical head (checked before the run)
+                    kl_t = kl_categorical({head: tens["teacher_logp"]}, logp)
+                    kl_t = torch.where(mask, kl_t, torch.zeros_like(kl_t)).sum() / float(mb.lengths.sum())
+                    terms["loss"] = terms["loss"] + cfg.teacher_coef * kl_t
+                    teacher_sum += float(kl_t.detach())
                 if expert_on:  # -log of the probability the acting policy gives the expert's action set
                     (lp,) = logp.values()  # one categorical head (checked before the run)
                     allowed = mask_bits(tens["labels"], lp.shape[-1])
@@ -382,6 +395,8 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
         stats["bc_nll"] = float(np.mean(bc_nll))
     if expert_on:
         stats["expert_nll"] = expert_sum / max(steps, 1)
+    if teacher_on:
+        stats[TEACHER_KEY] = teacher_sum / max(steps, 1)
     return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
 
 
@@ -409,6 +424,12 @@ class Plan:
     """Training prompt (and, under a planner, each sub-instruction it can name) -> its goal (the bundle's text
     embedding)."""
     cond_scale: float
+    teacher: Any = None
+    """The start bundle's policy as it is, frozen, when `teacher_coef` > 0 (else None)."""
+    teacher_scale: float = 0.0
+    """The guidance scale the teacher acts with: its bundle's own."""
+    teacher_dir: Path | None = None
+    """The teacher's policy directory (what rollout workers load)."""
 
 
 def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
@@ -446,6 +467,15 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
                         f"({len(actions)} actions); PPO needs a policy with one categorical head over the world's actions")
     if not policy.config.goal_dim:
         raise AimcError(f"the policy of bundle {cfg.bundle} takes no goal (goal_dim 0), so it cannot follow prompts")
+    teacher, teacher_scale, teacher_dir = None, float(bundle.cond_scale or 0.0), bundle.policy_dir()
+    if cfg.teacher_coef > 0 and cfg.teacher:
+        teacher, teacher_scale, teacher_dir = load_teacher(cfg.teacher, bundle, policy, cfg.device)
+    elif cfg.teacher_coef > 0:
+        teacher = copy.deepcopy(policy).eval().requires_grad_(False)
+    if cfg.frame_size is not None:  # the trained policy is a student reading smaller frames
+        from aimc.policy.vpt.student import with_frame_size
+
+        policy = with_frame_size(policy, (cfg.frame_size, cfg.frame_size))
     suite = load_suite(cfg.suite or None).select(list(cfg.tasks))
     check_events(suite, world_events(world))
     specs = task_specs(suite, list(cfg.tasks), world)
@@ -461,7 +491,33 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
                           *night_texts(cfg.planner)})
     goals = dict(zip(prompts, agent.goal_from_text(prompts, use_prior=None, seed=0), strict=True))
     scale = float(cfg.cond_scale if cfg.cond_scale is not None else (bundle.cond_scale or 0.0))
-    return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale)
+    return cfg, Plan(bundle, policy, world, world_config, specs, goals, scale, teacher, teacher_scale, teacher_dir)
+
+
+def load_teacher(path: str, bundle: AgentBundle, policy: Any, device: str) -> tuple[Any, float, Path]:
+    """The policy of teacher bundle `path` (frozen), its guidance scale and its directory; one line when it cannot
+    teach `policy`: no bundle there, other actions, another goal size, or goals from another embedder (the same
+    goal vector would mean something else to it)."""
+    from aimc.core.rundir import file_fingerprint
+    from aimc.policy import load_policy
+
+    teacher_bundle = AgentBundle.read(path)
+    teacher = load_policy(teacher_bundle.policy_dir(), device=device).eval().requires_grad_(False)
+    if teacher.config.head_sizes != policy.config.head_sizes or teacher.config.goal_dim != policy.config.goal_dim:
+        raise AimcError(f"teacher {path}: its policy has action head(s) {teacher.config.head_sizes} and goal size "
+                        f"{teacher.config.goal_dim}, the trained one {policy.config.head_sizes} and "
+                        f"{policy.config.goal_dim}; a teacher must act over the same actions and read the same goals")
+
+    def embedder_files(b: AgentBundle) -> dict[str, str] | str | None:
+        ref = b.embedder_ref()
+        if not isinstance(ref, Path):
+            return ref
+        return {p.name: file_fingerprint(p) for p in sorted(ref.iterdir()) if p.is_file()}
+
+    if embedder_files(teacher_bundle) != embedder_files(bundle):
+        raise AimcError(f"teacher {path} reads goals from another embedder than bundle {bundle.root}; a teacher must "
+                        "share the trained policy's goal space (its bundle's embedder, byte for byte)")
+    return teacher, float(teacher_bundle.cond_scale or 0.0), teacher_bundle.policy_dir()
 
 
 def check_labeller(cfg: PPOConfig, world: str, specs: list[TaskSpec]) -> None:
@@ -574,7 +630,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "entropy",
            "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
-           "expert_agreement", "expert_labelled", "wall_s")
+           "expert_agreement", "expert_labelled", "kl_teacher", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""
@@ -659,7 +715,9 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                                cfg.envs, cfg.stop_on_success, cond_scale=plan.cond_scale, device=cfg.device,
                                planner=cfg.planner, make_labeller=labeller, demo_tasks=demo_tasks,
                                skip_explore=cfg.expert.skip_explore, tied_moves=cfg.expert.tied_moves,
-                               precision=cfg.rollout_precision)
+                               precision=cfg.rollout_precision, frame_size=cfg.frame_size,
+                               teacher=str(plan.teacher_dir) if plan.teacher is not None else None,
+                               teacher_scale=plan.teacher_scale)
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
@@ -673,14 +731,15 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                     assert engine is not None
                     actor = PolicyActor(policy, cfg.envs, plan.cond_scale, cfg.device, planner, plan.goals.__getitem__,
                                         labeller, demo_tasks, cfg.expert.skip_explore, cfg.expert.tied_moves,
-                                        cfg.rollout_precision)
+                                        cfg.rollout_precision, plan.teacher, plan.teacher_scale)
                     trajs = engine.play(actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward,
                                         lambda _: bar.update(1), gamma=cfg.gamma)
             rollout_s = time.perf_counter() - start
             t0 = time.perf_counter()
             goals = [plan.goals[tr.job.prompt] if tr.goals is None else tr.goals for tr in trajs]
             data = prepare_iteration(policy, trajs, goals, cfg)
-            if not warmup:  # measured even without the anchor term (kl_coef 0), to show the drift
+            if not warmup and not (cfg.teacher_coef > 0 and cfg.kl_coef == 0):  # measured even without the anchor
+                # term (kl_coef 0), to show the drift; a student distilled without an anchor has none to drift from
                 data.anchor = anchor_logp(anchor, trajs, goals, plan.cond_scale, cfg.device, autocast=autocast_for(cfg))
             n_mb = cfg.epochs * math.ceil(len(trajs) / cfg.minibatch_episodes)
             with tqdm(total=n_mb, desc=f"ppo {k}/{cfg.iterations} update", unit="mb", leave=False, disable=not progress) as bar:
@@ -714,6 +773,7 @@ def format_line(row: dict[str, Any], iterations: int) -> str:
             + (f"BC NLL {row['bc_nll']:.3f}, " if row.get("bc_nll") is not None else "")
             + (f"expert NLL {row['expert_nll']:.3f}, " if row.get("expert_nll") is not None else "")
             + (f"expert agreement {row['expert_agreement']:.2f}, " if row.get("expert_agreement") is not None else "")
+            + (f"KL to the teacher {row['kl_teacher']:.4f}, " if row.get("kl_teacher") is not None else "")
             + f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
 
 

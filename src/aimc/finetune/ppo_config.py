@@ -169,6 +169,22 @@ class PPOConfig:
     """ρ_1: weight of KL(π_θ ‖ π_anchor) (summed over action heads) in iteration 1; 0 = no anchor."""
     kl_decay: float = 0.97
     """ρ_k = kl_coef · kl_decay^(k-1): the anchor loosens as VPT's does; 1.0 = constant."""
+    pg_coef: float = 1.0
+    """Weight of the clipped surrogate (the reward's term); 0 with `teacher_coef` > 0 = pure distillation."""
+    teacher_coef: float = 0.0
+    """Weight of KL(π_teacher ‖ π_θ) (summed over action heads) on the rollouts' own states: on-policy distillation,
+    DAgger with the teacher's action distributions as its labels. The teacher (`teacher`), frozen, acts alongside
+    the trained policy in the rollouts on the same frames (at its own frame size) and goals, with its own bundle's
+    guidance scale, its memory following the trained policy's episode. 0 = no teacher."""
+    teacher: str = ""
+    """Agent bundle whose policy teaches (`teacher_coef`); empty = the starting bundle's own policy as it is. Another
+    bundle must read goals from the same embedder and act over the same actions (e.g. a second distillation run
+    that starts from a student and keeps its teacher)."""
+    frame_size: int | None = None
+    """Train a student that reads square frames of this size instead of the bundle policy's (e.g. 32 for 64): the
+    start policy is the bundle's network with the dense layer after its last conv stack pooled to the smaller map
+    (`aimc.policy.vpt.student`). Acting at 32 costs about a third of 64 per step on a CPU; with `teacher_coef` the
+    bundle's own policy teaches it (preset ppo-distill). None = the bundle's frame size."""
     value_warmup_iterations: int = 1
     """First iterations in which the policy is frozen and only the value head trains (on detached features),
     so the first policy updates use advantages from a value function that has seen returns."""
@@ -252,7 +268,13 @@ class PPOConfig:
             raise ConfigError(f"reward.health must be >= 0 (0 = off), got {self.reward.health}")
         if self.reward.approach < 0:
             raise ConfigError(f"reward.approach must be >= 0 (0 = off), got {self.reward.approach}")
-        for name in ("vf_coef", "ent_coef", "kl_coef", "kl_decay", "grad_clip"):
+        if self.frame_size is not None and (isinstance(self.frame_size, bool) or not isinstance(self.frame_size, int)
+                                            or self.frame_size < 1):
+            raise ConfigError(f"frame_size: expected a whole number of pixels >= 1 or null, got {self.frame_size!r}")
+        if self.frame_size is not None and self.teacher_coef == 0:
+            raise ConfigError("frame_size makes a student that no longer acts as the bundle's policy; give it a teacher "
+                              "(--set teacher_coef=1, or --preset ppo-distill)")
+        for name in ("vf_coef", "ent_coef", "kl_coef", "kl_decay", "grad_clip", "pg_coef", "teacher_coef"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cond_scale is not None and self.cond_scale < 0:

@@ -225,6 +225,9 @@ class Trajectory:
     """int64 (L,): per step, the set of actions the expert labeller would take in that state (`PPOConfig.expert`)
     as a bit mask (bit a = action a: its action and the moves that start an equally short path); 0 where the step
     was left out (an exploring label with `skip_explore`). None = no labeller."""
+    teacher_logp: np.ndarray | None = None
+    """float32 (L, n): per step, the teacher's acting log-probabilities in the state the policy acted in
+    (`PPOConfig.teacher_coef`). None = no teacher."""
 
     @property
     def steps(self) -> int:
@@ -251,6 +254,7 @@ class _Buffer:
     values: list[float] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)  # only with an expert labeller
+    teacher_logp: list[np.ndarray] = field(default_factory=list)  # only with a teacher
 
 
 class SuccessStop:
@@ -341,12 +345,17 @@ class PolicyActor:
     every step it labels the state before the policy acts; the labels are recorded as action sets (`label_mask`),
     never executed: the labeller's action, with `tied_moves` also the moves equally good as it, and an empty set
     where the labeller explored, with `skip_explore`. `precision` is the agent's acting precision ("bf16": autocast
-    where native; the recorded log-probabilities are fp32 either way)."""
+    where native; the recorded log-probabilities are fp32 either way).
+
+    With a `teacher` (a policy, acting with guidance scale `teacher_scale`), a second `Agent` over the same slots
+    steps beside the policy on the same frames (at the teacher's own frame size) and goals, its memory following
+    the policy's episode; its acting log-probabilities are recorded per step (distillation's soft labels)."""
 
     def __init__(self, policy: Any, n_slots: int, cond_scale: float, device: str = "cpu", planner: Any = None,
                  goal_of: Callable[[str], np.ndarray] | None = None, make_labeller: Callable[[], Any] | None = None,
                  demo_tasks: dict[str, str | None] | None = None, skip_explore: bool = False,
-                 tied_moves: bool = False, precision: str = "fp32") -> None:
+                 tied_moves: bool = False, precision: str = "fp32", teacher: Any = None,
+                 teacher_scale: float = 0.0) -> None:
         from aimc.policy import Agent
 
         self.policy = policy
@@ -364,6 +373,8 @@ class PolicyActor:
         self.labellers: dict[int, Any] = {}
         self.skip_explore = skip_explore
         self.tied_moves = tied_moves
+        self.teacher = None if teacher is None else Agent(teacher, n_envs=n_slots, cond_scale=teacher_scale or None,
+                                                          device=device, seed=0, precision=precision)
 
     def begin(self, slot: int, goal: np.ndarray) -> _Buffer:
         self.goals[slot] = goal
@@ -372,6 +383,8 @@ class PolicyActor:
 
     def reset_slot(self, slot: int, env: Any, seed: int, task: str | None = None, prompt: str = "") -> None:
         self.agent.reset([slot], seeds=[seed])
+        if self.teacher is not None:
+            self.teacher.reset([slot], seeds=[seed])
         if self.make_labeller is not None:
             if slot not in self.labellers:
                 self.labellers[slot] = self.make_labeller()
@@ -411,6 +424,16 @@ class PolicyActor:
                 self.buffers[s].labels.append(0 if left_out else label_mask(actions or (action,)))  # type: ignore[union-attr]
         self._replan(slots, envs)
         pov, acts, out = self._forward(slots, obs)
+        if self.teacher is not None:  # the teacher reads the same state (frames at its own size) with the same goals
+            from aimc.policy import resize_frames
+
+            t_pov = resize_frames(np.stack([o[keys.POV] for o in obs]), tuple(self.teacher.policy.config.img_shape))
+            self.teacher.act(t_pov, self.goals[slots], env_ids=slots)
+            with torch.inference_mode():
+                (t_lp,) = acting_logp(self.teacher.last_outputs, self.teacher.cond_scale is not None).values()
+                t_rows = t_lp[:, 0].float().cpu().numpy()
+            for j, s in enumerate(slots):
+                self.buffers[s].teacher_logp.append(t_rows[j])  # type: ignore[union-attr]
         with torch.inference_mode():
             (lp,) = acting_logp(out, self.agent.cond_scale is not None).values()  # (B, 1, n)
             logp = lp[:, 0].gather(-1, torch.as_tensor(acts, device=lp.device)[:, None])[:, 0].float().cpu().numpy()
@@ -497,7 +520,8 @@ class RolloutEngine:
             trajs.append(Trajectory(p.job, np.stack(b.frames), np.asarray(b.actions, np.int64),
                                     np.asarray(b.logp, np.float32), np.asarray(b.values, np.float32),
                                     np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step,
-                                    goals, np.asarray(b.labels, np.int64) if actor.make_labeller is not None else None))
+                                    goals, np.asarray(b.labels, np.int64) if actor.make_labeller is not None else None,
+                                    np.stack(b.teacher_logp).astype(np.float32) if actor.teacher is not None else None))
         cut = [(i, o.slot) for i, (o, _) in enumerate(ended) if not trajs[i].terminal]
         if cut:  # truncated: bootstrap from the state after the last step, all such slots in one forward
             values = actor.values_after([s for _, s in cut], [ended[i][1].hook.last_obs for i, _ in cut])

@@ -44,6 +44,13 @@ def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_confi
     torch.set_num_threads(1)
     try:
         policy = load_policy(policy_dir, device=actor_kwargs["device"]).eval()
+        # the start bundle's policy as it is, its own copy (the trained one gets new weights every iteration)
+        teacher = (load_policy(actor_kwargs["teacher"], device=actor_kwargs["device"]).eval()
+                   if actor_kwargs["teacher"] else None)
+        if actor_kwargs["frame_size"] is not None:  # the trained policy is a student at its own frame size
+            from aimc.policy.vpt.student import with_frame_size
+
+            policy = with_frame_size(policy, (actor_kwargs["frame_size"],) * 2).eval()
         engine = RolloutEngine(world, world_config, n_slots, stop_on_success)
         planner = make_planner(actor_kwargs["planner"], world)
     except Exception:  # noqa: BLE001 - reported to the trainer, which raises it
@@ -58,7 +65,8 @@ def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_confi
             policy.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             actor = PolicyActor(policy, n_slots, actor_kwargs["cond_scale"], actor_kwargs["device"], planner,
                                 goals.__getitem__, actor_kwargs["make_labeller"], actor_kwargs["demo_tasks"],
-                                actor_kwargs["skip_explore"], actor_kwargs["tied_moves"], actor_kwargs["precision"])
+                                actor_kwargs["skip_explore"], actor_kwargs["tied_moves"], actor_kwargs["precision"],
+                                teacher, actor_kwargs["teacher_scale"])
             engine.play(actor, specs, goals, jobs, max_steps, reward, lambda t: conn.send(("episode", t)), gamma=gamma)
         except EpisodeError as e:  # already one line naming the episode
             conn.send(("error", str(e), "".join(getattr(e, "__notes__", []))))
@@ -75,12 +83,16 @@ def _failure(index: int, tb: str) -> tuple[str, str, str]:
 
 class RolloutPool:
     """`workers` processes sharing `n_slots` world slots; `play` has `RolloutEngine.play`'s contract plus the
-    policy whose current weights the workers act with. Close it (or use it as a context manager)."""
+    policy whose current weights the workers act with. Close it (or use it as a context manager). Each worker
+    loads the policy in `policy_dir`; with `frame_size` it acts with that policy made a student at that frame
+    size (the weights sent each iteration are the student's), and with `teacher` (a policy directory) that
+    policy steps beside it as the teacher (`PolicyActor`)."""
 
     def __init__(self, workers: int, policy_dir: str, world: str, world_config: dict[str, Any], n_slots: int,
                  stop_on_success: bool, *, cond_scale: float, device: str, planner: str,
                  make_labeller: Callable[[], Any] | None, demo_tasks: dict[str, str | None], skip_explore: bool,
-                 tied_moves: bool, precision: str = "fp32") -> None:
+                 tied_moves: bool, precision: str = "fp32", frame_size: int | None = None, teacher: str | None = None,
+                 teacher_scale: float = 0.0) -> None:
         if workers < 2:
             raise AimcError(f"a rollout pool needs at least 2 workers, got {workers}; use RolloutEngine for one")
         if n_slots < workers:
@@ -88,7 +100,7 @@ class RolloutPool:
         ctx = mp.get_context("spawn")
         kwargs = {"cond_scale": cond_scale, "device": device, "planner": planner, "make_labeller": make_labeller,
                   "demo_tasks": demo_tasks, "skip_explore": skip_explore, "tied_moves": tied_moves,
-                  "precision": precision}
+                  "precision": precision, "frame_size": frame_size, "teacher": teacher, "teacher_scale": teacher_scale}
         self.conns: list[Any] = []
         self.procs: list[Any] = []
         for w in range(workers):

@@ -951,3 +951,30 @@ def test_a_teacher_from_another_bundle_must_share_the_goal_space(tiny_bundle, tm
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
         assert not out.exists()
+
+
+def test_resume_refuses_a_teacher_whose_weights_changed(tiny_bundle, tmp_path, capsys):
+    """Another bundle's teacher is fingerprinted with the start policy: a resume after its weights changed is
+    refused in one line, and the run is left as it was."""
+    from safetensors.torch import load_file, save_file
+
+    from aimc.finetune import run_ppo
+    from aimc.train.bundle import AgentBundle
+
+    teacher = tmp_path / "teacher"
+    AgentBundle.read(tiny_bundle).copy_into(teacher)
+    out = tmp_path / "run"
+    sets = ["value_warmup_iterations=0", "teacher_coef=1", f"teacher={teacher}", "max_steps=12"]
+    run_ppo(micro_cfg(tiny_bundle, out, "iterations=1", *sets), progress=False, log=lambda _: None)
+    assert "teacher model.safetensors" in json.loads((out / "inputs.json").read_text())
+    weights = teacher / "policy" / "model.safetensors"
+    sd = load_file(str(weights))
+    key = next(k for k in sd if k.startswith("pi_head"))
+    sd[key] = sd[key] + 1.0
+    save_file(sd, str(weights))
+    before = (out / "ppo_summary.json").read_text()
+    args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out), "--iterations", "2"]
+    assert main([*args, *itertools.chain.from_iterable(("--set", s) for s in sets)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume: teacher model.safetensors" in err and err.count("\n") == 1, err
+    assert (out / "ppo_summary.json").read_text() == before

@@ -659,6 +659,16 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, log: Callable[[str], None] = 
         torch.set_num_threads(threads)
 
 
+def run_inputs(cfg: PPOConfig) -> dict[str, Path]:
+    """The files a run's numbers depend on beyond its config, fingerprinted at its start (a resume refuses once
+    one changed): the start policy, and another bundle's teacher policy when `teacher` names one."""
+    files = AgentBundle.read(cfg.bundle).policy_files()
+    if cfg.teacher_coef > 0 and cfg.teacher:
+        files |= {f"teacher {k.removeprefix('start policy ')}": v
+                  for k, v in AgentBundle.read(cfg.teacher).policy_files().items()}
+    return files
+
+
 def continues(cfg: PPOConfig) -> int | None:
     """The iterations `cfg.out` holds when `run_ppo(cfg)` would continue that run rather than refuse it or make
     a different agent: the saved config differs only in `RESUMABLE` fields, the start policy is byte for byte the
@@ -674,7 +684,7 @@ def continues(cfg: PPOConfig) -> int | None:
     rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
     try:
         rundir.resolve(cfg)
-        rundir.check_inputs(AgentBundle.read(cfg.bundle).policy_files(), main=False)
+        rundir.check_inputs(run_inputs(cfg), main=False)
         done = rundir.latest_step()
     except AimcError:
         return None
@@ -690,7 +700,7 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                    cfg.seed) if cfg.bc.coef > 0 else None)  # its data checked before the run dir is written
     root = Path(cfg.out)
     rundir = RunDir(root, RESUMABLE, CONFIG_FILE, step_digits=4)
-    cfg = rundir.start(cfg, inputs=plan.bundle.policy_files())  # the start policy is also the KL anchor
+    cfg = rundir.start(cfg, inputs=run_inputs(cfg))  # the start policy is also the KL anchor
     policy = plan.policy
     anchor = copy.deepcopy(policy).eval().requires_grad_(False)
     optimizer = make_optimizer(policy, cfg)

@@ -44,7 +44,7 @@ def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_confi
     torch.set_num_threads(1)
     try:
         policy = load_policy(policy_dir, device=actor_kwargs["device"]).eval()
-        # the start bundle's policy as it is, its own copy (the trained one gets new weights every iteration)
+        # the teacher's own copy (the trained policy gets new weights every iteration; with frame_size it is a student)
         teacher = (load_policy(actor_kwargs["teacher"], device=actor_kwargs["device"]).eval()
                    if actor_kwargs["teacher"] else None)
         if actor_kwargs["frame_size"] is not None:  # the trained policy is a student at its own frame size

@@ -289,7 +289,6 @@ def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: list[np.ndarr
 
 
 STAT_KEYS = ("loss", "policy_loss", "value_loss", "entropy", "kl_anchor", "approx_kl", "clip_frac")
-TEACHER_KEY = "kl_teacher"
 
 
 def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
@@ -396,7 +395,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     if expert_on:
         stats["expert_nll"] = expert_sum / max(steps, 1)
     if teacher_on:
-        stats[TEACHER_KEY] = teacher_sum / max(steps, 1)
+        stats["kl_teacher"] = teacher_sum / max(steps, 1)
     return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
 
 
@@ -425,7 +424,7 @@ class Plan:
     embedding)."""
     cond_scale: float
     teacher: Any = None
-    """The start bundle's policy as it is, frozen, when `teacher_coef` > 0 (else None)."""
+    """The teacher policy, frozen, when `teacher_coef` > 0 (the start bundle's own as it is, or `teacher`'s); else None."""
     teacher_scale: float = 0.0
     """The guidance scale the teacher acts with: its bundle's own."""
     teacher_dir: Path | None = None

@@ -198,3 +198,21 @@ def test_micro_instruct_chain_pipeline_trains_on_step_labelled_chains(tmp_path, 
     assert json.loads((out / "finish" / "bundle" / "bundle.json").read_text())["planner"] == "chain-event"
     assert (out / "finish" / "bundle" / "policy" / "model.safetensors").read_bytes() == weights
     assert len(json.loads((out / "finish" / "ppo_summary.json").read_text())["iterations"]) == 1
+
+    # a distill section on the same --out: the finish agent distilled into a 32x32 student (the ppo-distill preset,
+    # the ppo stage's tasks and episode length); only distill and eval run, and eval reads the student
+    assert main(["pipeline", "--preset", "micro-instruct-chain-polish", "--out", str(out), "--quiet",
+                 "--set", "polish.iterations=2", "--set", "finish.iterations=1",
+                 "--set", "finish.task_weights.chop_tree=5", "--set", "finish.bundle_planner=chain-event",
+                 "--set", "distill={iterations: 1, envs: 2, episodes_per_iteration: 4, epochs: 1, "
+                          "minibatch_episodes: 2, chunk_len: 8, value_warmup_iterations: 0}"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"{stage}: done earlier" in log for stage in ("collect", "goal", "ppo", "polish", "finish"))
+    assert "distill: finished" in log and "eval: finished" in log
+    distill = json.loads((out / "distill" / "ppo_config.json").read_text())
+    assert distill["bundle"] == str(out / "finish" / "bundle") and distill["seed"] == 3 and distill["teacher"] == ""
+    assert distill["frame_size"] == 32 and distill["tasks"] == finish["tasks"] and distill["max_steps"] == finish["max_steps"]
+    rows = json.loads((out / "distill" / "ppo_summary.json").read_text())["iterations"]
+    assert len(rows) == 1 and rows[0]["kl_teacher"] > 0
+    assert json.loads((out / "distill" / "bundle" / "policy" / "config.json").read_text())["config"]["img_shape"] == [32, 32]
+    assert json.loads((out / "eval" / "eval_config.json").read_text())["checkpoint"] == str(out / "distill" / "bundle")

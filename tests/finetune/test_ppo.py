@@ -153,10 +153,35 @@ def test_config_checks_in_one_line_without_torch():
                           (["reward.bonus=1"], "unknown key(s) ['bonus']"), (["envs=0"], "envs must be >= 1"),
                           (["mixed_precision=fp16"], "mixed_precision: expected 'no' or 'bf16', got 'fp16'"),
                           (["rollout_precision=no"], "rollout_precision: expected 'fp32' or 'bf16', got 'no'"),
-                          (["rollout_workers=3"], "rollout_workers (3) must be <= envs (2)")):
+                          (["rollout_workers=3"], "rollout_workers (3) must be <= envs (2)"),
+                          (["lr_final=1e-4"], "lr_final needs a rate > 0 and lr_anneal_iterations >= 2"),
+                          (["lr_final=0", "lr_anneal_iterations=5"], "lr_final needs a rate > 0")):
         with pytest.raises(ConfigError) as e:
             load_ppo_config("ppo-micro", sets)
         assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_learning_rate_anneals_linearly_then_holds():
+    from aimc.finetune import load_ppo_config
+    from aimc.finetune.ppo_config import lr_at
+
+    flat = load_ppo_config("ppo-micro", ["lr=2e-3"])
+    assert [lr_at(flat, k) for k in (1, 50)] == [2e-3, 2e-3]
+    cfg = load_ppo_config("ppo-micro", ["lr=3e-3", "lr_final=1e-3", "lr_anneal_iterations=5"])
+    assert np.allclose([lr_at(cfg, k) for k in range(1, 8)], [3e-3, 2.5e-3, 2e-3, 1.5e-3, 1e-3, 1e-3, 1e-3])
+
+
+def test_a_run_trains_each_iteration_at_its_annealed_rate(tiny_bundle, tmp_path):
+    """The optimiser's policy group runs at lr_at(k) in iteration k (what the summary row reports); the value
+    head's group keeps value_lr."""
+    from aimc.finetune import run_ppo
+
+    s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", "iterations=3", "lr_final=1e-4", "lr_anneal_iterations=2"),
+                progress=False, log=lambda _: None)
+    assert [r["lr"] for r in s["iterations"]] == pytest.approx([1e-3, 1e-4, 1e-4])
+    groups = torch.load(tmp_path / "run" / "checkpoints" / "step_0003" / "train_state" / "optimizer.pt",
+                        weights_only=True)["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-2])
 
 
 # ------------------------------------------------------------------------------------------- tasks and rewards

@@ -78,6 +78,11 @@ def test_every_preset_loads_into_typed_stage_configs(tmp_path):
         configs = stage_configs(cfg)
         assert isinstance(configs["collect"], CollectConfig) and isinstance(configs["embedder"], EmbedderTrainConfig)
         assert isinstance(configs["goal"], TrainConfig) and isinstance(configs["eval"], EvalConfig)
+        if cfg.recipe == "instruct-ppo" and cfg.distill:  # the agent the recipe ends with is the student
+            assert set(configs) == {"collect", "embedder", "goal", "ppo", "polish", "finish", "distill", "eval"}
+            assert configs["eval"].checkpoint == str(tmp_path / name / "distill" / "bundle")
+            assert configs["distill"].bundle == str(tmp_path / name / "finish" / "bundle")
+            continue
         if cfg.recipe == "instruct-ppo" and cfg.finish:  # the agent the recipe ends with is the finish stage's
             assert set(configs) == {"collect", "embedder", "goal", "ppo", "polish", "finish", "eval"}
             assert configs["eval"].checkpoint == str(tmp_path / name / "finish" / "bundle")
@@ -250,6 +255,49 @@ def test_finish_continues_the_polished_agent_with_the_polish_settings(tmp_path):
     assert fin.mixed_precision == pol.mixed_precision and fin.threads == pol.threads
     assert c["eval"].checkpoint == str(tmp_path / "finish" / "bundle")
     assert _changed_stages(base, cfg) == ["eval"]
+
+
+def test_distill_makes_a_student_of_the_last_ppo_stages_agent_over_the_distill_preset(tmp_path):
+    """The optional distill stage: the ppo-distill preset's settings (not the stage before's: no anchor, no BC
+    term), the ppo stage's world, suite, tasks and episode length, its own seed, started from the finish stage's
+    bundle, which also teaches (teacher ""); eval reads the student; every stage before it keeps its fingerprint."""
+    from aimc.core.config import load_yaml
+    from aimc.finetune.ppo_config import PRESET_DIR as PPO_PRESETS
+
+    cfg = load_pipeline_config("crafter-instruct-long-distill", out=str(tmp_path))
+    base = load_pipeline_config("crafter-instruct-long-ppo", out=str(tmp_path))
+    assert recipe_stages(cfg)[-3:] == ("finish", "distill", "eval") and "distill" not in recipe_stages(base)
+    c = stage_configs(cfg)
+    dis, fin, ppo = c["distill"], c["finish"], c["ppo"]
+    preset = load_yaml(PPO_PRESETS / "ppo-distill.yaml")
+    assert dis.bundle == str(tmp_path / "finish" / "bundle") and dis.out == str(tmp_path / "distill")
+    assert dis.seed == cfg.seed + 3 and dis.iterations == 160 and dis.teacher == ""
+    assert dis.frame_size == preset["frame_size"] == 32 and dis.teacher_coef == 1.0 and dis.kl_coef == 0.0
+    assert dis.bc.coef == 0 and fin.bc.coef > 0 and dis.lr == preset["lr"] and dis.lr_final == preset["lr_final"]
+    assert dis.tasks == ppo.tasks and dis.max_steps == ppo.max_steps and dis.world == ppo.world
+    assert dis.task_weights == preset["task_weights"] and dis.bundle_planner == "chain-event"
+    assert c["eval"].checkpoint == str(tmp_path / "distill" / "bundle")
+    assert _changed_stages(base, cfg) == ["eval"]  # on a finished run in the same --out: distill and eval run
+    # without a finish or polish stage the student is the ppo stage's agent's; task weights outside the run's tasks
+    # are dropped
+    micro = stage_configs(load_pipeline_config("micro-instruct-chain", overrides=["distill.iterations=1"],
+                                               out=str(tmp_path / "m")))
+    assert micro["distill"].bundle == str(tmp_path / "m" / "ppo" / "bundle")
+    assert micro["distill"].tasks == micro["ppo"].tasks and micro["distill"].task_weights == {}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distill.frame_size=16"], "distill: set iterations"),
+    (["distill.iterations=2", "distill.bundle=x"], "distill: ['bundle'] cannot be set here"),
+    (["distill.iterations=2", "distill.itrations=3"], "distill: unknown key(s) ['itrations']"),
+    (["distill.iterations=2", "distill.teacher_coef=0"], "distill: frame_size makes a student that no longer acts"),
+    (["distill.iterations=2", "recipe=instruct"], "distill: the instruct recipe has no distill stage; it needs "
+                                                   "recipe: instruct-ppo"),
+])
+def test_bad_distill_sections_fail_at_load_in_one_line(overrides, message, tmp_path):
+    with pytest.raises(AimcError) as e:
+        load_pipeline_config("micro-instruct-chain", overrides=overrides, out=str(tmp_path))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -54,7 +54,7 @@ from aimc.core.rundir import RunDir
 from aimc.core.seeding import derive_seed
 from aimc.eval.planner import CHAIN_PLANNERS, check_planner, make_planner, night_texts
 from aimc.finetune.ppo_bc import BCStream
-from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at
+from aimc.finetune.ppo_config import CONFIG_FILE, RESUMABLE, PPOConfig, kl_coef_at, lr_at
 from aimc.finetune.ppo_rollout import (
     APPROACH_WORLDS,
     PolicyActor,
@@ -617,7 +617,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
         stats = {**stats, "expert_labelled": float(on.mean()),
                  "expert_agreement": float(np.mean(agree)) if on.any() else float("nan")}
     return {
-        "iteration": k, "kl_coef": kl_coef_at(cfg, k), "warmup": warmup, "episodes": n,
+        "iteration": k, "kl_coef": kl_coef_at(cfg, k), "lr": lr_at(cfg, k), "warmup": warmup, "episodes": n,
         "env_steps": int(sum(tr.steps for tr in trajs)),
         "success": sum(tr.success for tr in trajs) / n, "death_rate": sum(tr.died for tr in trajs) / n,
         "episode_len": float(np.mean([tr.steps for tr in trajs])), "return": float(np.mean([tr.rewards.sum() for tr in trajs])),
@@ -627,7 +627,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
     }
 
 
-SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "entropy",
+SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "lr", "entropy",
            "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
            "expert_agreement", "expert_labelled", "kl_teacher", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
@@ -730,6 +730,7 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
+            optimizer.param_groups[0]["lr"] = lr_at(cfg, k)  # group 0: everything but the value head
             jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:

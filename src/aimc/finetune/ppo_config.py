@@ -158,6 +158,13 @@ class PPOConfig:
     """PPO ratio clip ε."""
     lr: float = 3e-5
     """Adam learning rate of the policy (VPT's RL fine-tuning used 2e-5 on a far larger network)."""
+    lr_final: float | None = None
+    """Anneal the policy's learning rate linearly from `lr` at iteration 1 to this at iteration
+    `lr_anneal_iterations`, then hold it; None = `lr` throughout. A distilled student moves fast while it is far
+    from its teacher and settles later (the one-run student of preset ppo-distill: 3e-4 to 1e-4)."""
+    lr_anneal_iterations: int = 0
+    """Length of the anneal in iterations (its own setting, not `iterations`, so extending a finished run on
+    resume leaves the learning rate of every iteration already run as it was)."""
     value_lr: float | None = 1e-3
     """Learning rate of the value head's linear layer; None = `lr`. The BC policy's value head is untrained,
     so it learns faster than the policy it reads."""
@@ -264,6 +271,9 @@ class PPOConfig:
             raise ConfigError(f"clip must be in (0, 1), got {self.clip}")
         if self.lr <= 0 or (self.value_lr is not None and self.value_lr <= 0):
             raise ConfigError(f"lr and value_lr must be > 0, got {self.lr} and {self.value_lr}")
+        if self.lr_final is not None and (self.lr_final <= 0 or self.lr_anneal_iterations < 2):
+            raise ConfigError(f"lr_final needs a rate > 0 and lr_anneal_iterations >= 2 (the iteration it is reached "
+                              f"at), got {self.lr_final} and {self.lr_anneal_iterations}")
         if self.reward.health < 0:
             raise ConfigError(f"reward.health must be >= 0 (0 = off), got {self.reward.health}")
         if self.reward.approach < 0:
@@ -303,6 +313,14 @@ def kl_coef_at(cfg: PPOConfig, k: int) -> float:
     if k < 1:
         raise ConfigError(f"PPO iterations count from 1, got {k}")
     return float(cfg.kl_coef * cfg.kl_decay ** (k - 1))
+
+
+def lr_at(cfg: PPOConfig, k: int) -> float:
+    """The policy's learning rate in iteration k >= 1 (see `PPOConfig.lr_final`)."""
+    if cfg.lr_final is None:
+        return float(cfg.lr)
+    frac = min(1.0, (k - 1) / (cfg.lr_anneal_iterations - 1))
+    return float(cfg.lr + frac * (cfg.lr_final - cfg.lr))
 
 
 def check_tasks(tasks: list[str], suite: str = "") -> None:

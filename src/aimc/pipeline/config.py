@@ -30,12 +30,12 @@ PRESET_DIR = Path(__file__).parent / "presets"
 RECIPES: dict[str, tuple[str, ...]] = {
     "steve1": ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "eval"),
     "instruct": ("collect", "embedder", "goal", "bundle", "eval"),
-    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "polish", "finish", "eval"),
+    "instruct-ppo": ("collect", "embedder", "goal", "bundle", "ppo", "polish", "finish", "distill", "eval"),
 }
 ALL_STAGES: tuple[str, ...] = ("collect", "embedder", "embed", "pretrain", "goal", "prior", "bundle", "ppo", "polish",
-                               "finish", "eval")
+                               "finish", "distill", "eval")
 """Every stage of any recipe, in the order they run."""
-OPTIONAL: dict[str, str] = {"polish": "polish", "finish": "finish"}
+OPTIONAL: dict[str, str] = {"polish": "polish", "finish": "finish", "distill": "distill"}
 """Stages that run only when their section is not empty (stage -> section): without one, the recipe, and every
 fingerprint, is what it was before the stage existed."""
 
@@ -94,6 +94,13 @@ class PipelineConfig:
     into finish/, anchored to the polished agent. PPOConfig fields over the polish stage's resolved settings (BC
     term included), so a section states only what it changes, e.g. one task weighted up for a last stretch (the
     shipped agent's rung 14e: collect_coal 24); `iterations` must be given; `seed` is the pipeline's + 2."""
+    distill: dict[str, Any] = field(default_factory=dict)
+    """instruct-ppo only, optional (empty = no such stage): after the last PPO stage (finish, polish or ppo), distil
+    its agent into a student that reads smaller frames (`aimc train ppo --preset ppo-distill`: the agent, frozen,
+    teaches on the student's own rollouts, with the task reward's surrogate) into distill/; the student is the
+    recipe's agent, about twice as fast to act on a CPU. PPOConfig fields over the `ppo-distill` preset (not over
+    the stage before: no anchor, no BC term), with the ppo stage's world, suite, tasks and `max_steps` (the
+    preset's task weights kept for the tasks among them); `iterations` must be given; `seed` is the pipeline's + 3."""
     eval: dict[str, Any] = field(default_factory=lambda: {"episodes": 10})
     """aimc.eval.config.EvalConfig fields (`checkpoint` and `out` are the pipeline's)."""
 
@@ -128,6 +135,7 @@ class Paths:
         self.ppo = self.root / "ppo"
         self.polish = self.root / "polish"
         self.finish = self.root / "finish"
+        self.distill = self.root / "distill"
         self.eval = self.root / "eval"
         self.stages = self.root / "stages"
 
@@ -136,7 +144,7 @@ class Paths:
 # that set them would be silently overridden, so it is refused instead.
 RESERVED = {"collect": ("out",), "embedder": ("data", "out"), "prior": ("data", "embedder", "out"),
             "eval": ("checkpoint", "out"), "ppo": ("bundle", "out"), "polish": ("bundle", "out"),
-            "finish": ("bundle", "out")}
+            "finish": ("bundle", "out"), "distill": ("bundle", "out")}
 
 
 def _section(cls: type, name: str, section: dict[str, Any], before: dict[str, Any],
@@ -271,10 +279,35 @@ def finish_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
                                                          "out": str(p.finish)}, where="finish"))
 
 
-def final_bundle(cfg: PipelineConfig, p: Paths) -> Path:
-    """The agent the recipe ends with: the last PPO stage's bundle (finish, polish, ppo), else the BC bundle."""
+def distill_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
+    """The `distill` section over the `ppo-distill` preset: the last PPO stage's agent distilled into distill/ (see
+    `PipelineConfig.distill`)."""
+    from aimc.finetune.ppo_config import PRESET_DIR as PPO_PRESETS
+    from aimc.finetune.ppo_config import PPOConfig
+
+    section = cfg.distill
+    _check_keys(PPOConfig, "distill", section)
+    if "iterations" not in section:
+        raise ConfigError("distill: set iterations (how many iterations the student is distilled for; the "
+                          "ppo-distill preset runs 160)")
+    preset = load_yaml(PPO_PRESETS / "ppo-distill.yaml")
+    # the student plays where its teacher was trained: the ppo stage's world, suite, tasks and episode length
+    ppo = to_dict(ppo_config(cfg, p))
+    carried = {k: ppo[k] for k in ("world", "world_config", "suite", "tasks", "max_steps")}
+    weights = {t: w for t, w in preset.get("task_weights", {}).items() if t in carried["tasks"]}
+    return _section(PPOConfig, "distill", section,
+                    {**preset, **carried, "task_weights": weights, "seed": cfg.seed + 3, "device": cfg.device},
+                    {"bundle": str(final_bundle(cfg, p, before="distill")), "out": str(p.distill)})
+
+
+def final_bundle(cfg: PipelineConfig, p: Paths, before: str | None = None) -> Path:
+    """The agent the recipe ends with (or the last one made before stage `before`): the last PPO stage's bundle
+    (distill, finish, polish, ppo), else the BC bundle."""
     stages = recipe_stages(cfg)
-    for stage, path in (("finish", p.finish), ("polish", p.polish), ("ppo", p.ppo)):
+    made = (("distill", p.distill), ("finish", p.finish), ("polish", p.polish), ("ppo", p.ppo))
+    if before is not None:
+        made = made[[s for s, _ in made].index(before) + 1:]
+    for stage, path in made:
         if stage in stages:
             return path / "bundle"
     return p.bundle
@@ -298,6 +331,7 @@ def stage_configs(cfg: PipelineConfig) -> dict[str, Any]:
                 "pretrain": lambda: train_config(cfg, p, "pretrain"), "goal": lambda: train_config(cfg, p, "goal"),
                 "prior": lambda: prior_config(cfg, p), "ppo": lambda: ppo_config(cfg, p),
                 "polish": lambda: polish_config(cfg, p), "finish": lambda: finish_config(cfg, p),
+                "distill": lambda: distill_config(cfg, p),
                 "eval": lambda: eval_config(cfg, p)}
     for stage, section in OPTIONAL.items():
         if getattr(cfg, section) and stage not in RECIPES[cfg.recipe]:

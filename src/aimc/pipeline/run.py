@@ -24,6 +24,7 @@ from aimc.pipeline.config import (
     Paths,
     PipelineConfig,
     collect_config,
+    distill_config,
     embedder_config,
     eval_config,
     finish_config,
@@ -44,20 +45,21 @@ DEPENDS = {
 _INSTRUCT = {**DEPENDS, "goal": ["collect", "embedder"], "bundle": ["goal"]}
 RECIPE_DEPENDS = {"steve1": DEPENDS, "instruct": _INSTRUCT,
                   "instruct-ppo": {**_INSTRUCT, "ppo": ["bundle"], "polish": ["ppo"], "finish": ["polish"],
-                                   "eval": ["ppo"]}}
-PPO_CONFIGS = {"ppo": ppo_config, "polish": polish_config, "finish": finish_config}
+                                   "distill": ["ppo"], "eval": ["ppo"]}}
+PPO_CONFIGS = {"ppo": ppo_config, "polish": polish_config, "finish": finish_config, "distill": distill_config}
 """The PPO stages (each continues in place when only fields a PPO run may change on resume changed: more
 iterations, threads, rollout workers, the bundle's planner)."""
 PPO_STAGES = tuple(PPO_CONFIGS)
 SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrain": "pretrain", "goal": "goal",
            "prior": "prior", "bundle": None, "ppo": "ppo", "polish": "polish", "finish": "finish",
-           "eval": "eval"}
+           "distill": "distill", "eval": "eval"}
 
 
 def _depends(cfg: PipelineConfig, stage: str) -> list[str]:
-    """The stages `stage` reads in this config: eval reads the last agent-making stage that runs."""
-    if stage == "eval":
-        for last in ("finish", "polish"):
+    """The stages `stage` reads in this config: eval reads the last agent-making stage that runs, distill the last
+    one before it."""
+    if stage in ("eval", "distill"):
+        for last in ("distill", "finish", "polish")[stage == "distill":]:
             if last in recipe_stages(cfg):
                 return [last]
     return RECIPE_DEPENDS[cfg.recipe][stage]
@@ -71,7 +73,7 @@ def _fingerprint(cfg: PipelineConfig, stage: str, prints: dict[str, str]) -> str
         "upstream": [prints[d] for d in _depends(cfg, stage)],
     }
     if stage in PPO_STAGES:
-        payload["preset"] = cfg.ppo_preset
+        payload["preset"] = "ppo-distill" if stage == "distill" else cfg.ppo_preset
     if cfg.recipe != "steve1":  # the default recipe's fingerprints stay what earlier runs wrote
         payload["recipe"] = cfg.recipe
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -125,14 +127,15 @@ def _bundle(cfg: PipelineConfig, p: Paths, progress: bool) -> dict[str, Any]:
 
 
 def _ppo_stage(pcfg: Any, progress: bool) -> dict[str, Any]:
-    """Run a PPO stage (ppo, polish or finish) to its config's iterations; the marker's summary of its rows."""
+    """Run a PPO stage (ppo, polish, finish or distill) to its config's iterations; the marker's summary of its rows."""
     from aimc.finetune.ppo import run_ppo
 
     s = run_ppo(pcfg, progress=progress, log=lambda _: None)
     rows = s["iterations"]
     return {"bundle": s["bundle"], "iterations": len(rows), "env_steps": int(sum(r["env_steps"] for r in rows)),
             "success_first": rows[0]["success"], "success_last": rows[-1]["success"],
-            "kl_anchor_last": rows[-1]["kl_anchor"], "bc_nll_last": rows[-1].get("bc_nll")}
+            "kl_anchor_last": rows[-1]["kl_anchor"], "bc_nll_last": rows[-1].get("bc_nll"),
+            "kl_teacher_last": rows[-1].get("kl_teacher")}
 
 
 def _ppo_continues(cfg: PipelineConfig, p: Paths, stage: str = "ppo") -> int | None:
@@ -163,7 +166,7 @@ RUNNERS: dict[str, Callable[..., dict[str, Any]]] = {
 def _outputs(p: Paths) -> dict[str, Path | None]:
     return {"collect": p.data, "embedder": p.embedder_run, "embed": None, "pretrain": p.pretrain, "goal": p.goal,
             "prior": p.prior_run, "bundle": p.bundle, "ppo": p.ppo, "polish": p.polish, "finish": p.finish,
-            "eval": p.eval}
+            "distill": p.distill, "eval": p.eval}
 
 
 def _set_aside(path: Path | None, old_fp: str) -> Path | None:

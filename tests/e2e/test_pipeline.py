@@ -89,13 +89,14 @@ def test_micro_instruct_ppo_pipeline_fine_tunes_the_bundle_then_evaluates_it(tmp
     """instruct-ppo: the instruct recipe, then PPO from its bundle; eval reads the PPO bundle; a changed ppo
     section reruns ppo and eval only."""
     from aimc.pipeline import RECIPES
+    from aimc.pipeline.config import OPTIONAL
 
     out = tmp_path / "run"
     assert main(["pipeline", "--preset", "micro-instruct-ppo", "--out", str(out), "--quiet"]) == 0
     log = capsys.readouterr().out
-    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"] if stage not in ("polish", "finish"))
+    assert all(f"{stage}: finished" in log for stage in RECIPES["instruct-ppo"] if stage not in OPTIONAL)
     summary = json.loads((out / "summary.json").read_text())
-    for optional in ("polish", "finish"):  # no polish: or finish: section, no stage
+    for optional in OPTIONAL:  # no polish:, finish: or distill: section, no stage
         assert optional not in summary["stages"] and not (out / optional).exists()
     ppo = summary["stages"]["ppo"]["result"]
     assert ppo["iterations"] == 2 and ppo["env_steps"] > 0 and ppo["bundle"] == str(out / "ppo" / "bundle")

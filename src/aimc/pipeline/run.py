@@ -58,10 +58,10 @@ SECTION = {"collect": "collect", "embedder": "embedder", "embed": None, "pretrai
 def _depends(cfg: PipelineConfig, stage: str) -> list[str]:
     """The stages `stage` reads in this config: eval reads the last agent-making stage that runs, distill the last
     one before it."""
-    if stage in ("eval", "distill"):
-        for last in ("distill", "finish", "polish")[stage == "distill":]:
-            if last in recipe_stages(cfg):
-                return [last]
+    readable = {"eval": ("distill", "finish", "polish"), "distill": ("finish", "polish")}.get(stage, ())
+    for last in readable:
+        if last in recipe_stages(cfg):
+            return [last]
     return RECIPE_DEPENDS[cfg.recipe][stage]
 
 

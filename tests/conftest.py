@@ -71,3 +71,13 @@ def tiny_lm(tmp_path_factory):
                      intermediate_size=64, max_position_embeddings=64)
     BertModel(cfg).save_pretrained(root)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _commands_run_in_process():
+    """Resumable commands run their work in this process in tests (no supervising parent, aimc.core.supervise):
+    monkeypatches and capsys reach them. tests/core/test_supervise.py and the CLI crash test switch it back on."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AIMC_CRASH_RETRIES", "0")
+    yield
+    mp.undo()

@@ -1003,3 +1003,36 @@ def test_resume_refuses_a_teacher_whose_weights_changed(tiny_bundle, tmp_path, c
     err = capsys.readouterr().err
     assert "cannot resume: teacher model.safetensors" in err and err.count("\n") == 1, err
     assert (out / "ppo_summary.json").read_text() == before
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the child process through /proc (Linux)")
+def test_the_command_reruns_itself_after_a_native_crash(micro_run, tiny_bundle, tmp_path):
+    """`aimc train ppo` as a user runs it (a supervising parent, aimc.core.supervise): its worker process is
+    killed by SIGSEGV once the run has started, and the command goes on by itself to the finished run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    env = dict(os.environ, AIMC_CRASH_RETRIES="2")
+    parent = subprocess.Popen([sys.executable, "-m", "aimc", "train", "ppo", "--preset", "ppo-micro", "--bundle",
+                               str(tiny_bundle), "--out", str(out), "--quiet", "--iterations", "2"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    deadline = time.monotonic() + 300
+    while not (out / "ppo_config.json").exists():  # the run has started in the child (before iteration 1)
+        assert parent.poll() is None and time.monotonic() < deadline, parent.communicate()
+        time.sleep(0.02)
+    child = int(children.read_text().split()[0])
+    os.kill(child, signal.SIGSEGV)
+    stdout, stderr = parent.communicate(timeout=600)
+    assert parent.returncode == 0, stderr
+    assert "aimc train ppo died of SIGSEGV" in stderr and "rerun 1 of 2" in stderr
+    assert "PPO finished 2 iteration(s)" in stdout
+    summary = json.loads((out / "ppo_summary.json").read_text())
+    _, ref, _ = micro_run
+    assert [r["iteration"] for r in summary["iterations"]] == [1, 2]
+    assert [r["success"] for r in summary["iterations"]] == pytest.approx([r["success"] for r in ref["iterations"]])
+    assert (out / "bundle" / "policy" / "model.safetensors").exists()

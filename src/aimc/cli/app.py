@@ -12,6 +12,22 @@ from aimc.core.errors import AimcError
 
 INTERRUPTED = "interrupted; finished work is kept and the command can be resumed"
 
+ARGV: list[str] = []
+"""The command line `main` was given (without the program name): a supervised command reruns it as is."""
+
+CRASH_RETRIES_HELP = ("Rerun the command (it resumes) after a native crash of its process, at most this many "
+                      "times (default: $AIMC_CRASH_RETRIES or 3; 0 runs it in this process).")
+
+
+def supervised(what: str, retries: int | None) -> None:
+    """Start of a resumable command: return to run the work here, or run it in a supervised child process
+    (aimc.core.supervise) and exit with that child's code."""
+    from aimc.core.supervise import supervise_here
+
+    rc = supervise_here(ARGV, what, retries)
+    if rc is not None:
+        raise typer.Exit(rc)
+
 
 def one_line(e: BaseException) -> str:
     """An expected error's message. One raised in a torch DataLoader worker (e.g. a frame cache hitting a full disk)
@@ -114,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     `AimcError` -> `error: <message>`, exit 2 (see `AimcGroup`); usage mistakes -> usage + `Error:` line,
     exit 2; Ctrl-C -> exit 130. The process exit code is returned instead of exiting so tests can call it.
     """
+    global ARGV
+    ARGV = list(sys.argv[1:] if argv is None else argv)
     _register_commands()
     try:
         app(args=argv, prog_name="aimc", standalone_mode=True)

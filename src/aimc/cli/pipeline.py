@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from aimc.cli.app import app
+from aimc.cli.app import CRASH_RETRIES_HELP, app, supervised
 
 
 @app.command("pipeline")
@@ -25,11 +25,13 @@ def pipeline_cmd(
     until: str | None = typer.Option(None, help="Stop after this stage."),
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set goal.lr=1e-4 --set collect.episodes=50"),
     quiet: bool = typer.Option(False, help="No progress bars."),
+    crash_retries: int | None = typer.Option(None, help=CRASH_RETRIES_HELP),
 ) -> None:
     """Collect -> train embedder -> embed -> pretrain -> goal BC -> prior -> bundle -> evaluate."""
     from aimc.pipeline import load_pipeline_config, run_pipeline
 
     cfg = load_pipeline_config(preset, set_, out=str(out), seed=seed, workers=workers, device=device)
+    supervised("aimc pipeline", crash_retries)
     s = run_pipeline(cfg, progress=not quiet, until=until, log=typer.echo)
     ev = s["stages"].get("eval", {}).get("result", {})
     tail = f"; report: {ev['html']}" if "html" in ev else ""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from aimc.cli.app import train_app
+from aimc.cli.app import CRASH_RETRIES_HELP, supervised, train_app
 
 
 @train_app.command("dagger")
@@ -34,6 +34,7 @@ def train_dagger_cmd(
     seed: int | None = typer.Option(None, help="Seed for worlds, learner, labeller, beta draws and fine-tunes."),
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set beta0=0.5 --set train.lr=1e-4"),
     quiet: bool = typer.Option(False, help="No progress output."),
+    crash_retries: int | None = typer.Option(None, help=CRASH_RETRIES_HELP),
 ) -> None:
     """DAgger: learner rollouts from instructions, demonstrator labels, aggregation, fine-tune; K times."""
     from aimc.cli.train_policy import parse_data
@@ -42,6 +43,7 @@ def train_dagger_cmd(
     cfg = load_dagger_config(preset, set_, out=str(out), bundle=bundle, data=parse_data(data) if data else None,
                              tasks=list(task) or None, iterations=iterations, episodes=episodes, workers=workers,
                              seed=seed)
+    supervised("aimc train dagger", crash_retries)
     s = run_dagger(cfg, progress=not quiet, log=(lambda _: None) if quiet else typer.echo)
     typer.echo(format_table(s))
     last = s["final"] or s["iterations"][-1]

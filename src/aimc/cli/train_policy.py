@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from aimc.cli.app import train_app
+from aimc.cli.app import CRASH_RETRIES_HELP, supervised, train_app
 
 
 def parse_data(items: list[str]) -> list[dict[str, object]]:
@@ -49,6 +49,7 @@ def train_policy_cmd(
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set lr=1e-4 --set segment.p_uncond=0.2"),
     quiet: bool = typer.Option(False, help="No progress bar."),
     strict: bool = typer.Option(False, help="Fail at a damaged or unusable episode instead of skipping it."),
+    crash_retries: int | None = typer.Option(None, help=CRASH_RETRIES_HELP),
 ) -> None:
     """Train (or resume) a policy by behaviour cloning with hindsight-relabelled goals."""
     from aimc.data.index import Skipped, skip_summary
@@ -57,6 +58,7 @@ def train_policy_cmd(
 
     fields = {"out": str(out), "seed": seed, "data": parse_data(data) if data else None}
     cfg = load_train_config(preset, overrides=set_, **fields)
+    supervised("aimc train policy", crash_retries)
     s = run(cfg, progress=not quiet, skipped=Skipped(strict=strict))
     best = f", best val loss {s['best_val']:.4f}" if s["best_val"] is not None else ""
     typer.echo(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from aimc.cli.app import train_app
+from aimc.cli.app import CRASH_RETRIES_HELP, supervised, train_app
 
 
 @train_app.command("ppo")
@@ -32,6 +32,7 @@ def train_ppo_cmd(
     seed: int | None = typer.Option(None, help="Seed for worlds, prompts, sampling and minibatch order."),
     set_: list[str] = typer.Option([], "--set", help="Overrides, e.g. --set kl_coef=0.1 --set reward.death=-1"),
     quiet: bool = typer.Option(False, help="No progress output."),
+    crash_retries: int | None = typer.Option(None, help=CRASH_RETRIES_HELP),
 ) -> None:
     """PPO with a KL penalty toward the starting policy, on the suite tasks' programmatic success."""
     from aimc.finetune import format_ppo_table, load_ppo_config, run_ppo
@@ -42,6 +43,7 @@ def train_ppo_cmd(
         bundle = str(shipped_bundle())
     cfg = load_ppo_config(preset, set_, out=str(out), bundle=bundle, tasks=list(task) or None, iterations=iterations,
                           seed=seed)
+    supervised("aimc train ppo", crash_retries)
     s = run_ppo(cfg, progress=not quiet, log=(lambda _: None) if quiet else typer.echo)
     typer.echo(format_ppo_table(s))
     first, last = s["iterations"][0], s["iterations"][-1]

@@ -1,0 +1,107 @@
+"""Rerun a resumable command after a native crash: the long training commands run in a child process.
+
+Why: on a 2-core AMX CPU the PPO trainer has died a few times in ~1,000 iterations of a native fault inside torch
+(a glibc heap abort or a segfault in `libtorch_cpu`, never a Python error; docs/task-finetune.md, "Known
+problem"). Every finished iteration is a checkpoint and rerunning the same command continues from it, so the only
+cost of such a crash is the person (or the script) who has to notice it and type the command again; a pipeline
+preset that runs for hours in pieces should not stop for it. So `aimc pipeline` and the `aimc train` commands
+that resume (`ppo`, `dagger`, `policy`) run their work in a child process (the same command line) and, when that
+child is killed by one of `CRASH_SIGNALS`, run it again, at most `retries` times, saying so in one line each time.
+
+What is *not* retried: a normal exit with any code (errors are one line and exit 2: rerunning would only repeat
+them), Ctrl-C (the child prints its own "interrupted" line; the parent ignores SIGINT while it waits so that the
+child alone decides), SIGTERM / SIGKILL (a scheduler or the out-of-memory killer stopping the job: a retry would
+fight it). SIGTERM sent to the parent is passed on to the child.
+
+`AIMC_CRASH_RETRIES` sets the default number of reruns (3); 0 runs the command in this process, as the test suite
+does (tests/conftest.py). The child is marked with `SUPERVISED_ENV` so that it runs the work itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+
+from aimc.core.errors import ConfigError
+
+CRASH_SIGNALS: frozenset[int] = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL,
+                                           signal.SIGFPE})
+"""Deaths that a native bug causes; the command is rerun after them."""
+
+SUPERVISED_ENV = "AIMC_SUPERVISED_CHILD"
+RETRIES_ENV = "AIMC_CRASH_RETRIES"
+DEFAULT_RETRIES = 3
+
+
+def default_retries() -> int:
+    """`AIMC_CRASH_RETRIES` when set (a whole number >= 0), else `DEFAULT_RETRIES`."""
+    raw = os.environ.get(RETRIES_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_RETRIES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{RETRIES_ENV}={raw!r} is not a whole number >= 0; set it to e.g. 3, or 0 to run "
+                          "commands without a supervising process")
+    return value
+
+
+def signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def run_supervised(argv: Sequence[str], retries: int, log: Callable[[str], None],
+                   what: str = "the command") -> int:
+    """Run `argv` (a full command line) in a child process, rerunning it up to `retries` times after it dies of
+    one of `CRASH_SIGNALS`; return the exit code the shell would show (128 + signal for a signal death)."""
+    env = dict(os.environ, **{SUPERVISED_ENV: "1"})
+    attempt = 0
+    while True:
+        child = subprocess.Popen(list(argv), env=env)
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child, which stops cleanly
+
+        def forward(signum: int, _frame: object, child: subprocess.Popen = child) -> None:
+            child.send_signal(signum)
+
+        old_term = signal.signal(signal.SIGTERM, forward)
+        try:
+            rc = child.wait()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+        if rc >= 0:
+            return rc
+        sig = -rc
+        if sig not in CRASH_SIGNALS:
+            return 128 + sig
+        if attempt >= retries:
+            log(f"error: {what} died of {signal_name(sig)} (a native crash) {attempt + 1} time(s); the last run's "
+                "finished work is kept: run the same command again to resume (docs/task-finetune.md, 'Known problem')")
+            return 128 + sig
+        attempt += 1
+        log(f"{what} died of {signal_name(sig)} (a native crash, docs/task-finetune.md 'Known problem'); "
+            f"resuming from its last checkpoint (rerun {attempt} of {retries})")
+
+
+def supervise_here(argv: Sequence[str], what: str, retries: int | None = None) -> int | None:
+    """For a resumable command about to start its work: None when the work should run in this process (inside
+    a supervised child, or with reruns switched off), else the exit code of the supervised child process(es).
+    `retries` None: `default_retries()`."""
+    if os.environ.get(SUPERVISED_ENV):
+        return None
+    if retries is None:
+        retries = default_retries()
+    elif retries < 0:
+        raise ConfigError(f"--crash-retries {retries} is negative; give a whole number >= 0 (0: no reruns)")
+    if retries == 0:
+        return None
+    return run_supervised([sys.executable, "-m", "aimc", *argv], retries,
+                          lambda line: print(line, file=sys.stderr, flush=True), what)

@@ -271,7 +271,7 @@ def test_distill_makes_a_student_of_the_last_ppo_stages_agent_over_the_distill_p
     dis, fin, ppo = c["distill"], c["finish"], c["ppo"]
     preset = load_yaml(PPO_PRESETS / "ppo-distill.yaml")
     assert dis.bundle == str(tmp_path / "finish" / "bundle") and dis.out == str(tmp_path / "distill")
-    assert dis.seed == cfg.seed + 3 and dis.iterations == 220 and dis.teacher == ""
+    assert dis.seed == cfg.seed + 3 and dis.iterations == 300 and dis.teacher == ""
     assert dis.frame_size == preset["frame_size"] == 32 and dis.teacher_coef == 1.0 and dis.kl_coef == 0.0
     assert dis.bc.coef == 0 and fin.bc.coef > 0 and dis.lr == preset["lr"] and dis.lr_final == preset["lr_final"]
     assert dis.tasks == ppo.tasks and dis.max_steps == ppo.max_steps and dis.world == ppo.world

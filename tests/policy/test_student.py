@@ -1,5 +1,6 @@
 """`with_frame_size`: a trained policy made to read smaller frames keeps every weight but the dense layer, whose
-pooled weights give the same output on a feature map that is constant over each pooled block."""
+pooled weights give the same output on a feature map that is constant over each pooled block (fractional blocks
+for a size that does not divide the teacher's)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from aimc.core.errors import ConfigError
 from aimc.policy import VPTPolicy, get_config
-from aimc.policy.vpt.student import DENSE, with_frame_size
+from aimc.policy.vpt.student import DENSE, overlap_matrix, with_frame_size
 
 
 def _policy() -> VPTPolicy:
@@ -51,8 +52,40 @@ def test_pooled_dense_layer_matches_the_teachers_on_block_constant_maps():
     assert not torch.allclose(b, VPTPolicy(student.config).net.img_process.cnn.dense(small.reshape(5, -1)), atol=1e-2)
 
 
-@pytest.mark.parametrize("shape", [(64, 64), (48, 48), (40, 32)])
-def test_a_size_that_is_the_policys_own_or_does_not_divide_it_fails_in_one_line(shape):
+def test_overlap_matrix_splits_each_big_cell_over_the_small_cells_it_covers():
+    u = overlap_matrix(8, 6)  # a 64x64 frame's 8x8 map read as a 48x48 frame's 6x6 map
+    torch.testing.assert_close(u.sum(1), torch.ones(8, dtype=torch.float64))
+    torch.testing.assert_close(u.sum(0), torch.full((6,), 8 / 6, dtype=torch.float64))
+    assert u[0].tolist() == [1, 0, 0, 0, 0, 0] and u[1, :2].tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert torch.equal(overlap_matrix(8, 4), torch.eye(4, dtype=torch.float64).repeat_interleave(2, 0))  # blocks
+
+
+def test_a_48x48_student_pools_the_dense_layer_over_fractional_blocks():
+    """8x8 -> 6x6: the student's dense weights applied to a 6x6 map equal the teacher's applied to that map
+    spread back over the 8x8 grid by area (the linear layer exactly; with the LayerNorm, close on a map whose
+    values vary slowly); the student acts on 48x48 frames."""
+    teacher = _policy()
+    student = with_frame_size(teacher, (48, 48))
+    assert student.config.cnn_out_shape == (32, 6, 6)
+    t_dense, s_dense = teacher.net.img_process.cnn.dense, student.net.img_process.cnn.dense
+    small = torch.randn(5, 32, 6, 6, dtype=torch.float64)
+    u = overlap_matrix(8, 6)
+    big = torch.einsum("ncij,yi,xj->ncyx", small, u, u)
+    w_t, w_s = t_dense.layer.weight.double(), s_dense.layer.weight.double()
+    torch.testing.assert_close(big.reshape(5, -1) @ w_t.T, small.reshape(5, -1) @ w_s.T, rtol=1e-5, atol=1e-5)
+    smooth = torch.linspace(-1, 1, 6)[None, None, :, None] * torch.linspace(-1, 1, 6)[None, None, None, :]
+    small = (smooth * torch.randn(1, 32, 1, 1)).expand(5, 32, 6, 6) + 0.01 * torch.randn(5, 32, 6, 6)
+    big = torch.einsum("ncij,yi,xj->ncyx", small.double(), u, u).float()
+    with torch.no_grad():
+        a, b = t_dense(big.reshape(5, -1)), s_dense(small.reshape(5, -1))
+    assert torch.nn.functional.cosine_similarity(a, b).min() > 0.95
+    pov = torch.randint(0, 255, (2, 3, 48, 48, 3), dtype=torch.uint8)
+    out, _ = student(pov, torch.randn(2, 3, 8), torch.zeros(2, 3, dtype=torch.bool), student.initial_state(2))
+    assert out.logp["action"].shape == (2, 3, 17) and torch.isfinite(out.logp["action"]).all()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (80, 80), (64, 72)])
+def test_a_size_that_is_the_policys_own_or_not_smaller_fails_in_one_line(shape):
     with pytest.raises(ConfigError) as e:
         with_frame_size(_policy(), shape)
-    assert "\n" not in str(e.value) and ("own" in str(e.value) or "divide" in str(e.value))
+    assert "\n" not in str(e.value) and ("own" in str(e.value) or "smaller" in str(e.value))

@@ -289,7 +289,7 @@ def distill_config(cfg: PipelineConfig, p: Paths) -> PPOConfig:
     _check_keys(PPOConfig, "distill", section)
     if "iterations" not in section:
         raise ConfigError("distill: set iterations (how many iterations the student is distilled for; the "
-                          "ppo-distill preset runs 220)")
+                          "ppo-distill preset runs 300)")
     preset = load_yaml(PPO_PRESETS / "ppo-distill.yaml")
     # the student plays where its teacher was trained: the ppo stage's world, suite, tasks and episode length
     ppo = to_dict(ppo_config(cfg, p))

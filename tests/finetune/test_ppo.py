@@ -1005,7 +1005,8 @@ def test_resume_refuses_a_teacher_whose_weights_changed(tiny_bundle, tmp_path, c
     assert (out / "ppo_summary.json").read_text() == before
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the child process through /proc (Linux)")
+@pytest.mark.skipif(not list(Path("/proc/self/task").glob("*/children")),
+                    reason="finds the child process through /proc/PID/task/PID/children (Linux)")
 def test_the_command_reruns_itself_after_a_native_crash(micro_run, tiny_bundle, tmp_path):
     """`aimc train ppo` as a user runs it (a supervising parent, aimc.core.supervise): its worker process is
     killed by SIGSEGV once the run has started, and the command goes on by itself to the finished run."""

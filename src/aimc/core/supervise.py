@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 
 from aimc.core.errors import ConfigError
 
-CRASH_SIGNALS: frozenset[int] = frozenset({signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL,
-                                           signal.SIGFPE})
-"""Deaths that a native bug causes; the command is rerun after them."""
+CRASH_SIGNALS: frozenset[int] = frozenset(
+    getattr(signal, name) for name in ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE") if hasattr(signal, name))
+"""Deaths that a native bug causes; the command is rerun after them (the ones this platform has)."""
 
 SUPERVISED_ENV = "AIMC_SUPERVISED_CHILD"
 RETRIES_ENV = "AIMC_CRASH_RETRIES"

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from aimc.core.errors import ConfigError
-from aimc.core.supervise import CRASH_SIGNALS, SUPERVISED_ENV, default_retries, run_supervised, supervise_here
+from aimc.core.supervise import (
+    CRASH_SIGNALS,
+    SUPERVISED_ENV,
+    default_retries,
+    run_dir_progress,
+    run_supervised,
+    supervise_here,
+)
 
 
 def script(tmp_path: Path, body: str) -> list[str]:
@@ -51,6 +58,42 @@ def test_reruns_stop_at_the_limit_with_one_error_line(tmp_path):
     assert run_supervised(argv, 2, lines.append) == 128 + signal.SIGSEGV
     assert len(runs(tmp_path)) == 3
     assert lines[-1].startswith("error: ") and "3 time(s)" in lines[-1] and "run the same command again" in lines[-1]
+
+
+def test_only_crashes_in_a_row_without_progress_use_up_the_reruns(tmp_path):
+    """A long run that crashes now and then but saves a checkpoint in between goes on to its end; one that crashes
+    without saving anything stops after `retries` reruns."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    argv = script(tmp_path, f"""
+        open({str(run / 'checkpoints' / 'last')!r}, "w").write(f"step_{{n:04d}}")  # one more iteration saved
+        if n <= 4:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        sys.exit(0)
+    """)
+    lines: list[str] = []
+    assert run_supervised(argv, 1, lines.append, "aimc train ppo", run_dir_progress(run)) == 0
+    assert len(runs(tmp_path)) == 5 and len(lines) == 4
+    assert all("rerun 1 of 1 without new progress" in line for line in lines) and "crash 4 in all" in lines[-1]
+
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    (tmp_path / "runs.txt").unlink()
+    lines.clear()
+    argv = script(tmp_path, "os.kill(os.getpid(), signal.SIGABRT)\n")  # crashes before saving anything
+    assert run_supervised(argv, 1, lines.append, "aimc train ppo", run_dir_progress(stuck)) == 128 + signal.SIGABRT
+    assert len(runs(tmp_path)) == 2 and lines[-1].startswith("error: ") and "2 time(s) in a row" in lines[-1]
+
+
+def test_progress_marker_sees_new_checkpoints_and_files(tmp_path):
+    marker = run_dir_progress(tmp_path / "run")
+    empty = marker()
+    (tmp_path / "run" / "stage" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "stage" / "checkpoints" / "last").write_text("step_0001")
+    first = marker()
+    assert first != empty and first == marker()
+    (tmp_path / "run" / "stage" / "checkpoints" / "last").write_text("step_0002")
+    assert marker() != first
 
 
 @pytest.mark.parametrize("body, code", [

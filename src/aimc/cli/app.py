@@ -16,15 +16,16 @@ ARGV: list[str] = []
 """The command line `main` was given (without the program name): a supervised command reruns it as is."""
 
 CRASH_RETRIES_HELP = ("Rerun the command (it resumes) after a native crash of its process, at most this many "
-                      "times (default: $AIMC_CRASH_RETRIES or 3; 0 runs it in this process).")
+                      "times in a row without new checkpoints (default: $AIMC_CRASH_RETRIES or 3; 0 runs it in this process).")
 
 
-def supervised(what: str, retries: int | None) -> None:
+def supervised(what: str, retries: int | None, out: Any = None) -> None:
     """Start of a resumable command: return to run the work here, or run it in a supervised child process
-    (aimc.core.supervise) and exit with that child's code."""
+    (aimc.core.supervise; `out`, its run directory, tells a crash after new checkpoints from one without) and exit
+    with that child's code."""
     from aimc.core.supervise import supervise_here
 
-    rc = supervise_here(ARGV, what, retries)
+    rc = supervise_here(ARGV, what, retries, out)
     if rc is not None:
         raise typer.Exit(rc)
 

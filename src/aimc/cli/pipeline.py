@@ -31,7 +31,7 @@ def pipeline_cmd(
     from aimc.pipeline import load_pipeline_config, run_pipeline
 
     cfg = load_pipeline_config(preset, set_, out=str(out), seed=seed, workers=workers, device=device)
-    supervised("aimc pipeline", crash_retries)
+    supervised("aimc pipeline", crash_retries, out)
     s = run_pipeline(cfg, progress=not quiet, until=until, log=typer.echo)
     ev = s["stages"].get("eval", {}).get("result", {})
     tail = f"; report: {ev['html']}" if "html" in ev else ""

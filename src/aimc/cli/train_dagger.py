@@ -43,7 +43,7 @@ def train_dagger_cmd(
     cfg = load_dagger_config(preset, set_, out=str(out), bundle=bundle, data=parse_data(data) if data else None,
                              tasks=list(task) or None, iterations=iterations, episodes=episodes, workers=workers,
                              seed=seed)
-    supervised("aimc train dagger", crash_retries)
+    supervised("aimc train dagger", crash_retries, out)
     s = run_dagger(cfg, progress=not quiet, log=(lambda _: None) if quiet else typer.echo)
     typer.echo(format_table(s))
     last = s["final"] or s["iterations"][-1]

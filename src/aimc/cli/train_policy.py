@@ -58,7 +58,7 @@ def train_policy_cmd(
 
     fields = {"out": str(out), "seed": seed, "data": parse_data(data) if data else None}
     cfg = load_train_config(preset, overrides=set_, **fields)
-    supervised("aimc train policy", crash_retries)
+    supervised("aimc train policy", crash_retries, out)
     s = run(cfg, progress=not quiet, skipped=Skipped(strict=strict))
     best = f", best val loss {s['best_val']:.4f}" if s["best_val"] is not None else ""
     typer.echo(

@@ -43,7 +43,7 @@ def train_ppo_cmd(
         bundle = str(shipped_bundle())
     cfg = load_ppo_config(preset, set_, out=str(out), bundle=bundle, tasks=list(task) or None, iterations=iterations,
                           seed=seed)
-    supervised("aimc train ppo", crash_retries)
+    supervised("aimc train ppo", crash_retries, out)
     s = run_ppo(cfg, progress=not quiet, log=(lambda _: None) if quiet else typer.echo)
     typer.echo(format_ppo_table(s))
     first, last = s["iterations"][0], s["iterations"][-1]

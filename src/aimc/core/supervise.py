@@ -6,7 +6,9 @@ problem"). Every finished iteration is a checkpoint and rerunning the same comma
 cost of such a crash is the person (or the script) who has to notice it and type the command again; a pipeline
 preset that runs for hours in pieces should not stop for it. So `aimc pipeline` and the `aimc train` commands
 that resume (`ppo`, `dagger`, `policy`) run their work in a child process (the same command line) and, when that
-child is killed by one of `CRASH_SIGNALS`, run it again, at most `retries` times, saying so in one line each time.
+child is killed by one of `CRASH_SIGNALS`, run it again, saying so in one line each time. `retries` bounds the
+crashes in a row *without progress* (no new checkpoint in the run directory since the run before): a long run that
+crashes every few dozen iterations goes on to its end, a command that crashes before saving anything stops.
 
 What is *not* retried: a normal exit with any code (errors are one line and exit 2: rerunning would only repeat
 them), Ctrl-C (the child prints its own "interrupted" line; the parent ignores SIGINT while it waits so that the
@@ -24,6 +26,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from aimc.core.errors import ConfigError
 
@@ -58,13 +62,38 @@ def signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
+def run_dir_progress(out: Path) -> Callable[[], Any]:
+    """A marker of the work a run directory holds, for `run_supervised(progress=...)`: every checkpoint pointer
+    (`checkpoints/last`) up to three levels down (a trainer's own, a pipeline stage's, a DAgger iteration's) with
+    its content, and the modification time of every file up to two levels down (summaries, a pipeline's state)."""
+
+    def marker() -> Any:
+        if not out.is_dir():
+            return ()
+        pointers = [p for pattern in ("checkpoints/last", "*/checkpoints/last", "*/*/checkpoints/last")
+                    for p in out.glob(pattern)]
+        files = [p for pattern in ("*", "*/*") for p in out.glob(pattern) if p.is_file()]
+        seen = []
+        for p in sorted(set(pointers) | set(files)):
+            try:
+                seen.append((str(p.relative_to(out)), p.stat().st_mtime_ns,
+                             p.read_text() if p.name == "last" else ""))
+            except OSError:  # removed while we looked (a writer's temp file)
+                continue
+        return tuple(seen)
+
+    return marker
+
+
 def run_supervised(argv: Sequence[str], retries: int, log: Callable[[str], None],
-                   what: str = "the command") -> int:
-    """Run `argv` (a full command line) in a child process, rerunning it up to `retries` times after it dies of
-    one of `CRASH_SIGNALS`; return the exit code the shell would show (128 + signal for a signal death)."""
+                   what: str = "the command", progress: Callable[[], Any] | None = None) -> int:
+    """Run `argv` (a full command line) in a child process, rerunning it after it dies of one of `CRASH_SIGNALS`
+    as long as at most `retries` crashes came in a row without `progress()` changing (None: every crash counts);
+    return the exit code the shell would show (128 + signal for a signal death)."""
     env = dict(os.environ, **{SUPERVISED_ENV: "1"})
-    attempt = 0
+    attempt = crashes = 0
     while True:
+        before = progress() if progress is not None else None
         child = subprocess.Popen(list(argv), env=env)
         old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the child, which stops cleanly
 
@@ -82,19 +111,25 @@ def run_supervised(argv: Sequence[str], retries: int, log: Callable[[str], None]
         sig = -rc
         if sig not in CRASH_SIGNALS:
             return 128 + sig
+        crashes += 1
+        if progress is not None and progress() != before:
+            attempt = 0  # it got further than the run before: this crash does not use up a rerun
         if attempt >= retries:
-            log(f"error: {what} died of {signal_name(sig)} (a native crash) {attempt + 1} time(s); the last run's "
-                "finished work is kept: run the same command again to resume (docs/task-finetune.md, 'Known problem')")
+            log(f"error: {what} died of {signal_name(sig)} (a native crash) {attempt + 1} time(s) in a row without "
+                f"saving new progress ({crashes} crash(es) in all); the finished work is kept: run the same command "
+                "again to resume (docs/task-finetune.md, 'Known problem')")
             return 128 + sig
         attempt += 1
         log(f"{what} died of {signal_name(sig)} (a native crash, docs/task-finetune.md 'Known problem'); "
-            f"resuming from its last checkpoint (rerun {attempt} of {retries})")
+            f"resuming from its last checkpoint (rerun {attempt} of {retries} without new progress; "
+            f"crash {crashes} in all)")
 
 
-def supervise_here(argv: Sequence[str], what: str, retries: int | None = None) -> int | None:
+def supervise_here(argv: Sequence[str], what: str, retries: int | None = None,
+                   out: Path | None = None) -> int | None:
     """For a resumable command about to start its work: None when the work should run in this process (inside
     a supervised child, or with reruns switched off), else the exit code of the supervised child process(es).
-    `retries` None: `default_retries()`."""
+    `retries` None: `default_retries()`; `out`, the command's run directory, tells progress (`run_dir_progress`)."""
     if os.environ.get(SUPERVISED_ENV):
         return None
     if retries is None:
@@ -104,4 +139,5 @@ def supervise_here(argv: Sequence[str], what: str, retries: int | None = None) -
     if retries == 0:
         return None
     return run_supervised([sys.executable, "-m", "aimc", *argv], retries,
-                          lambda line: print(line, file=sys.stderr, flush=True), what)
+                          lambda line: print(line, file=sys.stderr, flush=True), what,
+                          run_dir_progress(Path(out)) if out is not None else None)

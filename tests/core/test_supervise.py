@@ -85,15 +85,25 @@ def test_only_crashes_in_a_row_without_progress_use_up_the_reruns(tmp_path):
     assert len(runs(tmp_path)) == 2 and lines[-1].startswith("error: ") and "2 time(s) in a row" in lines[-1]
 
 
-def test_progress_marker_sees_new_checkpoints_and_files(tmp_path):
-    marker = run_dir_progress(tmp_path / "run")
+def test_progress_marker_sees_new_checkpoints_and_finished_stages_only(tmp_path):
+    run = tmp_path / "run"
+    marker = run_dir_progress(run)
     empty = marker()
-    (tmp_path / "run" / "stage" / "checkpoints").mkdir(parents=True)
-    (tmp_path / "run" / "stage" / "checkpoints" / "last").write_text("step_0001")
+    (run / "dagger" / "iter_01" / "train" / "checkpoints").mkdir(parents=True)
+    (run / "dagger" / "iter_01" / "train" / "checkpoints" / "last").write_text("step_0001")
     first = marker()
     assert first != empty and first == marker()
-    (tmp_path / "run" / "stage" / "checkpoints" / "last").write_text("step_0002")
-    assert marker() != first
+    (run / "dagger" / "iter_01" / "train" / "checkpoints" / "last").write_text("step_0002")
+    second = marker()
+    assert second != first
+    (run / "stages").mkdir()
+    (run / "stages" / "collect.json").write_text("{}")
+    third = marker()
+    assert third != second
+    (run / "tensorboard").mkdir()  # what every start writes anew is not progress
+    (run / "tensorboard" / "events.out.tfevents.1").write_text("x")
+    (run / "metrics.jsonl").write_text("{}\n")
+    assert marker() == third
 
 
 @pytest.mark.parametrize("body, code", [

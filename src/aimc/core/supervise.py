@@ -62,22 +62,24 @@ def signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
+_POINTERS = tuple("*/" * depth + "checkpoints/last" for depth in range(5))
+_STAGE_MARKERS = ("stages/*.json", "*/stages/*.json")
+
+
 def run_dir_progress(out: Path) -> Callable[[], Any]:
-    """A marker of the work a run directory holds, for `run_supervised(progress=...)`: every checkpoint pointer
-    (`checkpoints/last`) up to three levels down (a trainer's own, a pipeline stage's, a DAgger iteration's) with
-    its content, and the modification time of every file up to two levels down (summaries, a pipeline's state)."""
+    """A marker of the finished work a run directory holds, for `run_supervised(progress=...)`: the content of
+    every checkpoint pointer (`checkpoints/last`: a trainer's own, a pipeline stage's, a DAgger iteration's
+    fine-tune, up to four levels down) and the names of the finished-stage markers (`stages/*.json` of a pipeline,
+    a DAgger run or a study). Only what a finished unit of work writes counts: files that every start rewrites (a
+    new TensorBoard file, a log line) would make a crash at the same place look like progress."""
 
     def marker() -> Any:
         if not out.is_dir():
             return ()
-        pointers = [p for pattern in ("checkpoints/last", "*/checkpoints/last", "*/*/checkpoints/last")
-                    for p in out.glob(pattern)]
-        files = [p for pattern in ("*", "*/*") for p in out.glob(pattern) if p.is_file()]
         seen = []
-        for p in sorted(set(pointers) | set(files)):
+        for p in sorted({p for pattern in _POINTERS + _STAGE_MARKERS for p in out.glob(pattern)}):
             try:
-                seen.append((str(p.relative_to(out)), p.stat().st_mtime_ns,
-                             p.read_text() if p.name == "last" else ""))
+                seen.append((str(p.relative_to(out)), p.read_text().strip() if p.name == "last" else ""))
             except OSError:  # removed while we looked (a writer's temp file)
                 continue
         return tuple(seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -19,7 +20,7 @@ CRASH_RETRIES_HELP = ("Rerun the command (it resumes) after a native crash of it
                       "times in a row without new checkpoints (default: $AIMC_CRASH_RETRIES or 3; 0 runs it in this process).")
 
 
-def supervised(what: str, retries: int | None, out: Any = None) -> None:
+def supervised(what: str, retries: int | None, out: Path | None = None) -> None:
     """Start of a resumable command: return to run the work here, or run it in a supervised child process
     (aimc.core.supervise; `out`, its run directory, tells a crash after new checkpoints from one without) and exit
     with that child's code."""

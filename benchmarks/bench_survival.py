@@ -17,7 +17,8 @@ One process: `--free-episodes 60 --task-seeds 5` took 11 minutes on a shared 2-c
 `--impl` imports `CrafterDemonstrator`/`DemonstratorConfig` from another module with the same interface,
 e.g. a copy of an older `aimc.envs.demo`, so before/after numbers come from the same harness and seeds.
 `--probe` changes the world, not the player, to price one survival pressure (docs/demonstrator.md, "What each
-cause costs"): `food` / `drink` refill that stat after every step, `zombies` leaves zombies moving but harmless.
+cause costs"): `food` / `drink` refill that stat after every step, `stone` keeps 9 stones in the inventory (prices the
+stone gathering for night rooms), `zombies` leaves zombies moving but harmless.
 `cows` changes what the player knows instead: every cow within 30 cells (Manhattan) is in its memory each step,
 as if it had just seen it, which prices the cow search (finding them) apart from the walks and the cows' number.
 `--set FIELD=VALUE` overrides a `DemonstratorConfig` field in every episode (a candidate setting, measured against
@@ -72,7 +73,7 @@ def cause_of_death(prev: dict, player, world) -> str:
     return "zombie" if near["Zombie"] else "other"
 
 
-PROBES = ("none", "food", "drink", "zombies", "cows")
+PROBES = ("none", "food", "drink", "stone", "zombies", "cows")
 _COW_SIGHT = 30  # the `cows` probe: cows this close (Manhattan) are known each step
 
 
@@ -164,6 +165,8 @@ def _free_play(impl, seed: int, steps: int, probe: str, sets: list[str] | None) 
             env.player.inventory["food"], env.player._hunger = 9, 0
         elif probe == "drink":
             env.player.inventory["drink"], env.player._thirst = 9, 0
+        elif probe == "stone":
+            env.player.inventory["stone"] = 9
         if terminated:
             return False, t + 1, cause_of_death(prev, env.player, env.world), lost
     return True, steps, "", lost

@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     exit 2; Ctrl-C -> exit 130. The process exit code is returned instead of exiting so tests can call it.
     """
     global ARGV
+    from aimc.core.native import configure_native_runtime
+
+    configure_native_runtime()  # before any oneDNN primitive: see aimc.core.native
     ARGV = list(sys.argv[1:] if argv is None else argv)
     _register_commands()
     try:

@@ -10,7 +10,7 @@ from aimc.core.errors import ConfigError
 from aimc.envs import make
 from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
 from aimc.envs.demo.memory import MAT_ID, WorldMemory
-from aimc.envs.demo.shelter import enclosed, pocket_size, room_costs
+from aimc.envs.demo.shelter import enclosed, pocket_costs, pocket_size, room_costs, shelter_walls
 
 NOOP, LEFT, RIGHT, UP, DOWN, DO, SLEEP = 0, 1, 2, 3, 4, 5, 6
 MAKE_WOOD_PICKAXE, MAKE_WOOD_SWORD, MAKE_STONE_SWORD = 11, 14, 15
@@ -354,6 +354,54 @@ def test_room_costs_count_the_walls_to_seal():
     # The world's edge walls a room like rock.
     edge = room_costs(mat, free, free, dist, stones=6, can_dig=False, world_edge=(True, False, True, False))
     assert np.isfinite(edge[0, 0]) and np.isinf(edge[5, 5])
+
+
+def test_pocket_costs_need_solid_sides_and_count_the_ends():
+    grass, stone, water = MAT_ID["grass"], MAT_ID["stone"], MAT_ID["water"]
+    free = np.zeros((12, 12), bool)
+    dist = np.full((12, 12), 3, np.int64)
+    # A rock face at x >= 6 with open grass in front: a pocket dug straight in (A = (6, 5), d = right) takes one
+    # stone (the entrance; the far end is rock), with two cells to dig; without a pickaxe it cannot be dug.
+    mat = np.full((12, 12), grass, np.uint8)
+    mat[6:, :] = stone
+    right = 1
+    costs = pocket_costs(mat, free, free, dist, stones=1, can_dig=True)
+    assert costs[right, 6, 5] == 3 + 1 + 2 * 2 + 2 * 1 + 0.25 * 24  # walk, step in, dig 2, seal 1, grass round it
+    assert np.isinf(pocket_costs(mat, free, free, dist, stones=1, can_dig=False)).all()
+    assert np.isfinite(pocket_costs(mat, free, free, dist, stones=0, can_dig=True)[right, 6, 5])  # dug stone seals
+    # Along the face (d = down), A's left side would be open grass, which cannot be sealed from inside.
+    assert np.isinf(costs[3, 6, 5])
+    # An open 1x2 corridor through rock: both ends take a stone; a water side counts as solid away from
+    # skeletons (no path near), and the walls list the ends first.
+    mat = np.full((12, 12), stone, np.uint8)
+    mat[3:9, 5] = grass
+    mat[5, 4] = water
+    costs = pocket_costs(mat, free, free, dist, stones=2, can_dig=False)
+    assert np.isfinite(costs[right, 5, 5]) and np.isinf(costs[right, 2, 5])  # (2, 5): its first cell is rock
+    assert np.isinf(pocket_costs(mat, free, free, dist, stones=1, can_dig=False)[right, 5, 5])
+    assert shelter_walls((5, 5), right)[:2] == [(4, 5), (7, 5)]
+
+
+def test_at_night_by_a_rock_face_a_pocket_is_dug_and_slept_in():
+    """With `pocket_shelter` the player digs two cells into the rock, walls the entrance and sleeps: fewer
+    steps and stones than the 2x2 room it builds there otherwise."""
+    used = {}
+    for pocket in (False, True):
+        env = _clearing(seed=3)
+        x, y = (int(v) for v in env.player.pos)
+        for i in range(x + 2, x + 9):
+            for j in range(y - 8, y + 9):
+                env.world[(i, j)] = "stone"
+        _set_clock(env, NIGHT_STEP)
+        env.player.inventory.update(wood_pickaxe=1, stone=3, energy=2, wood_sword=1)
+        demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0, pocket_shelter=pocket), seed=0)
+        demo.reset(env)
+        assert _play_until(env, demo, lambda env=env: env.player.sleeping, 40) and _player_enclosed(env)
+        used[pocket] = env.player._hunger  # steps awake since reset: hunger grows 1 per step awake
+        if pocket:
+            walk = np.isin(env.world._mat_map, [env.world._mat_ids[m] for m in ("grass", "sand", "path")])
+            assert pocket_size(walk, tuple(int(v) for v in env.player.pos)) == 2
+    assert used[True] < used[False]
 
 
 def test_pocket_size_and_enclosed():

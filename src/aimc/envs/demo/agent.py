@@ -87,6 +87,7 @@ class CrafterDemonstrator(SurvivalMixin):
         self._resting = False
         self._last_daylight: float | None = None
         self._room: tuple[int, int] | None = None  # world coordinates of the shelter room being built
+        self._room_kind = -1  # shelter.ROOM_KIND (a 2x2 room, `_room` its top-left) or a pocket's direction
         self._room_step = -(10**6)  # step the room was last chosen
         self._heading: int | None = None
         self._path: list[tuple[int, int]] = []  # route over the remembered map (`_toward`)

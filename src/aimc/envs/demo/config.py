@@ -97,6 +97,10 @@ class DemonstratorConfig:
     shelter_stones: int = 8
     """Stones carried at dusk for the room's walls (a room on open grass needs 8, against rock or trees fewer;
     with 6, rooms on grass ran short and the player dug its half-built room open again for another, measured)."""
+    pocket_shelter: bool = False
+    """Also consider a 1x2 pocket for the night: two cells in a line (dug into rock, or a dead end) whose four
+    side cells are already solid, so at most its two ends take a stone, sealed in about six steps; the cheaper of
+    it and the best 2x2 room is built."""
     room_walk_weight_threatened: float = 3.0
     """With a zombie in view, each step of the walk to a candidate room counts this many times in its cost."""
     rest_health_below: int = 5

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from aimc.envs.demo.memory import MAT_ID, material_lut
-from aimc.envs.demo.navigation import UNREACHABLE, dilate4
+from aimc.envs.demo.navigation import DIRS, UNREACHABLE, dilate4
 
 ROOM: tuple[tuple[int, int], ...] = ((0, 0), (1, 0), (0, 1), (1, 1))
 WALLS: tuple[tuple[int, int], ...] = ((-1, 0), (-1, 1), (2, 0), (2, 1), (0, -1), (1, -1), (0, 2), (1, 2))
@@ -121,6 +121,75 @@ def room_costs(mat: np.ndarray, occupied: np.ndarray, plants: np.ndarray, dist: 
     cost = (near + _DIG_COST * cleared + _STONE_COST * need + _PASTURE_COST * pasture
             - _WATER_BONUS * (well & ~shot) + _SHOT_COST * shot)
     return np.where(ok, cost.astype(float), np.inf)
+
+
+# A pocket: two cells A, B = A + d in a line, whose four side cells are already solid, so that only its two ends
+# (E = A - d, F = B + d) can need a stone, and both can be faced from inside: walking from B back into A faces E,
+# walking from A into B faces F. The side cells cannot be faced from inside while open (a move toward a free cell
+# walks), which is why they must be solid before the pocket is chosen. Lava never counts as a side (a move into
+# it kills); water only where no skeleton shoots across it.
+_SIDE = material_lut(["stone", "tree", "table", "furnace", "coal", "iron", "diamond"])
+_SIDE_DRY = material_lut(["stone", "tree", "table", "furnace", "coal", "iron", "diamond", "water"])
+ROOM_KIND = -1
+"""`kind` of a 2x2 room; a pocket's kind is its direction d (an index into navigation.DIRS)."""
+
+
+def pocket_costs(mat: np.ndarray, occupied: np.ndarray, plants: np.ndarray, dist: np.ndarray, stones: int,
+                 can_dig: bool) -> np.ndarray:
+    """Cost of sheltering in the pocket with first cell A = (i, j) and direction d, as `costs[d, i, j]`; inf where
+    infeasible. Costed like `room_costs` (walk + 2 per cell to clear + 2 per stone, plus the grass and path
+    around it), with the walk counted to an end cell the player can step in from (E or F, open ground), so the
+    approach never digs through a side wall. Pockets lie wholly inside the window (no world-edge case)."""
+    w, h = mat.shape
+    stone = mat == MAT_ID["stone"]
+    free = ~occupied
+    cell_ok = ((_OPEN[mat] & free) | _CLEARABLE[mat] | (stone & can_dig)) & ~plants
+    shot = _box_sum(mat == MAT_ID["path"], _ARROW_RADIUS) > 0
+    open_end = _OPEN[mat] & free & ~plants
+    pasture = _box_sum((mat == MAT_ID["grass"]) | (mat == MAT_ID["path"]), _PASTURE_RADIUS)
+    out = np.full((4, w, h), np.inf)
+    for k, (dx, dy) in enumerate(DIRS):
+        px, py = dy, dx  # perpendicular
+
+        def at(a: np.ndarray, ox: int, oy: int, fill: object, dx: int = dx, dy: int = dy) -> np.ndarray:
+            """a[i + ox, j + oy] for every first cell (i, j), `fill` beyond the window."""
+            p = np.pad(a, 3, constant_values=fill)
+            return p[3 + ox: 3 + ox + w, 3 + oy: 3 + oy + h]
+
+        ok = cell_ok & at(cell_ok, dx, dy, False)
+        for ox, oy in ((px, py), (-px, -py), (dx + px, dy + py), (dx - px, dy - py)):
+            ok &= np.where(shot, at(_SIDE[mat], ox, oy, False), at(_SIDE_DRY[mat], ox, oy, False))
+        need = np.zeros((w, h), np.int32)
+        near = np.full((w, h), UNREACHABLE, np.int64)
+        for ox, oy in ((-dx, -dy), (2 * dx, 2 * dy)):  # the two ends
+            end_mat = at(mat, ox, oy, 0)
+            need += np.where(shot, _NEEDS_STONE_SHOT[end_mat], _NEEDS_STONE[end_mat])
+            ok &= ~at(plants, ox, oy, True) & (end_mat != MAT_ID["lava"]) & (end_mat != 0)
+            near = np.minimum(near, np.where(at(open_end, ox, oy, False), at(dist, ox, oy, UNREACHABLE), UNREACHABLE))
+        dug = (stone & can_dig).astype(np.int32) + at(stone & can_dig, dx, dy, False)
+        cleared = (_CLEARABLE[mat] | (stone & can_dig)).astype(np.int32) + at(_CLEARABLE[mat] | (stone & can_dig), dx, dy, False)
+        ok &= (need <= np.minimum(9, stones + dug)) & (near < UNREACHABLE)
+        cost = near + 1 + _DIG_COST * cleared + _STONE_COST * need + _PASTURE_COST * pasture + _SHOT_COST * shot
+        out[k] = np.where(ok, cost.astype(float), np.inf)
+    return out
+
+
+def shelter_cells(anchor: tuple[int, int], kind: int) -> list[tuple[int, int]]:
+    """The cells of a room (`kind` ROOM_KIND, `anchor` its top-left) or of a pocket (`kind` d, `anchor` A)."""
+    if kind == ROOM_KIND:
+        return room_cells(anchor)
+    dx, dy = DIRS[kind]
+    return [anchor, (anchor[0] + dx, anchor[1] + dy)]
+
+
+def shelter_walls(anchor: tuple[int, int], kind: int) -> list[tuple[int, int]]:
+    """The cells round a room or a pocket that keep zombies out (for a pocket: both ends, then the four sides)."""
+    if kind == ROOM_KIND:
+        return wall_cells(anchor)
+    (ax, ay), (dx, dy) = anchor, DIRS[kind]
+    px, py = dy, dx
+    return [(ax - dx, ay - dy), (ax + 2 * dx, ay + 2 * dy), (ax + px, ay + py), (ax - px, ay - py),
+            (ax + dx + px, ay + dy + py), (ax + dx - px, ay + dy - py)]
 
 
 def _box_sum(a: np.ndarray, r: int) -> np.ndarray:

@@ -23,14 +23,15 @@ from aimc.envs.demo.memory import MAT_ID, VIEW_HALF_X, VIEW_HALF_Y, material_lut
 from aimc.envs.demo.navigation import DIRS, UNREACHABLE, dilate4, dilate8, distance_map, first_move
 from aimc.envs.demo.planner import EXPLORE, total_need
 from aimc.envs.demo.shelter import (
-    ROOM,
+    ROOM_KIND,
     ROOM_SIZE,
     enclosed,
     exposed,
     needs_stone,
-    room_cells,
+    pocket_costs,
     room_costs,
-    wall_cells,
+    shelter_cells,
+    shelter_walls,
 )
 from aimc.envs.demo.state import (
     DO,
@@ -71,6 +72,7 @@ class SurvivalMixin:
     _resting: bool
     _last_step: int
     _room: tuple[int, int] | None
+    _room_kind: int = ROOM_KIND
     _room_step: int = -(10**6)
     _last_daylight: float | None
     _dusk: bool = False
@@ -409,7 +411,7 @@ class SurvivalMixin:
         """One step toward being sealed in a room: walk there, clear it, place walls; or get stones/pickaxe."""
         room = self._choose_room(s)
         if room is not None:
-            action = self._build_room(s, room)
+            action = self._build_room(s, *room)
             if action is not None:
                 return action
         if s.inv["wood_pickaxe"] > 0:
@@ -422,22 +424,24 @@ class SurvivalMixin:
             return None
         walls = np.zeros_like(s.walk)
         if self._room is not None:
-            for c in wall_cells(s.local(self._room)):
+            for c in shelter_walls(s.local(self._room), self._room_kind):
                 if s.inside(*c):
                     walls[c] = True
         self.current_step = "collect_stone"
         action = self._approach(s, s.mask("stone") & ~walls, dig=True, remember="stone", avoid=walls)
         return self._explore(s, "stone") if action is None else action
 
-    def _choose_room(self, s: State) -> tuple[int, int] | None:
-        """Window coordinates of the cheapest feasible room's top-left cell (the previous one if close).
+    def _choose_room(self, s: State) -> tuple[tuple[int, int], int] | None:
+        """Window coordinates of the cheapest feasible shelter's anchor and its kind (a 2x2 room's top-left cell
+        and ROOM_KIND, or with `pocket_shelter` a rock pocket's first cell and direction); the previous one if
+        close.
 
-        The search over all rooms in the window is redone every `_ROOM_RECHECK` steps; in between the chosen
-        room is kept (building it changes its cost, not the choice)."""
+        The search over all shelters in the window is redone every `_ROOM_RECHECK` steps; in between the chosen
+        one is kept (building it changes its cost, not the choice)."""
         if self._room is not None and self._last_step - self._room_step < _ROOM_RECHECK:
             kept = s.local(self._room)
-            if 0 <= kept[0] < s.mat.shape[0] - 1 and 0 <= kept[1] < s.mat.shape[1] - 1:
-                return kept
+            if self._fits(s, kept, self._room_kind):
+                return kept, self._room_kind
         self._room_step = self._last_step
         can_dig = s.inv["wood_pickaxe"] > 0
         passable = s.walk | (s.mask("stone") if can_dig else False)
@@ -447,35 +451,57 @@ class SurvivalMixin:
             # Every step toward a far room is a step among the zombies: build closer while they are about.
             dist = np.where(dist < UNREACHABLE, np.round(dist * weight), UNREACHABLE).astype(np.int64)
         plants = self._targets(s, "Plant")
-        costs = room_costs(s.mat, s.occupied & ~plants, plants, dist, s.inv["stone"], can_dig, self._world_edge(s))
-        if not np.isfinite(costs).any():
+        costs = {ROOM_KIND: room_costs(s.mat, s.occupied & ~plants, plants, dist, s.inv["stone"], can_dig,
+                                       self._world_edge(s))}
+        if self.config.pocket_shelter:
+            pockets = pocket_costs(s.mat, s.occupied & ~plants, plants, dist, s.inv["stone"], can_dig)
+            costs.update(enumerate(pockets))
+        best_cost, choice = np.inf, None
+        for kind, c in costs.items():
+            if np.isfinite(c).any():
+                at = np.unravel_index(int(np.argmin(c)), c.shape)
+                if c[at] < best_cost:
+                    best_cost, choice = float(c[at]), ((int(at[0]), int(at[1])), kind)
+        if choice is None:
             self._room = None
             return None
-        best = np.unravel_index(int(np.argmin(costs)), costs.shape)
-        choice = (int(best[0]), int(best[1]))
         if self._room is not None:
             kept = s.local(self._room)
-            if (0 <= kept[0] < costs.shape[0] and 0 <= kept[1] < costs.shape[1]
-                    and costs[kept] <= costs[choice] + _KEEP_ROOM_MARGIN):
-                choice = kept
-        self._room = (choice[0] + s.x0, choice[1] + s.y0)
+            if self._fits(s, kept, self._room_kind) and costs.get(self._room_kind) is not None:
+                kept_cost = costs[self._room_kind][kept]
+                if kept_cost <= best_cost + _KEEP_ROOM_MARGIN:
+                    choice = (kept, self._room_kind)
+        (i, j), self._room_kind = choice
+        self._room = (i + s.x0, j + s.y0)
         return choice
 
-    def _build_room(self, s: State, room: tuple[int, int]) -> int | None:
-        """Walk into the room, clear its cells, then step around inside it facing and sealing each open wall."""
-        cells = room_cells(room)
+    @staticmethod
+    def _fits(s: State, anchor: tuple[int, int], kind: int) -> bool:
+        """Whether a shelter's cells lie inside the window (its walls may hang over its edge)."""
+        return all(s.inside(*c) for c in shelter_cells(anchor, kind))
+
+    def _build_room(self, s: State, anchor: tuple[int, int], kind: int = ROOM_KIND) -> int | None:
+        """Walk into the shelter, clear its cells, then step around inside it facing and sealing each open wall.
+        A pocket is walked into through an end, never dug into through the side walls it relies on."""
+        cells = shelter_cells(anchor, kind)
+        walls = shelter_walls(anchor, kind)
         can_dig = s.inv["wood_pickaxe"] > 0
         if s.start not in cells:
             passable = s.walk | (s.mask("stone") if can_dig else False)
+            if kind != ROOM_KIND:
+                passable = passable.copy()
+                for c in walls[2:]:
+                    if s.inside(*c):
+                        passable[c] = False
             goal = np.zeros_like(passable)
             for c in cells:
                 goal[c] = passable[c]
             move = first_move(passable, goal, s.start, s.order, ties=self._ties)
             return None if move is None or move < 0 else self._step(s, move, can_dig)
-        return self._seal_from_inside(s, set(cells), set(wall_cells(room)), exposed(s.mat, room))
+        return self._seal_from_inside(s, set(cells), set(walls), exposed(s.mat, anchor))
 
     def _in_room(self, s: State) -> bool:
-        return self._room is not None and (s.pos[0] - self._room[0], s.pos[1] - self._room[1]) in ROOM
+        return self._room is not None and s.pos in shelter_cells(self._room, self._room_kind)
 
     def _world_edge(self, s: State) -> tuple[bool, bool, bool, bool]:
         """Whether the window's left, right, top, bottom side is the world's edge."""

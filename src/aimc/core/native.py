@@ -5,8 +5,9 @@ Why: on a 2-core AMX CPU the PPO trainer died of a native fault (a glibc heap ab
 was evicting an entry or allocating one (docs/task-finetune.md, "Known problem"). That cache holds 1,024
 primitives by default, and a PPO update churns it: its chunk shapes (1-256 frames) create about 600 primitives in
 the first iteration and 67-99 new ones in every later one, so after ~10 iterations every miss evicts. With a
-capacity that never evicts at these shapes (`ONEDNN_CACHE_CAPACITY`) the same run went 360 iterations without a
-crash (4.0 + 2.0 expected at the default's rate), at no cost in speed. The number of distinct primitives is bounded
+capacity that never evicts at these shapes (`ONEDNN_CACHE_CAPACITY`) the same run went 480 iterations without a
+crash (8.0 expected at the default's rate), at no cost in speed and ~5-8 % more memory
+(benchmarks/bench_onednn_cache.py). The number of distinct primitives is bounded
 by the shapes a run meets, so the cache stops growing once they have all been seen.
 
 oneDNN reads the variable when the process creates its first primitive, not when torch is imported, so

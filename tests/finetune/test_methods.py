@@ -11,12 +11,14 @@ import pytest
 
 from aimc.cli.app import main
 
+DEMONSTRATOR = {"pocket_shelter": True}  # the study's demonstrator section (checked to reach the recordings)
+
 
 def micro(bundle: Path, out: Path, original: Path, *sets: str, **fields):
     from aimc.finetune.methods_config import load_methods_config
 
     return load_methods_config("methods-micro", list(sets), out=str(out), pretrained=str(bundle),
-                               original=str(original), **fields)
+                               original=str(original), **{"demonstrator": DEMONSTRATOR, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,10 @@ def test_every_method_runs_and_the_table_compares_it_with_the_pretrained_agent(s
     evals = [json.loads(p.read_text()) for p in out.rglob("eval_config.json")]
     assert len(evals) == len(s["rows"]) and {e["planner"] for e in evals} == {"none"}
     # and the task demonstrations are labelled with the task (a chaining agent's would carry each planner step)
+    # (and recorded by the demonstrator as the study's `demonstrator` section configured it)
     for t in ("collect_wood", "place_table"):
-        assert json.loads((out / "demos" / t / "collect_config.json").read_text())["agent_config"]["goal_label"] == "task"
+        agent_config = json.loads((out / "demos" / t / "collect_config.json").read_text())["agent_config"]
+        assert agent_config["goal_label"] == "task" and agent_config["pocket_shelter"] is True
 
 
 def test_rerun_skips_finished_stages_and_new_methods_are_added(study, tiny_bundle, demo_store):
@@ -109,6 +113,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_bundle, demo_store, tmp_p
         (["--method", "fixed", "--set", "train.lr=-1"], "lr must be > 0"),
         (["--method", "fixed", "--set", "planner=fancy"], "unknown planner 'fancy'"),
         (["--method", "fixed", "--set", "demo_goals=subgoal"], "demo_goals must be 'task' or 'step'"),
+        (["--method", "fixed", "--set", "demonstrator.pocket=true"], "demonstrator: unknown key(s) ['pocket']"),
+        (["--method", "fixed", "--set", "demonstrator.goal_label=step"], "the study sets ['goal_label'] itself"),
+        (["--method", "fixed", "--set", "demonstrator.noise_prob=2"], "noise_prob and explore_turn_prob must lie"),
     ]
     for extra, message in cases:
         out = tmp_path / "m"

@@ -196,7 +196,7 @@ def _collect(cfg: MethodsConfig, plan: Plan, task: str, progress: bool) -> dict[
     out = Paths(cfg.out).demos(task)
     collect(CollectConfig(out=str(out), agent="demonstrator", episodes=cfg.demos, max_steps=cfg.demo_max_steps,
                           seed=derive_seed(cfg.seed, "demos", task), workers=cfg.collect_workers, task=task,
-                          agent_config={"goal_label": plan.demo_goals}),
+                          agent_config={**cfg.demonstrator, "goal_label": plan.demo_goals}),
             progress=progress)
     eps = [Episode(p, check_video=False) for p in list_episodes(out)]
     if len(eps) < cfg.demos:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimc.core.config import build_config, preset_path
+from aimc.core.config import build_config, from_dict, preset_path
 from aimc.core.errors import ConfigError, UnknownNameError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -100,6 +100,10 @@ class MethodsConfig:
     """The goal recorded on each demonstration step (`DemonstratorConfig.goal_label`): "task" the task on every
     step, "step" the planner step each action serves (collect_wood, place_table, ... then the task). None =
     "step" when the study plays with a chain planner (the sub-instructions the agent is told then), else "task"."""
+    demonstrator: dict[str, Any] = field(default_factory=dict)
+    """DemonstratorConfig fields for the task demonstrations (e.g. `pocket_shelter: true`, `noise_prob: 0`), so a
+    study can ask whether another demonstrated behaviour is easier to learn; the study sets the task, task mode
+    and `goal_label` (`demo_goals`) itself."""
     seed: int = 0
     """Seeds the demonstrations, every fine-tune and the evaluation's sampling."""
 
@@ -144,6 +148,15 @@ class MethodsConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if not isinstance(self.train, dict):
             raise ConfigError(f"train: expected a mapping of settings, got {self.train!r}")
+        if not isinstance(self.demonstrator, dict):
+            raise ConfigError(f"demonstrator: expected a mapping of settings, got {self.demonstrator!r}")
+        taken = sorted(set(self.demonstrator) & {"task", "mode", "goal_label"})
+        if taken:
+            raise ConfigError(f"demonstrator: the study sets {taken} itself (task: --task, goal_label: demo_goals); "
+                              "remove them from the demonstrator section")
+        from aimc.envs.demo import DemonstratorConfig
+
+        from_dict(DemonstratorConfig, {"mode": "task", "task": self.task, **self.demonstrator}, where="demonstrator")
 
     @property
     def tasks(self) -> list[str]:

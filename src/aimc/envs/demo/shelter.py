@@ -141,21 +141,22 @@ def pocket_costs(mat: np.ndarray, occupied: np.ndarray, plants: np.ndarray, dist
     around it), with the walk counted to an end cell the player can step in from (E or F, open ground), so the
     approach never digs through a side wall. Pockets lie wholly inside the window (no world-edge case)."""
     w, h = mat.shape
-    stone = mat == MAT_ID["stone"]
     free = ~occupied
-    cell_ok = ((_OPEN[mat] & free) | _CLEARABLE[mat] | (stone & can_dig)) & ~plants
+    dug_cell = (mat == MAT_ID["stone"]) & can_dig
+    cleared_cell = _CLEARABLE[mat] | dug_cell
+    cell_ok = ((_OPEN[mat] & free) | cleared_cell) & ~plants
     shot = _box_sum(mat == MAT_ID["path"], _ARROW_RADIUS) > 0
     open_end = _OPEN[mat] & free & ~plants
     pasture = _box_sum((mat == MAT_ID["grass"]) | (mat == MAT_ID["path"]), _PASTURE_RADIUS)
+
+    def at(a: np.ndarray, ox: int, oy: int, fill: object) -> np.ndarray:
+        """a[i + ox, j + oy] for every first cell (i, j), `fill` beyond the window."""
+        p = np.pad(a, 3, constant_values=fill)
+        return p[3 + ox: 3 + ox + w, 3 + oy: 3 + oy + h]
+
     out = np.full((4, w, h), np.inf)
     for k, (dx, dy) in enumerate(DIRS):
         px, py = dy, dx  # perpendicular
-
-        def at(a: np.ndarray, ox: int, oy: int, fill: object, dx: int = dx, dy: int = dy) -> np.ndarray:
-            """a[i + ox, j + oy] for every first cell (i, j), `fill` beyond the window."""
-            p = np.pad(a, 3, constant_values=fill)
-            return p[3 + ox: 3 + ox + w, 3 + oy: 3 + oy + h]
-
         ok = cell_ok & at(cell_ok, dx, dy, False)
         for ox, oy in ((px, py), (-px, -py), (dx + px, dy + py), (dx - px, dy - py)):
             ok &= np.where(shot, at(_SIDE[mat], ox, oy, False), at(_SIDE_DRY[mat], ox, oy, False))
@@ -166,8 +167,8 @@ def pocket_costs(mat: np.ndarray, occupied: np.ndarray, plants: np.ndarray, dist
             need += np.where(shot, _NEEDS_STONE_SHOT[end_mat], _NEEDS_STONE[end_mat])
             ok &= ~at(plants, ox, oy, True) & (end_mat != MAT_ID["lava"]) & (end_mat != 0)
             near = np.minimum(near, np.where(at(open_end, ox, oy, False), at(dist, ox, oy, UNREACHABLE), UNREACHABLE))
-        dug = (stone & can_dig).astype(np.int32) + at(stone & can_dig, dx, dy, False)
-        cleared = (_CLEARABLE[mat] | (stone & can_dig)).astype(np.int32) + at(_CLEARABLE[mat] | (stone & can_dig), dx, dy, False)
+        dug = dug_cell.astype(np.int32) + at(dug_cell, dx, dy, False)
+        cleared = cleared_cell.astype(np.int32) + at(cleared_cell, dx, dy, False)
         ok &= (need <= np.minimum(9, stones + dug)) & (near < UNREACHABLE)
         cost = near + 1 + _DIG_COST * cleared + _STONE_COST * need + _PASTURE_COST * pasture + _SHOT_COST * shot
         out[k] = np.where(ok, cost.astype(float), np.inf)

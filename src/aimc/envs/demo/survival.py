@@ -488,9 +488,8 @@ class SurvivalMixin:
         can_dig = s.inv["wood_pickaxe"] > 0
         if s.start not in cells:
             passable = s.walk | (s.mask("stone") if can_dig else False)
-            if kind != ROOM_KIND:
-                passable = passable.copy()
-                for c in walls[2:]:
+            if kind != ROOM_KIND:  # (`passable` is a fresh array)
+                for c in walls[2:]:  # a pocket's sides (its walls list the two ends first)
                     if s.inside(*c):
                         passable[c] = False
             goal = np.zeros_like(passable)

@@ -155,6 +155,55 @@ def test_rest_rule_says_the_wake_up_instruction_all_night_and_names_it_wake_up()
         check_planner("chain-rest", "minecraft")
 
 
+def test_prepare_rule_makes_the_night_kit_from_the_afternoon_then_rests():
+    """`chain-prepare`: the chain in the morning; once the falling light passes PREPARE_DAYLIGHT, the chain toward
+    the demonstrator's night kit in its order (pickaxe, sword, stones, a meal), recorded as the step's event;
+    "sleep until morning" from dusk; the chain again in the morning light (which rises: no preparation)."""
+    from aimc.eval.planner import PREPARE_DAYLIGHT, NightRule, night_texts
+
+    env = make("crafter", size=64)
+    env.reset(seed=5)
+    planner = make_planner("chain-prepare", "crafter", words)
+    plan = planner.start("drink some water")
+    assert plan.event == "collect_drink"
+    changes, currents, light = [], set(), []
+    for t in range(390):  # to the next morning (the next afternoon's preparation starts near step 400)
+        light.append(float(env.world.daylight))
+        text = planner.prompt(plan, env)
+        if not changes or changes[-1][1] != text:
+            changes.append((t, text, float(env.world.daylight)))
+        if text == "chop a tree":
+            currents.add(plan.current)
+        env.player.health = 9  # standing still all night: keep the test about the prompts
+        env.step(0)
+    assert [c[1] for c in changes] == ["drink some water", "chop a tree", "sleep until morning", "drink some water"]
+    (t1, *_), (t2, *_), (t3, *_) = changes[1:]
+    assert light[t1] < PREPARE_DAYLIGHT <= light[t1 - 1] and light[t2] < 0.35 <= light[t2 - 1] and light[t3] >= 0.85
+    assert 90 <= t1 <= 110 and currents == {"collect_wood"}  # a pickaxe first: its chain starts at wood
+    rule = NightRule(rest=True, prepare=PREPARE_DAYLIGHT)
+    kit = {"wood_pickaxe": 0, "wood_sword": 0, "stone": 0, "food": 9}
+    order = []
+    for item, value in (("wood_pickaxe", 1), ("wood_sword", 1), ("stone", rule.stones), ("food", 0)):
+        order.append(rule.prepare_step(kit))
+        kit[item] = value
+    assert order == ["make_wood_pickaxe", "make_wood_sword", "collect_stone", None]
+    assert rule.prepare_step({**kit, "food": rule.restock_below - 1}) == "eat_cow"
+    assert night_texts("chain-prepare") == ["sleep until morning"]
+
+
+def test_dagger_labeller_prepares_when_the_learner_is_told_to():
+    """Under `chain-prepare` the DAgger labeller starts its night preparation at the planner's threshold, so a
+    step where the learner is told to make the kit is labelled with the kit's actions; a run's own value wins."""
+    from aimc.eval.planner import PREPARE_DAYLIGHT
+    from aimc.finetune.config import DaggerConfig, demonstrator_options
+
+    assert demonstrator_options(DaggerConfig(planner="chain-prepare"))["prepare_daylight"] == PREPARE_DAYLIGHT
+    assert "prepare_daylight" not in demonstrator_options(DaggerConfig(planner="chain-rest"))
+    assert demonstrator_options(DaggerConfig(), "chain-prepare")["prepare_daylight"] == PREPARE_DAYLIGHT
+    own = DaggerConfig(planner="chain-prepare", demonstrator={"prepare_daylight": 0.8})
+    assert demonstrator_options(own)["prepare_daylight"] == 0.8
+
+
 def test_visible_materials_are_the_local_view_only():
     env = make("crafter", size=64)
     env.reset(seed=1)

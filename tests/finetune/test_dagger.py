@@ -343,3 +343,33 @@ def test_skip_explore_masks_the_labellers_exploring_steps_out_of_the_loss(tiny_b
         assert ds[(i, 3)]["step_ok"].tolist() == expected
         checked += 1
     assert checked
+
+
+def test_a_student_reading_smaller_frames_is_fine_tuned_in_its_own_world(tiny_bundle, demo_store, tmp_path):  # noqa: F811
+    """A policy that reads 32x32 frames of a 64x64 world (the shipped agent is such a student) plays, is
+    labelled and is fine-tuned at 64x64: its rollouts record 64x64 frames, training resizes them as acting
+    does, and the new bundle keeps the world it was trained in (this run failed before 2026-12-07: the
+    trainer wanted data recorded at 32x32, i.e. a world rendering other pixels)."""
+    import torch
+
+    from aimc.data.store import Episode, list_episodes
+    from aimc.finetune import run_dagger
+    from aimc.train.bundle import AgentBundle
+    from aimc.train.loop import run
+    from tests.train.fixtures import tiny_cfg
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run(tiny_cfg(demo_store, tmp_path / "student", "n_frames=64", "val_every=0", "policy_overrides.img_shape=[32,32]",
+                     f"embedder={tiny_bundle.parent / 'embedder_src'}"), progress=False)
+        student = AgentBundle.read(tmp_path / "student")
+        assert student.world_config == {"size": 64}  # the demonstrator store's frames, not the policy's input
+        out = tmp_path / "dagger"
+        run_dagger(micro_cfg(tmp_path / "student", demo_store, out, "iterations=1", "episodes=1", "tasks=[place_table]",
+                             "train.val_fraction=0", "final_rollouts=false"), progress=False, log=lambda _: None)
+    finally:
+        torch.set_num_threads(n)
+    (path,) = list_episodes(out / "iter_01" / "data")
+    assert Episode(path).frames(0, 1).shape[1:3] == (64, 64)
+    assert AgentBundle.read(out / "bundle").world_config == {"size": 64}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aimc.core.errors import AimcError, CheckpointError, EpisodeError
@@ -151,14 +152,34 @@ def test_training_world_comes_from_the_data(tmp_path):
     assert training_world(sized + plain, (64, 64)) == ("crafter", {"size": 64})
 
 
+def test_training_world_is_the_recorded_world_for_a_student_of_another_size(tmp_path):
+    """A 32x32 student of 64x64 worlds keeps the 64x64 world: training and acting resize its frames the same
+    way, while a world rebuilt at 32 would render other pixels (the DAgger rollouts of the shipped student are
+    recorded at 64). Data with no recorded size takes the size its frames have."""
+    from aimc.data.store import EpisodeWriter
+
+    sized = fake_episodes(tmp_path / "sized", [{"world": "crafter", "world_config": {"size": 64}}])
+    assert training_world(sized, (32, 32)) == ("crafter", {"size": 64})
+    meta = {"world": "crafter", "world_config": {}}
+    with EpisodeWriter(tmp_path / "plain", "ep0", meta) as w:
+        for _ in range(2):
+            w.add(np.zeros((48, 48, 3), np.uint8), 0, [], {})
+    assert training_world([tmp_path / "plain" / "ep0"], (32, 32)) == ("crafter", {"size": 48})
+
+
 def test_training_world_refuses_mixed_or_mismatched_data(tmp_path):
     crafter = fake_episodes(tmp_path / "c", [{"world": "crafter", "world_config": {"size": 64}}])
     toy = fake_episodes(tmp_path / "t", [{"world": "toy", "world_config": {"size": 64}}])
     with pytest.raises(AimcError, match="the training data mixes worlds: 'crafter' .* and 'toy'") as e:
         training_world(crafter + toy, (64, 64))
     assert "\n" not in str(e.value)
-    with pytest.raises(AimcError, match="recorded at size 64 but the policy takes 32x32 frames"):
-        training_world(crafter, (32, 32))
+    bad = fake_episodes(tmp_path / "b", [{"world": "crafter", "world_config": {"size": "big"}}])
+    with pytest.raises(AimcError, match="records size 'big', which is not a frame size") as e:
+        training_world(bad, (64, 64))
+    assert "\n" not in str(e.value)
+    small = fake_episodes(tmp_path / "s", [{"world": "crafter", "world_config": {"size": 32}}])
+    with pytest.raises(AimcError, match="mixes crafter options"):
+        training_world(crafter + small, (32, 32))
     other = fake_episodes(tmp_path / "o", [{"world": "crafter", "world_config": {"size": 64, "length": 10}}])
     with pytest.raises(AimcError, match="mixes crafter options"):
         training_world(crafter + other, (64, 64))

@@ -60,7 +60,7 @@ def eval_tasks_cmd(
                                            "or a predictor directory (aimc train prior); default: the bundle's."),
     planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-event (the matched event's caption at the last step too), "
                                        "chain-night (and shelter at night), chain-rest "
-                                       "(and \"sleep until morning\" at night) or none "
+                                       "(and \"sleep until morning\" at night), chain-prepare (and the night's kit from the afternoon) or none "
                                        "(the prompt on every step); default: the bundle's."),
     temperature: float | None = typer.Option(None, help="Sampling temperature of the agent's actions (below 1: closer "
                                              "to its most likely action); default: the bundle's, else 1."),

@@ -38,7 +38,7 @@ def play_cmd(
     world: str | None = typer.Option(None, help="The world to play in; must be the agent's (default: the bundle's)."),
     planner: str | None = typer.Option(None, help="chain (sub-instructions from the world's recipe table), chain-event (the matched event's caption at the last step too), "
                                        "chain-night (and shelter at night), chain-rest "
-                                       "(and \"sleep until morning\" at night) or none "
+                                       "(and \"sleep until morning\" at night), chain-prepare (and the night's kit from the afternoon) or none "
                                        "(the instruction on every step); default: the bundle's."),
     world_options: list[str] = typer.Option([], "--set", help="World option key=value over the bundle's "
                                             "world_config, e.g. backend=minerl for Minecraft."),

@@ -29,7 +29,7 @@ import numpy as np
 
 from aimc.core.errors import AimcError, UnknownNameError
 
-PLANNER_NAMES = ("none", "chain", "chain-event", "chain-night", "chain-rest")
+PLANNER_NAMES = ("none", "chain", "chain-event", "chain-night", "chain-rest", "chain-prepare")
 """`none`: the instruction is the goal on every step; `chain`: `ChainPlanner` for the bundle's world;
 `chain-event`: the same, but the last step too is said with the matched event's canonical caption instead of the
 user's words (a policy that misreads an unseen wording at that step, e.g. "plant a tree seedling", still gets
@@ -37,8 +37,16 @@ the instruction it was trained on; the user's words then only choose the event);
 `chain-night`: the same, and from dusk to morning the survival instructions the demonstrator follows at night
 (`NightRule`: "build a shelter", then "fall asleep"); `chain-rest`: the same, but the night's one instruction is
 the world's wake-up task ("sleep until morning"), which a policy fine-tuned on wake-up demonstrations follows
-as one behaviour (wall in, then sleep; docs/task-finetune.md)."""
-CHAIN_PLANNERS = ("chain", "chain-event", "chain-night", "chain-rest")
+as one behaviour (wall in, then sleep; docs/task-finetune.md); `chain-prepare`: as `chain-rest`, and in the
+afternoon (daylight below `PREPARE_DAYLIGHT`, falling) the chain toward the night's kit first (`NightRule`)."""
+CHAIN_PLANNERS = ("chain", "chain-event", "chain-night", "chain-rest", "chain-prepare")
+NIGHT_PLANNERS = ("chain-night", "chain-rest", "chain-prepare")
+PREPARE_DAYLIGHT = 0.92
+"""`chain-prepare` starts the night's preparation when the falling light passes this (about step 100 of each
+300-step day, 60 steps before dusk). The demonstrator's own `prepare_daylight` (0.75) leaves about 35 steps,
+which the shipped agent needs for one stone (traced: with "collect stone" from 0.75, 5 of 24 agents held
+stones at nightfall; from 0.92, 10 of 12 did). DAgger under this planner gives its labeller the same
+threshold, so the labels of those steps prepare too."""
 NIGHT_TASKS = frozenset({"defeat_zombie"})
 """Events the night rule leaves alone: their task needs the night (zombies come out in the dark; told to shelter
 all night, the agent's defeat_zombie success fell from 0.93 to 0.47, docs/evaluation.md)."""
@@ -167,7 +175,7 @@ class ChainPlanner:
         sub = next_step(plan.event, inventory, missing).task
         plan.current = sub
         if self.night is not None:
-            text = self.night.prompt(plan, env)
+            text = self.night.prompt(plan, env, lambda event: next_step(event, inventory, missing).task)
             if text is not None:
                 return text
         return plan.prompt if sub == plan.event and self.own_words else self._instruction(sub)
@@ -184,13 +192,19 @@ class NightRule:
     `["sleep"]`). Darkness is on the screen, so this reads nothing a player could not see. The thresholds are the
     demonstrator's (`night_daylight`, `morning_daylight`)."""
 
-    def __init__(self, dusk: float | None = None, morning: float | None = None, rest: bool = False) -> None:
+    def __init__(self, dusk: float | None = None, morning: float | None = None, rest: bool = False,
+                 prepare: float | None = None) -> None:
         from aimc.embed.captions import INTENTIONS, instruction
         from aimc.envs.demo import DemonstratorConfig
 
         cfg = DemonstratorConfig()
         self.dusk = cfg.night_daylight if dusk is None else float(dusk)
         self.morning = cfg.morning_daylight if morning is None else float(morning)
+        self.prepare = None if prepare is None else float(prepare)
+        """With a value: from the falling light below it until dusk, the chain toward the demonstrator's night
+        kit (`prepare_steps`); None: the day's chain until dusk."""
+        self.stones = cfg.shelter_stones
+        self.restock_below = cfg.restock_below
         if rest:  # `chain-rest`: one instruction all night, the task that ends in waking up after a night's sleep
             self.shelter = self.sleep = instruction("wake_up", "crafter")
             self.keys = {self.sleep: "wake_up"}
@@ -203,20 +217,49 @@ class NightRule:
         """Every instruction the rule can give (PPO embeds them before its rollouts)."""
         return list(self.keys)
 
-    def prompt(self, plan: Plan, env: Any) -> str | None:
-        """The night instruction now, or None (day: the chain's)."""
+    def prompt(self, plan: Plan, env: Any, step: Callable[[str], str] | None = None) -> str | None:
+        """The night instruction now, or None (day: the chain's). `step(event)` is the chain's next sub-goal
+        toward `event` (the preparation says that sub-goal's instruction)."""
         light = float(env.world.daylight)
         rising = plan.light is not None and light > plan.light
+        falling = plan.light is not None and light < plan.light
         plan.light = light
         if light < self.dusk:
             plan.night = True
         elif plan.night and (light >= self.morning or not rising):
             plan.night = False  # full light again
-        if not plan.night or plan.event in NIGHT_TASKS:
+        if plan.event in NIGHT_TASKS:
             return None
+        if not plan.night:
+            if self.prepare is None or step is None or not (falling and light < self.prepare):
+                return None
+            kit = self.prepare_step({k: int(v) for k, v in env.player.inventory.items()})
+            if kit is None:
+                return None
+            plan.current = step(kit)  # the event pursued now (what DAgger records as the step's goal)
+            return self._said(plan.current)
         if self.shelter == self.sleep:  # one instruction all night: no need to look at the walls
             return self.sleep
         return self.sleep if _enclosed(env) else self.shelter
+
+    def prepare_step(self, inventory: dict[str, int]) -> str | None:
+        """The event the preparation pursues next, in the demonstrator's order (`SurvivalLayer._prepare`): a
+        wood pickaxe (to dig stone, and out of the room), a sword, `shelter_stones` stones, a meal below
+        `restock_below` food; None once the kit is complete (the day's chain goes on until dusk)."""
+        if inventory.get("wood_pickaxe", 0) < 1:
+            return "make_wood_pickaxe"
+        if not any(inventory.get(k, 0) for k in ("wood_sword", "stone_sword", "iron_sword")):
+            return "make_wood_sword"
+        if inventory.get("stone", 0) < self.stones:
+            return "collect_stone"
+        if inventory.get("food", 0) < self.restock_below:
+            return "eat_cow"
+        return None
+
+    def _said(self, event: str) -> str:
+        from aimc.embed.captions import instruction
+
+        return instruction(event, "crafter")
 
 
 def _enclosed(env: Any) -> bool:
@@ -248,10 +291,11 @@ def advance(planner: GoalPlanner, plans: dict[int, Plan], texts: dict[int, str],
 
 def make_planner(name: str | None, world: str, encoder: TextEncoder | None = None) -> GoalPlanner | None:
     """The planner `name` ("none"/None: no planner, "chain": `ChainPlanner`, "chain-event": one that says the
-    matched event's caption at the last step too, "chain-night"/"chain-rest": with a `NightRule`) for `world`."""
+    matched event's caption at the last step too, "chain-night"/"chain-rest"/"chain-prepare": with a `NightRule`)
+    for `world`."""
     check_planner(name, world)
-    if name in ("chain-night", "chain-rest"):
-        return ChainPlanner(world, encoder, night=NightRule(rest=name == "chain-rest"))
+    if name in NIGHT_PLANNERS:
+        return ChainPlanner(world, encoder, night=_night_rule(name))
     if name == "chain-event":
         return ChainPlanner(world, encoder, own_words=False)
     return ChainPlanner(world, encoder) if name == "chain" else None
@@ -259,9 +303,13 @@ def make_planner(name: str | None, world: str, encoder: TextEncoder | None = Non
 
 def night_texts(name: str | None) -> list[str]:
     """The instructions planner `name`'s night rule can give (none without one), without building the planner."""
-    if name not in ("chain-night", "chain-rest"):
+    if name not in NIGHT_PLANNERS:
         return []
-    return NightRule(rest=name == "chain-rest").texts()
+    return _night_rule(name).texts()
+
+
+def _night_rule(name: str) -> NightRule:
+    return NightRule(rest=name != "chain-night", prepare=PREPARE_DAYLIGHT if name == "chain-prepare" else None)
 
 
 def check_planner(name: str | None, world: str | None = None) -> None:

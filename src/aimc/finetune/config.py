@@ -65,7 +65,7 @@ class DaggerConfig:
     """Learner's classifier-free guidance scale during rollouts; None = each bundle's default."""
     planner: str | None = None
     """Prompt chaining of the learner during rollouts (`aimc.eval.planner`: "none", "chain", "chain-night",
-    "chain-rest");
+    "chain-rest", "chain-prepare");
     None = the starting bundle's own (the shipped agent chains). Under a planner each labelled frame's goal is
     the sub-goal the learner was told at that step (what it will be told there at play time), and the final
     bundle keeps the planner."""
@@ -133,9 +133,18 @@ class DaggerConfig:
         check_train_section(self)
 
 
-def demonstrator_options(cfg: DaggerConfig) -> dict[str, Any]:
-    """The labeller's DemonstratorConfig fields: task mode without action noise, then the run's options."""
-    return {"mode": "task", "noise_prob": 0.0, **cfg.demonstrator}
+def demonstrator_options(cfg: DaggerConfig, planner: str | None = None) -> dict[str, Any]:
+    """The labeller's DemonstratorConfig fields: task mode without action noise, then the run's options.
+
+    Under `chain-prepare` (`planner`, else the run's) the labeller prepares for the night from the planner's
+    `PREPARE_DAYLIGHT` instead of its own later default, so the labels of the steps where the learner is told
+    to make the night's kit prepare too (a run's own `prepare_daylight` still wins)."""
+    from aimc.eval.planner import PREPARE_DAYLIGHT
+
+    base: dict[str, Any] = {"mode": "task", "noise_prob": 0.0}
+    if (planner or cfg.planner) == "chain-prepare":
+        base["prepare_daylight"] = PREPARE_DAYLIGHT
+    return {**base, **cfg.demonstrator}
 
 
 def demo_goal_label(demo_goals: str | None, planner: str) -> str:

@@ -178,7 +178,7 @@ def _rollouts(cfg: DaggerConfig, bundle: str, store: Path, beta: float, tag: str
               log: Callable[[str], None], planner: str = "none") -> dict[str, Any]:
     """Collect (or finish collecting) one batch of labelled rollouts; returns its statistics."""
     start = time.perf_counter()
-    spec = RolloutSpec(bundle=bundle, store=str(store), demonstrator=demonstrator_options(cfg), cond_scale=cfg.cond_scale,
+    spec = RolloutSpec(bundle=bundle, store=str(store), demonstrator=demonstrator_options(cfg, planner), cond_scale=cfg.cond_scale,
                        planner=planner, stop_on_success=cfg.stop_on_success, device=cfg.device,
                        precision=cfg.precision, metadata=meta,
                        skip_explore=cfg.skip_explore)

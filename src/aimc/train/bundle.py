@@ -58,7 +58,7 @@ class AgentBundle:
     world_config: dict[str, Any]
     """Keyword options for `aimc.envs.make`; its observation size matches the policy's input."""
     planner: str | None = None
-    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-event", "chain-night", "chain-rest" or "none"); None = none."""
+    """Default prompt chaining for this agent (`aimc.eval.planner`: "chain", "chain-event", "chain-night", "chain-rest", "chain-prepare" or "none"); None = none."""
     temperature: float | None = None
     """Default sampling temperature of the agent's actions (`aimc.policy.Agent`); None = 1, plain sampling."""
     root: Path | None = field(default=None, compare=False)
@@ -219,15 +219,28 @@ def _size(value: Any) -> tuple[int, int] | None:
     return None
 
 
+def _frame_size(ep: Path, img_shape: tuple[int, int]) -> int | list[int]:
+    """The `size` option an episode's frames were recorded at (an int when square), read off its first frame."""
+    from aimc.data.store import Episode
+
+    if (ep / keys.FRAMES_FILE).is_file():
+        h, w = Episode(ep, check_video=False).frames(0, 1).shape[1:3]
+    else:
+        h, w = int(img_shape[0]), int(img_shape[1])
+    return int(h) if h == w else [int(h), int(w)]
+
+
 def training_world(episodes: Iterable[str | Path], img_shape: tuple[int, int]) -> tuple[str, dict[str, Any]]:
     """(world, world_config) for the bundle of a policy trained on `episodes`, from their metadata.json.
 
-    Every episode must name the same world and options (one bundle plays one world). The observation size
-    must be the policy's input: a recorded ``size`` that differs is an error (its frames would not fit the
-    policy), and data that does not record one gets ``size`` = the policy's image height, so eval and play
-    build the world the policy sees.
+    Every episode must name the same world and options (one bundle plays one world). The bundle's world is the
+    one the data was recorded in, frame size included, even where the policy reads another size (a 32x32
+    student of 64x64 worlds): training (`aimc.data.dataset`) and acting (`aimc.policy.Agent`) resize frames with
+    the same function, so the policy sees the same pixels in both, and a world rebuilt at the policy's size
+    would render different ones (native 32x32 textures are not 64x64 frames resized). Data that does not
+    record a size (collected with the world's default options) gets the size its frames have, or where an
+    episode holds no video, the policy's image height.
     """
-    h, w = (int(img_shape[0]), int(img_shape[1]))
     seen: dict[str, tuple[dict[str, Any], Path]] = {}
     for ep in episodes:
         ep = Path(ep)
@@ -243,13 +256,10 @@ def training_world(episodes: Iterable[str | Path], img_shape: tuple[int, int]) -
             raise EpisodeError(f"episode {ep}: world_config in {keys.METADATA_FILE} is not an object ({config!r})")
         config = dict(config)
         if "size" in config:
-            if _size(config["size"]) != (h, w):
-                raise AimcError(
-                    f"episode {ep} was recorded at size {config['size']!r} but the policy takes {h}x{w} frames; "
-                    f"collect at --size {h} or train a policy with img_shape matching the data"
-                )
+            if _size(config["size"]) is None:
+                raise AimcError(f"episode {ep} records size {config['size']!r}, which is not a frame size (an int or [H, W])")
         else:
-            config["size"] = h
+            config["size"] = _frame_size(ep, img_shape)
         if seen and world not in seen:
             other, (_, where) = next(iter(seen.items()))
             raise AimcError(f"the training data mixes worlds: {other!r} ({where}) and {world!r} ({ep}); train one policy per world")

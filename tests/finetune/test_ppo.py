@@ -313,6 +313,48 @@ def test_approach_shaping_pays_the_discounted_potential_change_toward_held_tools
         load_ppo_config("ppo-crafter", ["reward.approach=-0.1"])
 
 
+def test_shelter_reward_pays_each_dark_step_walled_in():
+    """`reward.shelter` pays per step the player is walled into at most a 2x2 room while the light is below the
+    demonstrator's night_daylight: nothing by day walled in, nothing at night in the open, nothing on the step
+    it dies; off by default; negative or non-Crafter values refused."""
+    from aimc.core.errors import ConfigError
+    from aimc.envs import Step, make
+    from aimc.envs.demo import DemonstratorConfig
+    from aimc.eval.tasks import Success
+    from aimc.finetune import RewardConfig, load_ppo_config
+    from aimc.finetune.ppo_rollout import RewardHook, TaskSpec, _Buffer
+
+    env = make("crafter", size=64)
+    env.reset(seed=5)
+    x, y = (int(v) for v in env.player.pos)
+    ring = [(i, j) for i in range(x - 1, x + 3) for j in range(y - 1, y + 3)]
+
+    def wall_in(walls: bool) -> None:
+        for i, j in ring:
+            inside = i in (x, x + 1) and j in (y, y + 1)
+            env.world[(i, j)] = "grass" if inside else ("stone" if walls else "grass")
+
+    spec = TaskSpec("collect_coal", Success("any", ("collect_coal",)), ("mine coal",), ())
+    buf = _Buffer(np.zeros(2, np.float32))
+    hook = RewardHook(spec, RewardConfig(shelter=0.05), buf)
+    hook.on_reset(env, {}, {})
+    night = DemonstratorConfig().night_daylight
+    rows = []
+    for light, walls, dead in [(0.9, True, False), (night - 0.1, True, False), (night - 0.1, False, False),
+                               (0.05, True, False), (0.05, True, True)]:
+        env.world.daylight = light
+        wall_in(walls)
+        hook.on_step(env, Step(len(rows), {}, 0, {}, 0.0, dead, False, {"events": []}))
+        rows.append(buf.rewards[-1])
+    assert rows == pytest.approx([0.0, 0.05, 0.0, 0.05, 0.0])
+    plain = _Buffer(np.zeros(2, np.float32))
+    off = RewardHook(spec, RewardConfig(), plain)
+    off.on_step(env, Step(0, {}, 0, {}, 0.0, False, False, {"events": []}))
+    assert plain.rewards == [0.0]
+    with pytest.raises(ConfigError, match="reward.shelter must be >= 0"):
+        load_ppo_config("ppo-crafter", ["reward.shelter=-1"])
+
+
 def test_health_reward_pays_each_steps_change_of_the_players_health():
     from aimc.core.errors import ConfigError
     from aimc.envs import Step
@@ -621,6 +663,8 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(micro_run, tiny_bundle, 
         ([*common, "--bundle", str(tiny_bundle), "--set", "reward.approach=-1"], "error: reward.approach must be >= 0"),
         ([*common, "--bundle", str(tiny_bundle), "--set", "world=minecraft", "--set", "reward.health=0.1"],
          "error: reward.health needs a world whose player's health it can read (crafter), not 'minecraft'"),
+        ([*common, "--bundle", str(tiny_bundle), "--set", "world=minecraft", "--set", "reward.shelter=0.05"],
+         "error: reward.shelter needs Crafter's daylight and walls, not world 'minecraft'; use reward.shelter=0"),
     ]
     nob = tmp_path / "unconditional"
     shutil.copytree(AgentBundle.read(tiny_bundle).policy_dir(), nob / "policy")

@@ -240,7 +240,7 @@ class NightRule:
             return self._said(plan.current)
         if self.shelter == self.sleep:  # one instruction all night: no need to look at the walls
             return self.sleep
-        return self.sleep if _enclosed(env) else self.shelter
+        return self.sleep if player_enclosed(env) else self.shelter
 
     def prepare_step(self, inventory: dict[str, int]) -> str | None:
         """The event the preparation pursues next, in the demonstrator's order (`SurvivalLayer._prepare`): a
@@ -262,7 +262,7 @@ class NightRule:
         return instruction(event, "crafter")
 
 
-def _enclosed(env: Any) -> bool:
+def player_enclosed(env: Any) -> bool:
     """Whether the player's walkable pocket in its view is at most a 2x2 room (creatures ignored)."""
     from aimc.envs.demo.memory import VIEW_HALF_X, VIEW_HALF_Y
     from aimc.envs.demo.shelter import enclosed

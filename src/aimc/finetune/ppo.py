@@ -455,6 +455,8 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
     if cfg.reward.health > 0 and world not in APPROACH_WORLDS:
         raise AimcError(f"reward.health needs a world whose player's health it can read "
                         f"({', '.join(APPROACH_WORLDS)}), not {world!r}; use reward.health=0")
+    if cfg.reward.shelter > 0 and world != "crafter":
+        raise AimcError(f"reward.shelter needs Crafter's daylight and walls, not world {world!r}; use reward.shelter=0")
     if cfg.reward.approach > 0 and world not in APPROACH_WORLDS:
         raise AimcError(f"reward.approach needs a world whose collect table and view the shaping reads "
                         f"({', '.join(APPROACH_WORLDS)}), not {world!r}; use reward.approach=0")

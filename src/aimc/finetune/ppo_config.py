@@ -55,6 +55,11 @@ class RewardConfig:
     Manhattan distance d (0 when none is in view, or after the episode's end). Traced agents walked past coal in
     view for 100+ steps with a pickaxe in hand (docs/results.md); a potential's difference leaves the
     task's optimal policy unchanged (Ng et al., 1999). Measured on coal: no gain (docs/results.md, rung 14a). 0 = off."""
+    shelter: float = 0.0
+    """Paid each step the player ends walled in (its walkable pocket in view is at most a 2x2 room, as the night
+    planners judge it) while the light is below the demonstrator's `night_daylight`: the agents die in the first
+    night asleep in the open, and the sparse `death` penalty arrives 100+ steps after the walls it needed
+    (docs/results.md). Crafter worlds only; 0 = off."""
 
 
 @dataclass
@@ -278,6 +283,8 @@ class PPOConfig:
             raise ConfigError(f"reward.health must be >= 0 (0 = off), got {self.reward.health}")
         if self.reward.approach < 0:
             raise ConfigError(f"reward.approach must be >= 0 (0 = off), got {self.reward.approach}")
+        if self.reward.shelter < 0:
+            raise ConfigError(f"reward.shelter must be >= 0 (0 = off), got {self.reward.shelter}")
         if self.frame_size is not None and (isinstance(self.frame_size, bool) or not isinstance(self.frame_size, int)
                                             or self.frame_size < 1):
             raise ConfigError(f"frame_size: expected a whole number of pixels >= 1 or null, got {self.frame_size!r}")

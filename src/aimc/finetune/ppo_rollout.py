@@ -283,11 +283,17 @@ class SuccessStop:
         return obs, reward, terminated, truncated or done, info
 
 
+def _night_daylight() -> float:
+    from aimc.envs.demo import DemonstratorConfig
+
+    return DemonstratorConfig().night_daylight
+
+
 class RewardHook(EpisodeHook):
     """The step's reward from its events: `success` at the step the task's predicate first holds, `shaping`
     at the first occurrence of each prerequisite event, `death` at the step the world ends by dying, and with
     `approach` the discounted change of the approach potential (`approach_potential`; 0 after the end), and
-    `health` times the step's change of the player's health."""
+    `health` times the step's change of the player's health, and `shelter` for each dark step walled in."""
 
     def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer, gamma: float = 1.0) -> None:
         self.spec, self.reward, self.buffer, self.gamma = spec, reward, buffer, gamma
@@ -298,6 +304,7 @@ class RewardHook(EpisodeHook):
         self.potential = 0.0
         self.approaching = reward.approach > 0 and bool(spec.targets)
         self.health = 0.0
+        self.dusk = _night_daylight() if reward.shelter else 0.0
 
     def on_reset(self, env: Any, obs: dict[str, Any], info: dict[str, Any]) -> None:
         if self.reward.health:
@@ -321,6 +328,10 @@ class RewardHook(EpisodeHook):
             health = player_health(env)
             r += self.reward.health * (health - self.health)
             self.health = health
+        if self.reward.shelter and not step.terminated and float(env.world.daylight) < self.dusk:
+            from aimc.eval.planner import player_enclosed
+
+            r += self.reward.shelter * float(player_enclosed(env))
         if self.approaching:
             ended = step.terminated or (step.truncated and self.success_step is not None)  # died, or success stop
             after = 0.0 if ended else approach_potential(env, self.spec.targets)

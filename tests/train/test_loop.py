@@ -77,6 +77,18 @@ def test_cli_trains_goal_policy_and_loss_falls(demo_store, tmp_path, one_thread,
     assert "different lr" in capsys.readouterr().err
 
 
+def test_cli_refuses_default_guidance_without_unconditional_training(demo_store, tmp_path, capsys):  # noqa: F811
+    """A goal policy trained with p_uncond=0 never learns the unconditional branch that guidance extrapolates
+    from; its bundle must not play guided by default. One line, before anything is written."""
+    out = tmp_path / "run"
+    base = ["train", "policy", "--preset", "finetune", "--data", str(demo_store), "--out", str(out), "--quiet",
+            "--set", "embedder=some/embedder", "--set", "segment.p_uncond=0.0"]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "cond_scale 6 guides against the unconditional goal, which segment.p_uncond=0 never trains" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
 def test_resume_matches_uninterrupted(demo_store, tmp_path, one_thread):  # noqa: F811
     sets = ("n_frames=320", "seed=3", "val_every=4", "save_every=100")
     full = run(tiny_cfg(demo_store, tmp_path / "full", *sets), progress=False)

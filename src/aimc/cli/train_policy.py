@@ -52,12 +52,18 @@ def train_policy_cmd(
     crash_retries: int | None = typer.Option(None, help=CRASH_RETRIES_HELP),
 ) -> None:
     """Train (or resume) a policy by behaviour cloning with hindsight-relabelled goals."""
+    from aimc.core.errors import ConfigError
     from aimc.data.index import Skipped, skip_summary
     from aimc.train.config import load_train_config
     from aimc.train.loop import run
 
     fields = {"out": str(out), "seed": seed, "data": parse_data(data) if data else None}
     cfg = load_train_config(preset, overrides=set_, **fields)
+    if cfg.cond_scale > 0 and cfg.segment.p_uncond == 0 and (cfg.embedder or cfg.fixed_prompt):
+        # The bundle would play guided by default against an unconditional branch this run never trains
+        # (measured 2026-12-07: such a bundle picked one action with p ~ 1 where the data's label had p ~ 0.5).
+        raise ConfigError(f"cond_scale {cfg.cond_scale:g} guides against the unconditional goal, which segment.p_uncond=0 "
+                          "never trains; set cond_scale=0 (no guidance) or segment.p_uncond > 0")
     supervised("aimc train policy", crash_retries, out)
     s = run(cfg, progress=not quiet, skipped=Skipped(strict=strict))
     best = f", best val loss {s['best_val']:.4f}" if s["best_val"] is not None else ""

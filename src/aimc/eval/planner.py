@@ -202,7 +202,7 @@ class NightRule:
         self.morning = cfg.morning_daylight if morning is None else float(morning)
         self.prepare = None if prepare is None else float(prepare)
         """With a value: from the falling light below it until dusk, the chain toward the demonstrator's night
-        kit (`prepare_steps`); None: the day's chain until dusk."""
+        kit (`prepare_step`); None: the day's chain until dusk."""
         self.stones = cfg.shelter_stones
         self.restock_below = cfg.restock_below
         if rest:  # `chain-rest`: one instruction all night, the task that ends in waking up after a night's sleep

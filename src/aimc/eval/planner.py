@@ -205,6 +205,7 @@ class NightRule:
         kit (`prepare_step`); None: the day's chain until dusk."""
         self.stones = cfg.shelter_stones
         self.restock_below = cfg.restock_below
+        self._said = lambda event: instruction(event, "crafter")
         if rest:  # `chain-rest`: one instruction all night, the task that ends in waking up after a night's sleep
             self.shelter = self.sleep = instruction("wake_up", "crafter")
             self.keys = {self.sleep: "wake_up"}
@@ -255,11 +256,6 @@ class NightRule:
         if inventory.get("food", 0) < self.restock_below:
             return "eat_cow"
         return None
-
-    def _said(self, event: str) -> str:
-        from aimc.embed.captions import instruction
-
-        return instruction(event, "crafter")
 
 
 def player_enclosed(env: Any) -> bool:

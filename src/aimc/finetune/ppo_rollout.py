@@ -283,12 +283,6 @@ class SuccessStop:
         return obs, reward, terminated, truncated or done, info
 
 
-def _night_daylight() -> float:
-    from aimc.envs.demo import DemonstratorConfig
-
-    return DemonstratorConfig().night_daylight
-
-
 class RewardHook(EpisodeHook):
     """The step's reward from its events: `success` at the step the task's predicate first holds, `shaping`
     at the first occurrence of each prerequisite event, `death` at the step the world ends by dying, and with
@@ -304,7 +298,11 @@ class RewardHook(EpisodeHook):
         self.potential = 0.0
         self.approaching = reward.approach > 0 and bool(spec.targets)
         self.health = 0.0
-        self.dusk = _night_daylight() if reward.shelter else 0.0
+        if reward.shelter:  # read once per episode, not per step
+            from aimc.envs.demo import DemonstratorConfig
+            from aimc.eval.planner import player_enclosed
+
+            self.dusk, self.enclosed = DemonstratorConfig().night_daylight, player_enclosed
 
     def on_reset(self, env: Any, obs: dict[str, Any], info: dict[str, Any]) -> None:
         if self.reward.health:
@@ -329,9 +327,7 @@ class RewardHook(EpisodeHook):
             r += self.reward.health * (health - self.health)
             self.health = health
         if self.reward.shelter and not step.terminated and float(env.world.daylight) < self.dusk:
-            from aimc.eval.planner import player_enclosed
-
-            r += self.reward.shelter * float(player_enclosed(env))
+            r += self.reward.shelter * float(self.enclosed(env))
         if self.approaching:
             ended = step.terminated or (step.truncated and self.success_step is not None)  # died, or success stop
             after = 0.0 if ended else approach_potential(env, self.spec.targets)

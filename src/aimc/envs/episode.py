@@ -226,10 +226,12 @@ class Lockstep:
     def start(
         self, slot: int, actor: Actor | BatchActor, world_seed: int, max_steps: int, *, actor_seed: int,
         task: str | None = None, prompt: str = "", hooks: Sequence[EpisodeHook] = (), tag: Any = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         """Reset the slot's world and its actor for a new episode; raises what they raise (the slot stays free).
 
-        `actor` is a `BatchActor` (may serve other slots too) or a plain `Actor` owned by this slot."""
+        `actor` is a `BatchActor` (may serve other slots too) or a plain `Actor` owned by this slot; `options`
+        go to the world's reset (e.g. a PPO start state, `aimc.finetune.ppo_start`)."""
         if self._playing[slot] is not None:
             raise AimcError(f"env slot {slot} is still playing an episode")
         if max_steps < 1:
@@ -240,7 +242,7 @@ class Lockstep:
             if self.envs[slot] is None:
                 self.envs[slot] = self.make_env()
             env = self.envs[slot]
-            obs, info = env.reset(seed=world_seed)
+            obs, info = env.reset(seed=world_seed, options=options) if options else env.reset(seed=world_seed)
             if batched:
                 actor.reset_slot(slot, env, actor_seed, task, prompt)  # type: ignore[union-attr]
             else:

@@ -276,6 +276,7 @@ def prepare_iteration(policy: Any, trajs: list[Trajectory], goals: list[np.ndarr
         rewards[i, : tr.steps], values[i, : tr.steps] = tr.rewards, tr.values
     adv, ret = gae(rewards, values, np.array([tr.bootstrap for tr in trajs]), lengths, cfg.gamma, cfg.gae_lambda)
     valid = np.arange(t)[None] < lengths[:, None]
+    valid &= np.arange(t)[None] >= np.array([tr.warm for tr in trajs])[:, None]  # a start state's warm-up: no loss
     a = adv[valid]
     adv = (adv - a.mean()) / (a.std() + 1e-8)
     var = ret[valid].var()
@@ -303,6 +304,8 @@ def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
         per_step["teacher_logp"] = [data.trajs[i].teacher_logp for i in idx]  # type: ignore[misc]
     if data.trajs[idx[0]].labels is not None:
         per_step["labels"] = [data.trajs[i].labels for i in idx]  # type: ignore[misc]
+    if any(data.trajs[i].warm for i in idx):  # 1 where the policy acted, 0 on a start state's warm-up
+        per_step["own"] = [(np.arange(data.trajs[i].steps) >= data.trajs[i].warm).astype(np.float32) for i in idx]
     return _collate([data.trajs[i] for i in idx], per_step, device)
 
 
@@ -333,6 +336,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
         for lo in range(0, len(perm), cfg.minibatch_episodes):
             mb = _minibatch(data, perm[lo: lo + cfg.minibatch_episodes].tolist(), cfg.device)
             lengths = torch.as_tensor(mb.lengths, device=cfg.device)
+            own = float(sum(data.trajs[i].own_steps for i in perm[lo: lo + cfg.minibatch_episodes]))
             replay = _Replay(policy, cond_scale)
             if expert_on:  # labelled steps of the minibatch (padding is 0, a label; lengths mask it)
                 valid = torch.arange(mb.tensors["labels"].shape[1])[None] < torch.as_tensor(mb.lengths)[:, None]
@@ -352,14 +356,16 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 anchor = {h[len("anchor_"):]: v for h, v in tens.items() if h.startswith("anchor_")}
                 kl = kl_categorical(logp, anchor) if anchor and not warmup else torch.zeros_like(vpred)
                 mask = torch.arange(sl.start, sl.stop, device=pov.device)[None] < lengths[:n, None]  # (n, t)
+                if "own" in tens:  # a start state's warm-up steps build the memory but take no loss
+                    mask = mask & (tens["own"] > 0)
                 lp_new = log_prob(logp, {h: tens["actions"] for h in logp})
                 terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,
                                  clip=cfg.clip, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, kl_coef=kl_coef,
-                                 denom=float(mb.lengths.sum()), pg_coef=cfg.pg_coef)
+                                 denom=own, pg_coef=cfg.pg_coef)
                 if teacher_on:  # KL(teacher ‖ policy): the teacher's distribution as a soft label
                     (head,) = logp  # one categorical head (checked before the run)
                     kl_t = kl_categorical({head: tens["teacher_logp"]}, logp)
-                    kl_t = torch.where(mask, kl_t, torch.zeros_like(kl_t)).sum() / float(mb.lengths.sum())
+                    kl_t = torch.where(mask, kl_t, torch.zeros_like(kl_t)).sum() / own
                     terms["loss"] = terms["loss"] + cfg.teacher_coef * kl_t
                     teacher_sum += float(kl_t.detach())
                 if expert_on:  # -log of the probability the acting policy gives the expert's action set
@@ -484,6 +490,8 @@ def prepare(cfg: PPOConfig) -> tuple[PPOConfig, Plan]:
     check_planner(cfg.planner, world)
     if cfg.expert.coef > 0:
         check_labeller(cfg, world, specs)
+    if cfg.start.share > 0:
+        check_start_states(cfg, world, specs)
     prompts = sorted({p for s in specs for p in s.prompts})
     if cfg.planner in CHAIN_PLANNERS:  # the sub-instructions a chain can name: each event's canonical caption,
         from aimc.embed.captions import NOTHING, catalogue  # and its night rule's
@@ -534,6 +542,28 @@ def check_labeller(cfg: PPOConfig, world: str, specs: list[TaskSpec]) -> None:
         raise ConfigError(f"expert.coef > 0: task(s) {', '.join(missing)} name no demo_task in the suite, so the "
                           "demonstrator has nothing to pursue; give them one or leave them out")
     make_labeller(cfg)  # checks the demonstrator options now
+
+
+def check_start_states(cfg: PPOConfig, world: str, specs: list[TaskSpec]) -> None:
+    """One line when start states cannot be played: a world the demonstrator cannot play (or, for the walled-in
+    mark, one without Crafter's walls), a start task with no `demo_task`, or bad demonstrator options."""
+    from aimc.envs import world_info
+    from aimc.envs.actor import DemonstratorActor
+
+    if not world_info(world).has_demonstrator:
+        raise ConfigError(f"start.share > 0 needs the scripted demonstrator to play to the start states, which cannot "
+                          f"play world {world!r}; set start.share=0")
+    if cfg.start.until != "success" and world != "crafter":
+        raise ConfigError(f"start.until={cfg.start.until} reads Crafter's walls, not world {world!r}; use "
+                          "start.until=success")
+    names = set(cfg.start.tasks or cfg.tasks)
+    missing = [s.name for s in specs if s.name in names and not s.demo_task]
+    if missing:
+        raise ConfigError(f"start.share > 0: task(s) {', '.join(missing)} name no demo_task in the suite, so the "
+                          "demonstrator has nothing to pursue; give them one or leave them out of start.tasks")
+    from aimc.finetune.ppo_start import demonstrator_options
+
+    DemonstratorActor(demonstrator_options(cfg.start), where="start.demonstrator")
 
 
 def make_labeller(cfg: PPOConfig) -> Any:
@@ -612,6 +642,11 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
         t["deaths"] += int(tr.died)
     wins = [tr.success_step + 1 for tr in trajs if tr.success_step is not None]
     n = len(trajs)
+    started = [tr for tr in trajs if tr.start is not None]
+    if started:  # how the start-state episodes went: k, and whether they died
+        stats = {**stats, "start_episodes": len(started), "start_back": float(np.mean([tr.start["back"] for tr in started])),
+                 "start_success": float(np.mean([tr.success for tr in started])),
+                 "start_return": float(np.mean([tr.rewards.sum() for tr in started]))}
     if trajs and trajs[0].labels is not None:  # how often the learner did what the expert would have done
         labels, acts = np.concatenate([tr.labels for tr in trajs]), np.concatenate([tr.actions for tr in trajs])
         on = labels > 0
@@ -620,9 +655,9 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
                  "expert_agreement": float(np.mean(agree)) if on.any() else float("nan")}
     return {
         "iteration": k, "kl_coef": kl_coef_at(cfg, k), "lr": lr_at(cfg, k), "warmup": warmup, "episodes": n,
-        "env_steps": int(sum(tr.steps for tr in trajs)),
+        "env_steps": int(sum(tr.own_steps for tr in trajs)),
         "success": sum(tr.success for tr in trajs) / n, "death_rate": sum(tr.died for tr in trajs) / n,
-        "episode_len": float(np.mean([tr.steps for tr in trajs])), "return": float(np.mean([tr.rewards.sum() for tr in trajs])),
+        "episode_len": float(np.mean([tr.own_steps for tr in trajs])), "return": float(np.mean([tr.rewards.sum() for tr in trajs])),
         "steps_to_success": float(np.mean(wins)) if wins else None,
         "success_per_task": {name: v["successes"] / v["episodes"] for name, v in per_task.items()},
         "per_task": per_task, **stats,
@@ -631,7 +666,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "lr", "entropy",
            "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
-           "expert_agreement", "expert_labelled", "kl_teacher", "wall_s")
+           "expert_agreement", "expert_labelled", "kl_teacher", "start_back", "start_success", "start_return", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""
@@ -718,7 +753,8 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
     labeller = functools.partial(make_labeller, cfg) if cfg.expert.coef > 0 else None
     demo_tasks = {s.name: s.demo_task for s in plan.specs}
     pool: RolloutPool | None = None
-    engine = RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success) if cfg.rollout_workers == 1 else None
+    engine = (RolloutEngine(plan.world, plan.world_config, cfg.envs, cfg.stop_on_success, cfg.start)
+              if cfg.rollout_workers == 1 else None)
     writer = SummaryWriter(str(root / "tensorboard"), purge_step=len(rows) + 1)
     try:
         if cfg.rollout_workers > 1 and len(rows) < cfg.iterations:  # no processes for a finished run
@@ -728,12 +764,12 @@ def _run(cfg: PPOConfig, progress: bool, log: Callable[[str], None]) -> dict[str
                                skip_explore=cfg.expert.skip_explore, tied_moves=cfg.expert.tied_moves,
                                precision=cfg.rollout_precision, frame_size=cfg.frame_size,
                                teacher=str(plan.teacher_dir) if plan.teacher is not None else None,
-                               teacher_scale=plan.teacher_scale)
+                               teacher_scale=plan.teacher_scale, start=cfg.start)
         for k in range(len(rows) + 1, cfg.iterations + 1):
             start = time.perf_counter()
             warmup = k <= cfg.value_warmup_iterations
             optimizer.param_groups[0]["lr"] = lr_at(cfg, k)  # group 0: everything but the value head
-            jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed)
+            jobs = make_jobs(schedule, cfg.episodes_per_iteration, k, cfg.seed, cfg.start)
             with tqdm(total=len(jobs), desc=f"ppo {k}/{cfg.iterations} rollouts", unit="ep", leave=False,
                       disable=not progress) as bar:
                 if pool is not None:

@@ -114,6 +114,56 @@ class ExpertAuxConfig:
     exploring label continue the way the player faces (docs/dagger.md: labels that follow the learner's motion)."""
 
 
+START_MARKS = ("success", "walled_in", "walled_in_dark")
+"""What a start state counts back from: the step the task's success predicate first holds, or (Crafter) the
+first step the player is walled in (`aimc.eval.planner.player_enclosed`), or the first step it is walled in while
+the light is below the demonstrator's `night_daylight` (its night's seal)."""
+
+
+@dataclass
+class StartConfig:
+    """Episodes that begin a few steps before the scripted demonstrator reaches a mark: a backward curriculum.
+
+    For a start-state episode the demonstrator (task mode, no noise) plays its world from the reset until `until`
+    holds at step T; the world is then replayed to step T - k and the policy plays from there. k is drawn per
+    episode between the iteration's bounds (`back`, moved toward `back_final`), log-uniformly, so the last steps
+    before the mark are trained most while the far ones are still seen. Why: a reward the policy almost never
+    reaches from the reset teaches nothing (the agents' first night: no walls in 500-step episodes), while from
+    k steps before the demonstrator's own seal it is reached often enough to learn, and moving k outward extends
+    what is learned backward (Salimans & Chen 2018; docs/task-finetune.md, "Start states"). The policy's memory
+    is warmed on the last `warmup` replayed frames (as it would have seen them), which the update replays but
+    never trains on."""
+
+    share: float = 0.0
+    """Probability that an episode of one of `tasks` starts from a demonstrator state; 0 = off."""
+    tasks: list[str] = field(default_factory=list)
+    """Run tasks whose episodes may start from such states (their suite `demo_task` is what the demonstrator
+    pursues); empty = all of the run's tasks."""
+    until: str = "success"
+    """The mark k counts back from: "success" (the task's success predicate), "walled_in" (Crafter: the first
+    step walled in) or "walled_in_dark" (Crafter: the first step walled in while it is dark, the night's seal)."""
+    back: list[int] = field(default_factory=lambda: [1, 8])
+    """[lo, hi]: the range k is drawn from in iteration 1 (k >= 0; k = 0 starts at the mark itself)."""
+    back_final: list[int] | None = None
+    """[lo, hi] reached at iteration `anneal_iterations` (linear in between, then held); None = `back` throughout."""
+    anneal_iterations: int = 0
+    """Iteration at which `back_final` is reached (>= 2 with `back_final`)."""
+    extra_steps: int | None = None
+    """A start-state episode lasts at most k + this many steps (never more than `max_steps`); None = `max_steps`."""
+    warmup: int = 32
+    """Replayed frames before the start state that the policy's memory reads (its own actions are not taken)."""
+    max_demo_steps: int = 1000
+    """Steps the demonstrator gets to reach the mark; a world where it does not (or dies) is replaced by the next
+    world derived from the episode's seed."""
+    tries: int = 10
+    """Worlds tried per episode before the run stops with one line (a task the demonstrator cannot finish)."""
+    demonstrator: dict[str, Any] = field(default_factory=dict)
+    """DemonstratorConfig fields of the demonstrator that plays to the mark (noise 0 is forced; mode task unless
+    given), e.g. {pocket_shelter: true} for the shorter shelter, or {mode: free} for free play, whose night is
+    spent as the data's (with "walled_in_dark": the start states of its first night's seal; a task-mode
+    demonstrator asked to sleep walls in at once, by daylight)."""
+
+
 @dataclass
 class PPOConfig:
     """A PPO run: K iterations of (complete episodes from instructions, GAE, clipped PPO + KL to the start)."""
@@ -208,6 +258,8 @@ class PPOConfig:
     """Auxiliary BC loss on demonstrations (off by default)."""
     expert: ExpertAuxConfig = field(default_factory=ExpertAuxConfig)
     """Auxiliary loss on the scripted expert's labels of the rollouts' states (off by default)."""
+    start: StartConfig = field(default_factory=StartConfig)
+    """Episodes that start from the scripted demonstrator's states, k steps before a mark (off by default)."""
     planner: str = "none"
     """Prompt chaining while playing (`aimc.eval.planner`): "chain" trains the policy on the sub-instructions the
     shipped agent is given (the next missing prerequisite's instruction, then the prompt), "none" on the prompt
@@ -313,6 +365,48 @@ class PPOConfig:
                               f"{self.expert.demonstrator!r}")
         if not isinstance(self.world_config, dict):
             raise ConfigError(f"world_config: expected a mapping of world options, got {self.world_config!r}")
+        check_start(self.start, self.tasks)
+
+
+def _back_range(value: Any, name: str) -> None:
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value) or not 0 <= value[0] <= value[1]):
+        raise ConfigError(f"start.{name}: expected [lo, hi], whole numbers with 0 <= lo <= hi, got {value!r}")
+
+
+def check_start(start: StartConfig, tasks: list[str]) -> None:
+    """One line for a bad `start` section (torch-free; the world and the demonstrator are checked in `prepare`)."""
+    if not 0.0 <= start.share <= 1.0:
+        raise ConfigError(f"start.share must be in [0, 1] (0 = off), got {start.share}")
+    unknown = [t for t in start.tasks if t not in tasks]
+    if unknown:
+        raise UnknownNameError(f"start.tasks: {unknown[0]!r} is not one of the run's tasks ({', '.join(tasks)})")
+    if start.until not in START_MARKS:
+        raise ConfigError(f"start.until: expected one of {', '.join(START_MARKS)}, got {start.until!r}")
+    _back_range(start.back, "back")
+    if start.back_final is not None:
+        _back_range(start.back_final, "back_final")
+        if start.anneal_iterations < 2:
+            raise ConfigError(f"start.back_final needs start.anneal_iterations >= 2 (the iteration it is reached at), "
+                              f"got {start.anneal_iterations}")
+    if start.extra_steps is not None and start.extra_steps < 1:
+        raise ConfigError(f"start.extra_steps must be >= 1 or null, got {start.extra_steps}")
+    for name in ("max_demo_steps", "tries"):
+        if getattr(start, name) < 1:
+            raise ConfigError(f"start.{name} must be >= 1, got {getattr(start, name)}")
+    if start.warmup < 0:
+        raise ConfigError(f"start.warmup must be >= 0, got {start.warmup}")
+    if not isinstance(start.demonstrator, dict):
+        raise ConfigError(f"start.demonstrator: expected a mapping of demonstrator options, got {start.demonstrator!r}")
+
+
+def back_range_at(start: StartConfig, k: int) -> tuple[int, int]:
+    """The [lo, hi] range of k in iteration k >= 1 (see `StartConfig.back_final`)."""
+    if start.back_final is None:
+        return int(start.back[0]), int(start.back[1])
+    frac = min(1.0, (k - 1) / (start.anneal_iterations - 1))
+    lo, hi = (round(a + frac * (b - a)) for a, b in zip(start.back, start.back_final, strict=True))
+    return int(lo), int(max(lo, hi))
 
 
 def kl_coef_at(cfg: PPOConfig, k: int) -> float:

@@ -32,7 +32,7 @@ from aimc.core.errors import EpisodeError
 from aimc.core.seeding import derive_seed
 from aimc.envs import EpisodeHook, Lockstep, SlotOutcome, Step, make
 from aimc.eval.tasks import Success, Suite
-from aimc.finetune.ppo_config import RewardConfig
+from aimc.finetune.ppo_config import RewardConfig, StartConfig
 
 PPO_SEED_BASE = 20_000_000
 """PPO worlds are PPO_SEED_BASE + a 31-bit seed derived from (seed, iteration, episode): never an eval world."""
@@ -157,6 +157,9 @@ class EpisodeJob:
     prompt: str
     world_seed: int
     actor_seed: int
+    back: int | None = None
+    """k: the episode starts k steps before the demonstrator reaches `StartConfig.until` (`aimc.finetune.ppo_start`);
+    None = from the world's reset."""
 
 
 def weighted_schedule(specs: list[TaskSpec], weights: dict[str, int]) -> list[TaskSpec]:
@@ -164,17 +167,22 @@ def weighted_schedule(specs: list[TaskSpec], weights: dict[str, int]) -> list[Ta
     return [s for s in specs for _ in range(weights.get(s.name, 1))]
 
 
-def make_jobs(specs: list[TaskSpec], episodes: int, iteration: int, seed: int) -> list[EpisodeJob]:
+def make_jobs(specs: list[TaskSpec], episodes: int, iteration: int, seed: int,
+              start: StartConfig | None = None) -> list[EpisodeJob]:
     """Iteration k's episodes: task round-robin over the run's episode count g = (k-1)·episodes + i, a prompt
-    drawn from the task's paraphrases by a generator seeded by the episode, a derived world and actor seed."""
+    drawn from the task's paraphrases by a generator seeded by the episode, a derived world and actor seed, and
+    with `start` whether (and how far before the demonstrator's mark) it starts from a demonstrator state."""
+    from aimc.finetune.ppo_start import draw_back
+
     jobs = []
     for i in range(episodes):
         g = (iteration - 1) * episodes + i
         spec = specs[g % len(specs)]
         rng = np.random.default_rng(derive_seed(seed, "ppo-prompt", iteration, i))
         prompt = spec.prompts[int(rng.integers(len(spec.prompts)))]
+        back = draw_back(start, iteration, seed, i, spec.name) if start is not None else None
         jobs.append(EpisodeJob(iteration, i, spec.name, prompt, PPO_SEED_BASE + derive_seed(seed, "ppo-world", iteration, i),
-                               derive_seed(seed, "ppo-actor", iteration, i)))
+                               derive_seed(seed, "ppo-actor", iteration, i), back))
     return jobs
 
 
@@ -228,10 +236,23 @@ class Trajectory:
     teacher_logp: np.ndarray | None = None
     """float32 (L, n): per step, the teacher's acting log-probabilities in the state the policy acted in
     (`PPOConfig.teacher_coef`). None = no teacher."""
+    warm: int = 0
+    """Leading steps that are the demonstrator's replay before a start state (`PPOConfig.start`): their frames
+    warm the policy's memory in the update's replay as they did while acting, their actions are the
+    demonstrator's, and no loss reads them (rewards, values and log-probabilities there are 0)."""
+    start: dict[str, int] | None = None
+    """{world_seed, mark_step, back} of a start-state episode (the world played, the demonstrator's mark step
+    T and k); None = from the world's reset."""
 
     @property
     def steps(self) -> int:
+        """Steps replayed in the update, the warm-up included."""
         return len(self.actions)
+
+    @property
+    def own_steps(self) -> int:
+        """Steps the policy acted in."""
+        return len(self.actions) - self.warm
 
     @property
     def success(self) -> bool:
@@ -239,9 +260,10 @@ class Trajectory:
 
     def outcome(self) -> dict[str, Any]:
         """What the summary keeps of the episode."""
-        return {"task": self.job.task, "prompt": self.job.prompt, "world_seed": self.job.world_seed, "steps": self.steps,
-                "success": self.success, "success_step": self.success_step, "died": self.died,
-                "return": float(self.rewards.sum())}
+        out = {"task": self.job.task, "prompt": self.job.prompt, "world_seed": self.job.world_seed,
+               "steps": self.own_steps, "success": self.success, "success_step": self.success_step, "died": self.died,
+               "return": float(self.rewards.sum())}
+        return out if self.start is None else {**out, "start": dict(self.start)}
 
 
 @dataclass
@@ -255,6 +277,7 @@ class _Buffer:
     rewards: list[float] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)  # only with an expert labeller
     teacher_logp: list[np.ndarray] = field(default_factory=list)  # only with a teacher
+    warm: int = 0  # leading steps replayed from the demonstrator before a start state
 
 
 class SuccessStop:
@@ -272,7 +295,7 @@ class SuccessStop:
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         self._occ, self._t = {}, 0
-        return self.env.reset(seed=seed)
+        return self.env.reset(seed=seed, options=options) if options else self.env.reset(seed=seed)
 
     def step(self, action: int) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -400,6 +423,37 @@ class PolicyActor:
         self.texts.pop(slot, None)
         if self.planner is not None and prompt:
             self.plans[slot] = self.planner.start(prompt)
+        warm = getattr(env, "warmup", None)
+        if warm:
+            self._warm_up(slot, warm)
+
+    def _warm_up(self, slot: int, warm: list[tuple[np.ndarray, int]]) -> None:
+        """Feed the demonstrator's replayed frames before a start state (`aimc.finetune.ppo_start`) to the slot's
+        memory (and the teacher's), one step each as if acting, and record them as the episode's leading `warm`
+        steps: the frame, the demonstrator's action and zeros (no loss reads them)."""
+        from aimc.policy import resize_frames
+
+        buffer = self.buffers[slot]
+        assert buffer is not None
+        for pov, action in warm:
+            frame = resize_frames(pov[None], self.img_shape)
+            self.agent.act(frame, self.goals[[slot]], env_ids=[slot])
+            if self.teacher is not None:
+                t_frame = resize_frames(pov[None], tuple(self.teacher.policy.config.img_shape))
+                self.teacher.act(t_frame, self.goals[[slot]], env_ids=[slot])
+                with torch.inference_mode():
+                    (t_lp,) = acting_logp(self.teacher.last_outputs, self.teacher.cond_scale is not None).values()
+                buffer.teacher_logp.append(t_lp[0, 0].float().cpu().numpy())
+            if self.make_labeller is not None:
+                buffer.labels.append(0)
+            if slot in self.plans:
+                buffer.goals.append(self.goals[slot].copy())
+            buffer.frames.append(frame[0])
+            buffer.actions.append(int(action))
+            buffer.logp.append(0.0)
+            buffer.values.append(0.0)
+            buffer.rewards.append(0.0)
+        buffer.warm = len(warm)
 
     def _replan(self, slots: list[int], envs: list[Any]) -> None:
         from aimc.eval.planner import advance
@@ -473,10 +527,20 @@ class _Playing:
 class RolloutEngine:
     """`envs` world slots in lockstep (built once per run, kept across iterations)."""
 
-    def __init__(self, world: str, world_config: dict[str, Any], n_slots: int, stop_on_success: bool) -> None:
+    def __init__(self, world: str, world_config: dict[str, Any], n_slots: int, stop_on_success: bool,
+                 start: StartConfig | None = None) -> None:
         self.world, self.world_config = world, dict(world_config)
         self.stop_on_success = stop_on_success
-        self.lockstep = Lockstep(lambda: SuccessStop(make(self.world, **self.world_config)), n_slots)
+        self.start = start if start is not None and start.share > 0 else None
+        self.lockstep = Lockstep(self._make_env, n_slots)
+
+    def _make_env(self) -> Any:
+        env = make(self.world, **self.world_config)
+        if self.start is not None:
+            from aimc.finetune.ppo_start import DemoStart
+
+            env = DemoStart(env, self.start)
+        return SuccessStop(env)
 
     def play(self, actor: PolicyActor, specs: dict[str, TaskSpec], goals: dict[str, np.ndarray], jobs: list[EpisodeJob],
              max_steps: int, reward: RewardConfig,
@@ -496,8 +560,18 @@ class RolloutEngine:
                     buffer = actor.begin(slot, goals[job.prompt])
                     hook = RewardHook(spec, reward, buffer, gamma)
                     playing[slot] = _Playing(job, hook, buffer)
-                    self.lockstep.start(slot, actor, job.world_seed, max_steps, actor_seed=job.actor_seed, task=job.task,
-                                        prompt=job.prompt, hooks=[hook], tag=job.index)
+                    options, steps = None, max_steps
+                    if job.back is not None:
+                        from aimc.finetune.ppo_start import StartRequest
+
+                        if self.start is None:
+                            raise EpisodeError(f"PPO rollout {job.index} asks for a start state, but this engine "
+                                               "was built without start states")
+                        options = {"start": StartRequest(job.back, spec.demo_task or job.task, spec.success)}
+                        if self.start.extra_steps is not None:
+                            steps = min(max_steps, job.back + self.start.extra_steps)
+                    self.lockstep.start(slot, actor, job.world_seed, steps, actor_seed=job.actor_seed, task=job.task,
+                                        prompt=job.prompt, hooks=[hook], tag=job.index, options=options)
                     self.lockstep.envs[slot].success = spec.success if self.stop_on_success else None
                 ended = list(self.lockstep.step())
                 for t in self._finish(actor, [(o, playing.pop(o.slot)) for o in ended]):
@@ -518,7 +592,7 @@ class RolloutEngine:
                 err.add_note(outcome.error)
                 raise err
         trajs = []
-        for _, p in ended:
+        for o, p in ended:
             terminal = p.hook.died or (self.stop_on_success and p.hook.success_step is not None)
             b = p.buffer
             goals = np.stack(b.goals).astype(np.float32) if b.goals else None
@@ -528,10 +602,17 @@ class RolloutEngine:
                                     np.asarray(b.logp, np.float32), np.asarray(b.values, np.float32),
                                     np.asarray(b.rewards, np.float32), 0.0, terminal, p.hook.died, p.hook.success_step,
                                     goals, np.asarray(b.labels, np.int64) if actor.make_labeller is not None else None,
-                                    np.stack(b.teacher_logp).astype(np.float32) if actor.teacher is not None else None))
+                                    np.stack(b.teacher_logp).astype(np.float32) if actor.teacher is not None else None,
+                                    b.warm, self._started(o.slot) if p.job.back is not None else None))
         cut = [(i, o.slot) for i, (o, _) in enumerate(ended) if not trajs[i].terminal]
+        # (the slot's world is still the episode's: Lockstep keeps an env that ended without an error)
         if cut:  # truncated: bootstrap from the state after the last step, all such slots in one forward
             values = actor.values_after([s for _, s in cut], [ended[i][1].hook.last_obs for i, _ in cut])
             for (i, _), v in zip(cut, values, strict=True):
                 trajs[i].bootstrap = float(v)
         return trajs
+
+    def _started(self, slot: int) -> dict[str, int] | None:
+        """What the slot's start-state reset played (`DemoStart.started`)."""
+        env = self.lockstep.envs[slot]
+        return None if env is None else env.env.started

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from aimc.core.errors import AimcError, EpisodeError
-from aimc.finetune.ppo_config import RewardConfig
+from aimc.finetune.ppo_config import RewardConfig, StartConfig
 from aimc.finetune.ppo_rollout import EpisodeJob, PolicyActor, RolloutEngine, TaskSpec, Trajectory
 
 POLL_S = 1.0
@@ -33,7 +33,7 @@ POLL_S = 1.0
 
 
 def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_config: dict[str, Any], n_slots: int,
-                 stop_on_success: bool, actor_kwargs: dict[str, Any]) -> None:
+                 stop_on_success: bool, actor_kwargs: dict[str, Any], start: StartConfig | None = None) -> None:
     """Worker loop: ("play", weights, specs, goals, jobs, max_steps, reward, gamma) -> one ("episode", traj) per
     finished episode, then ("done",); ("error", line, traceback) for a failure; None ends the worker."""
     import torch
@@ -51,7 +51,7 @@ def _worker_main(conn: Any, index: int, policy_dir: str, world: str, world_confi
             from aimc.policy.vpt.student import with_frame_size
 
             policy = with_frame_size(policy, (actor_kwargs["frame_size"],) * 2).eval()
-        engine = RolloutEngine(world, world_config, n_slots, stop_on_success)
+        engine = RolloutEngine(world, world_config, n_slots, stop_on_success, start)
         planner = make_planner(actor_kwargs["planner"], world)
     except Exception:  # noqa: BLE001 - reported to the trainer, which raises it
         conn.send(_failure(index, traceback.format_exc()))
@@ -92,7 +92,7 @@ class RolloutPool:
                  stop_on_success: bool, *, cond_scale: float, device: str, planner: str,
                  make_labeller: Callable[[], Any] | None, demo_tasks: dict[str, str | None], skip_explore: bool,
                  tied_moves: bool, precision: str = "fp32", frame_size: int | None = None, teacher: str | None = None,
-                 teacher_scale: float = 0.0) -> None:
+                 teacher_scale: float = 0.0, start: StartConfig | None = None) -> None:
         if workers < 2:
             raise AimcError(f"a rollout pool needs at least 2 workers, got {workers}; use RolloutEngine for one")
         if n_slots < workers:
@@ -107,7 +107,7 @@ class RolloutPool:
             slots = n_slots // workers + (1 if w < n_slots % workers else 0)
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker_main, args=(child, w, policy_dir, world, world_config, slots,
-                                                          stop_on_success, kwargs), daemon=True)
+                                                          stop_on_success, kwargs, start), daemon=True)
             proc.start()
             child.close()
             self.conns.append(parent)

@@ -1,0 +1,232 @@
+"""PPO start states (`PPOConfig.start`): k drawn per episode as configured, the world started in the demonstrator's
+own state k steps before its mark, the memory warmed on the replayed frames and replayed identically by the
+update (ratio 1), no loss on the warm-up, workers that play the same episodes, bad input in one line."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+
+from aimc.cli.app import main
+from tests.finetune.test_ppo import micro_cfg
+
+START = ["start.share=1", "start.back=[1,6]", "start.warmup=4", "tasks=[chop_tree,drink_water]"]
+
+
+def _start(**kw):
+    from aimc.finetune.ppo_config import StartConfig
+
+    return StartConfig(**kw)
+
+
+def test_back_is_drawn_per_episode_between_the_iterations_bounds():
+    from aimc.finetune.ppo_config import back_range_at
+    from aimc.finetune.ppo_start import draw_back
+
+    off = _start()
+    assert all(draw_back(off, 1, 0, i, "chop_tree") is None for i in range(50))  # share 0: off
+    half = _start(share=0.5, back=[2, 9], tasks=["chop_tree"])
+    draws = [draw_back(half, 1, 0, i, "chop_tree") for i in range(4000)]
+    assert all(draw_back(half, 1, 0, i, "place_table") is None for i in range(50))  # not a start task
+    assert draws == [draw_back(half, 1, 0, i, "chop_tree") for i in range(4000)]  # a function of the episode
+    ks = collections.Counter(d for d in draws if d is not None)
+    started = sum(ks.values())
+    assert abs(started / 4000 - 0.5) < 4 * (0.25 / 4000) ** 0.5  # the share, statistically
+    assert set(ks) == set(range(2, 10))
+    assert ks[2] > ks[5] > ks[9]  # log-uniform: the steps nearest the mark most often
+    assert draws != [draw_back(half, 2, 0, i, "chop_tree") for i in range(4000)]  # each iteration its own draws
+
+    grow = _start(share=1.0, back=[1, 4], back_final=[8, 32], anneal_iterations=5)
+    assert [back_range_at(grow, k) for k in (1, 3, 5, 9)] == [(1, 4), (4, 18), (8, 32), (8, 32)]
+    late = [draw_back(grow, 5, 0, i, "x") for i in range(300)]
+    assert min(late) >= 8 and max(late) <= 32 and max(late) > 20
+
+
+@pytest.mark.parametrize("until", ["success", "walled_in", "walled_in_dark"])
+def test_a_start_state_is_the_demonstrators_own_state_k_steps_before_its_mark(until):
+    """The world starts where the task-mode demonstrator was k steps before its mark (the same player, inventory
+    and frame as the demonstrator's own episode), the warm-up holds the frames and actions just before, and the
+    demonstrator's remaining k actions reach the mark."""
+    from aimc.core import keys
+    from aimc.envs import make
+    from aimc.envs.actor import DemonstratorActor
+    from aimc.eval.planner import player_enclosed
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune.ppo_start import DemoStart, StartRequest
+
+    task, demo_task, opts = {"success": ("chop_tree", "collect_wood", {}),
+                             "walled_in": ("wake_up", "wake_up", {"pocket_shelter": True}),  # task mode: sleeps at once
+                             "walled_in_dark": ("wake_up", "wake_up", {"mode": "free"})}[until]  # its first night
+    success = load_suite("crafter-extended").task(task).success
+    start = _start(share=1.0, until=until, warmup=5, max_demo_steps=600, demonstrator=opts)
+    seed = 101  # the demonstrator needs 26 steps to its first wood here
+    # the demonstrator's own episode, frame by frame
+    env = make("crafter", size=64)
+    obs, _ = env.reset(seed=seed)
+    demo = DemonstratorActor({"mode": "task", **opts, "noise_prob": 0.0})
+
+    def marked(env, occ):
+        if until == "success":
+            return success.step(occ) is not None
+        return player_enclosed(env) and (until == "walled_in" or float(env.world.daylight) < 0.35)
+
+    demo.reset(env, seed, demo_task)
+    frames, actions, occ = [obs[keys.POV]], [], {}
+    for t in range(600):
+        a = int(demo.act(env, obs, t == 0))
+        obs, _, term, _, info = env.step(a)
+        assert not term
+        actions.append(a)
+        frames.append(obs[keys.POV])
+        for ev in info[keys.EVENTS]:
+            occ.setdefault(ev, []).append(t)
+        if marked(env, occ):
+            break
+    mark = len(actions)
+    assert mark >= 8 and marked(env, occ)
+    if until == "walled_in_dark":
+        assert mark > 150  # the first dusk
+    for k in (0, 3, mark + 5):
+        wrapped = DemoStart(make("crafter", size=64), start)
+        obs, info = wrapped.reset(seed=seed, options={"start": StartRequest(k, demo_task, success)})
+        begin = max(0, mark - k)
+        assert wrapped.started == {"world_seed": seed, "mark_step": mark, "back": mark - begin}
+        assert np.array_equal(obs[keys.POV], frames[begin]) and info[keys.EVENTS] == []
+        assert [a for _, a in wrapped.warmup] == actions[max(0, begin - 5): begin]
+        assert all(np.array_equal(f, frames[max(0, begin - 5) + i]) for i, (f, _) in enumerate(wrapped.warmup))
+        occ = {}
+        reached = k == 0 and until != "success" and marked(wrapped, occ)
+        for t, a in enumerate(actions[begin:]):
+            _, _, _, _, info = wrapped.step(a)
+            for ev in info[keys.EVENTS]:
+                occ.setdefault(ev, []).append(t)
+            reached = reached or marked(wrapped, occ)
+        assert reached or (k == 0 and until == "success")  # at k = 0 the success step itself was the last replayed
+    plain = DemoStart(make("crafter", size=64), start)
+    obs, _ = plain.reset(seed=seed)  # no request: the world's own reset
+    assert np.array_equal(obs[keys.POV], frames[0]) and plain.warmup == [] and plain.started is None
+
+
+def test_a_world_the_demonstrator_cannot_finish_is_replaced_then_fails_in_one_line():
+    from aimc.core.errors import EpisodeError
+    from aimc.envs import make
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune.ppo_start import DemoStart, StartRequest
+
+    success = load_suite("crafter-extended").task("chop_tree").success
+    env = DemoStart(make("crafter", size=64), _start(share=1.0, max_demo_steps=2, tries=3))
+    with pytest.raises(EpisodeError, match=r"reached the mark 'success' within start.max_demo_steps=2 in none of 3 worlds"):
+        env.reset(seed=5, options={"start": StartRequest(2, "collect_wood", success)})
+    env = DemoStart(make("crafter", size=64), _start(share=1.0, max_demo_steps=60, tries=50))
+    env.reset(seed=5, options={"start": StartRequest(2, "collect_wood", success)})
+    assert env.started is not None and env.started["mark_step"] <= 60
+
+
+def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bundle, tmp_path, monkeypatch):
+    """Every episode starts from a start state: its leading warm-up steps are the demonstrator's replay, the
+    policy acts from there, the update's replay of the warm-up rebuilds the acting memory (first-minibatch ratio 1,
+    which a replay from a fresh memory at the start state would miss), no loss reads the warm-up (advantages are
+    normalised over the policy's own steps), and start-state episodes last k + extra_steps."""
+    from aimc.finetune import ppo as ppo_mod
+    from aimc.finetune import run_ppo
+
+    captured = {}
+    original = ppo_mod.prepare_iteration
+
+    def spy(policy, trajs, goals, cfg):
+        data = original(policy, trajs, goals, cfg)
+        captured.setdefault("data", data)
+        return data
+
+    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", *START, "iterations=1", "value_warmup_iterations=0",
+                          "cond_scale=0", "start.extra_steps=5"), progress=False, log=lambda _: None)
+    (row,) = s["iterations"]
+    assert row["start_episodes"] == 4 and 1 <= row["start_back"] <= 6
+    assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0
+    data = captured["data"]
+    assert all(tr.warm > 0 and tr.start is not None for tr in data.trajs)
+    assert any(tr.warm == 4 for tr in data.trajs)
+    for tr in data.trajs:
+        assert tr.own_steps <= tr.start["back"] + 5
+        assert not tr.logp[: tr.warm].any() and not tr.rewards[: tr.warm].any()
+        assert tr.outcome()["steps"] == tr.own_steps and tr.outcome()["start"] == tr.start
+    own = np.concatenate([a[tr.warm:] for tr, a in zip(data.trajs, data.adv, strict=True)])
+    assert abs(own.mean()) < 1e-5 and abs(own.std() - 1) < 1e-3  # normalised over the policy's own steps
+
+    # the same replay without the warm-up frames would not give the acting log-probabilities
+    from aimc.finetune.ppo import policy_step
+    from aimc.policy import from_pretrained
+    from aimc.train.bundle import AgentBundle
+
+    policy = from_pretrained(AgentBundle.read(tiny_bundle).policy_dir())
+    tr, goal = data.trajs[0], data.goals[0]
+
+    def replay(frames):
+        first = torch.zeros(1, len(frames), dtype=torch.bool)
+        first[0, 0] = True
+        g = torch.from_numpy(np.broadcast_to(goal, (len(frames), goal.shape[-1])).copy())[None]
+        with torch.no_grad():
+            out, _ = policy_step(policy, torch.from_numpy(frames)[None], g, first, None, 0.0)
+        (lp,) = out.logp.values()
+        return lp[0, -(tr.own_steps):].gather(-1, torch.from_numpy(tr.actions[tr.warm:])[:, None])[:, 0].numpy()
+
+    np.testing.assert_allclose(replay(tr.frames), tr.logp[tr.warm:], atol=1e-4)
+    assert np.abs(replay(tr.frames[tr.warm:]) - tr.logp[tr.warm:]).max() > 1e-4
+
+
+def test_rollout_workers_play_the_same_start_states(tiny_bundle, tmp_path):
+    from aimc.finetune.ppo import prepare
+    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine, make_jobs
+    from aimc.finetune.ppo_workers import RolloutPool
+
+    cfg, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "run", *START, "start.share=0.5", "episodes_per_iteration=6",
+                                  "envs=4"))
+    specs = {s.name: s for s in plan.specs}
+    jobs = make_jobs(plan.specs, cfg.episodes_per_iteration, 1, cfg.seed, cfg.start)
+    assert any(j.back is None for j in jobs) and any(j.back is not None for j in jobs)
+    actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__)
+    ref = RolloutEngine(plan.world, plan.world_config, cfg.envs, True, cfg.start).play(
+        actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    with RolloutPool(2, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs, True,
+                     cond_scale=plan.cond_scale, device="cpu", planner="none", make_labeller=None,
+                     demo_tasks={s.name: s.demo_task for s in plan.specs}, skip_explore=False, tied_moves=False,
+                     start=cfg.start) as pool:
+        got = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    for a, b in zip(ref, got, strict=True):
+        assert a.start == b.start and a.warm == b.warm and np.array_equal(a.frames[: a.warm + 1], b.frames[: b.warm + 1])
+        assert (a.start is None) == (a.job.back is None)
+
+
+def test_start_state_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path, capsys):
+    from aimc.core.errors import ConfigError, UnknownNameError
+    from aimc.finetune import load_ppo_config
+
+    for sets, err, message in (
+        (["start.share=1.5"], ConfigError, "start.share must be in [0, 1]"),
+        (["start.until=sunrise"], ConfigError, "start.until: expected one of success, walled_in, walled_in_dark"),
+        (["start.back=[5,2]"], ConfigError, "start.back: expected [lo, hi]"),
+        (["start.back_final=[4,9]"], ConfigError, "start.anneal_iterations >= 2"),
+        (["start.tasks=[eat_cow]"], UnknownNameError, "start.tasks: 'eat_cow' is not one of the run's tasks"),
+        (["start.warmup=-1"], ConfigError, "start.warmup must be >= 0"),
+    ):
+        with pytest.raises(err, match=message.replace("[", r"\[")):
+            load_ppo_config("ppo-micro", sets)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nworld: crafter\ntasks:\n  - name: table_or_wood\n    success: {all: [place_table, collect_wood]}\n"
+                     "    prompts: [place a table]\n    max_steps: 10\n")
+    out = tmp_path / "run"
+    for sets, message in (
+        (["start.share=1", f"suite={suite}", "tasks=[table_or_wood]"], "name no demo_task in the suite"),
+        (["start.share=1", "start.demonstrator={speed: 3}"], "speed"),
+        (["start.share=1", "start.back=[2]"], "start.back: expected [lo, hi]"),
+    ):
+        args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
+                *[a for s in sets for a in ("--set", s)]]
+        assert main(args) == 2, message
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()

@@ -93,7 +93,8 @@ def test_a_start_state_is_the_demonstrators_own_state_k_steps_before_its_mark(un
         wrapped = DemoStart(make("crafter", size=64), start)
         obs, info = wrapped.reset(seed=seed, options={"start": StartRequest(k, demo_task, success)})
         begin = max(0, mark - k)
-        assert wrapped.started == {"world_seed": seed, "mark_step": mark, "back": mark - begin}
+        assert wrapped.started == {"world_seed": seed, "mark_step": mark, "back": mark - begin,
+                                   "reached": int(k == 0 and until != "success")}  # walled in already at k = 0
         assert np.array_equal(obs[keys.POV], frames[begin]) and info[keys.EVENTS] == []
         assert [a for _, a in wrapped.warmup] == actions[max(0, begin - 5): begin]
         assert all(np.array_equal(f, frames[max(0, begin - 5) + i]) for i, (f, _) in enumerate(wrapped.warmup))
@@ -105,6 +106,7 @@ def test_a_start_state_is_the_demonstrators_own_state_k_steps_before_its_mark(un
                 occ.setdefault(ev, []).append(t)
             reached = reached or marked(wrapped, occ)
         assert reached or (k == 0 and until == "success")  # at k = 0 the success step itself was the last replayed
+        assert wrapped.started["reached"] == int(reached)  # the episode's own steps reached the mark
     plain = DemoStart(make("crafter", size=64), start)
     obs, _ = plain.reset(seed=seed)  # no request: the world's own reset
     assert np.array_equal(obs[keys.POV], frames[0]) and plain.warmup == [] and plain.started is None
@@ -145,7 +147,7 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
     s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", *START, "iterations=1", "value_warmup_iterations=0",
                           "cond_scale=0", "start.extra_steps=5"), progress=False, log=lambda _: None)
     (row,) = s["iterations"]
-    assert row["start_episodes"] == 4 and 1 <= row["start_back"] <= 6
+    assert row["start_episodes"] == 4 and 1 <= row["start_back"] <= 6 and 0 <= row["start_reached"] <= 1
     assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0
     data = captured["data"]
     assert all(tr.warm > 0 and tr.start is not None for tr in data.trajs)
@@ -212,6 +214,7 @@ def test_start_state_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path
         (["start.back_final=[4,9]"], ConfigError, "start.anneal_iterations >= 2"),
         (["start.tasks=[eat_cow]"], UnknownNameError, "start.tasks: 'eat_cow' is not one of the run's tasks"),
         (["start.warmup=-1"], ConfigError, "start.warmup must be >= 0"),
+        (["start.bc_coef=-1"], ConfigError, "start.bc_coef must be >= 0"),
     ):
         with pytest.raises(err, match=message.replace("[", r"\[")):
             load_ppo_config("ppo-micro", sets)
@@ -230,3 +233,102 @@ def test_start_state_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
         assert not out.exists()
+
+
+def test_start_bc_clones_the_demonstrators_replayed_actions_on_the_warm_up(tiny_bundle, tmp_path, monkeypatch):
+    """`start.bc_coef`: the update adds the mean NLL of the demonstrator's own actions on the warm-up steps (the
+    replay that led it to the start state), computed here independently from one replay of each whole episode."""
+    from aimc.finetune import ppo as ppo_mod
+    from aimc.finetune import run_ppo
+    from aimc.finetune.ppo import make_optimizer, policy_step, ppo_update
+    from aimc.policy import from_pretrained
+    from aimc.train.bundle import AgentBundle
+
+    captured = {}
+    original = ppo_mod.prepare_iteration
+
+    def spy(policy, trajs, goals, cfg):
+        data = original(policy, trajs, goals, cfg)
+        captured.setdefault("data", data)
+        return data
+
+    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    sets = [*START, "iterations=1", "value_warmup_iterations=0", "cond_scale=0", "start.extra_steps=5"]
+    off = run_ppo(micro_cfg(tiny_bundle, tmp_path / "off", *sets), progress=False, log=lambda _: None)
+    assert "start_bc_nll" not in off["iterations"][0]
+    on = run_ppo(micro_cfg(tiny_bundle, tmp_path / "on", *sets, "start.bc_coef=0.5"), progress=False, log=lambda _: None)
+    assert on["iterations"][0]["start_bc_nll"] > 0
+    data = captured["data"]
+    policy = from_pretrained(AgentBundle.read(tiny_bundle).policy_dir())
+    with torch.no_grad():
+        total = 0.0
+        for tr, goal in zip(data.trajs, data.goals, strict=True):
+            first = torch.zeros(1, tr.steps, dtype=torch.bool)
+            first[0, 0] = True
+            g = torch.from_numpy(np.broadcast_to(goal, (tr.steps, goal.shape[-1])).copy())[None]
+            out, _ = policy_step(policy, torch.from_numpy(tr.frames)[None], g, first, None, 0.0)
+            (lp,) = out.logp.values()
+            total -= float(lp[0, : tr.warm].gather(-1, torch.from_numpy(tr.actions[: tr.warm])[:, None]).sum())
+    ref = total / sum(tr.warm for tr in data.trajs)
+    cfg = micro_cfg(tiny_bundle, tmp_path / "x", *sets, "start.bc_coef=0.5", "epochs=1", "minibatch_episodes=4")
+    data.anchor = None
+    stats = ppo_update(policy, make_optimizer(policy, cfg), data, cfg, 1, 0.0, warmup=False)
+    assert stats["optimizer_steps"] == 1 and stats["start_bc_nll"] == pytest.approx(ref, rel=1e-4)
+
+
+def test_success_at_mark_ends_a_start_episode_where_its_own_play_reaches_the_mark():
+    """`start.success_at_mark`: the step a start-state episode's own play reaches the demonstrator's mark (here
+    walled in, by the demonstrator's remaining actions) pays `reward.success` and ends the episode; without it,
+    the same steps pay nothing (the task, waking up, is hours away); k = 0 is refused with it."""
+    from aimc.core.errors import ConfigError
+    from aimc.envs import Step, make
+    from aimc.envs.actor import DemonstratorActor
+    from aimc.eval.planner import player_enclosed
+    from aimc.eval.tasks import load_suite
+    from aimc.finetune import RewardConfig, load_ppo_config
+    from aimc.finetune.ppo_rollout import RewardHook, SuccessStop, TaskSpec, _Buffer
+    from aimc.finetune.ppo_start import DemoStart, StartRequest
+
+    success = load_suite("crafter-extended").task("wake_up").success
+    spec = TaskSpec("wake_up", success, ("sleep",), (), "wake_up")
+    opts = {"pocket_shelter": True}
+    env = make("crafter", size=64)
+    obs, _ = env.reset(seed=101)
+    demo = DemonstratorActor({"mode": "task", **opts, "noise_prob": 0.0})
+    demo.reset(env, 101, "wake_up")
+    actions = []
+    while not player_enclosed(env):
+        actions.append(int(demo.act(env, obs, not actions)))
+        obs, *_ = env.step(actions[-1])
+    for mark in (True, False):
+        world = SuccessStop(DemoStart(make("crafter", size=64), _start(share=1.0, until="walled_in", demonstrator=opts)))
+        world.success, world.mark = success, mark
+        buf = _Buffer(np.zeros(2, np.float32))
+        hook = RewardHook(spec, RewardConfig(success=1.0), buf, mark=mark)
+        obs, info = world.reset(seed=101, options={"start": StartRequest(3, "wake_up")})
+        hook.on_reset(world, obs, info)
+        ends = []
+        for t, a in enumerate(actions[-3:]):
+            nxt, r, term, trunc, info = world.step(a)
+            hook.on_step(world, Step(t, obs, a, nxt, r, term, trunc, info))
+            ends.append(trunc)
+            obs = nxt
+        assert ends == [False, False, mark]
+        assert buf.rewards == ([0.0, 0.0, 1.0] if mark else [0.0, 0.0, 0.0])
+        assert hook.success_step == (2 if mark else None)
+    with pytest.raises(ConfigError, match="start.success_at_mark needs k >= 1"):
+        load_ppo_config("ppo-micro", ["start.success_at_mark=true", "start.back=[0,4]"])
+
+
+def test_the_night_preset_runs_from_the_demonstrators_first_night(tiny_bundle, tmp_path):
+    """Preset ppo-night, cut to one small iteration: every episode starts before the free-play demonstrator's first
+    night's seal (dark, past step 150), with k in the first rung's range, and ends by k + 10 steps or at the seal."""
+    from aimc.finetune import load_ppo_config, run_ppo
+
+    cfg = load_ppo_config("ppo-night", ["iterations=1", "episodes_per_iteration=2", "envs=2", "rollout_workers=1",
+                                        "value_warmup_iterations=0"], bundle=str(tiny_bundle), out=str(tmp_path / "run"))
+    assert cfg.start.until == "walled_in_dark" and cfg.start.success_at_mark and cfg.tasks == ["wake_up"]
+    s = run_ppo(cfg, progress=False, log=lambda _: None)
+    (row,) = s["iterations"]
+    assert row["start_episodes"] == 2 and 1 <= row["start_back"] <= 6 and row["episode_len"] <= 16
+    assert s["planner"] == "chain-rest"

@@ -26,7 +26,7 @@ from aimc.cli.app import CRASH_RETRIES_HELP, supervised, train_app
 def train_ppo_cmd(
     bundle: str | None = typer.Option(None, help="Agent bundle to start from (default: the shipped agent)."),
     out: Path = typer.Option(..., help="Run directory (resumed when it holds this PPO run)."),
-    preset: str = typer.Option("ppo-crafter", help="PPO preset (ppo-crafter, ppo-micro) or a YAML path."),
+    preset: str = typer.Option("ppo-crafter", help="PPO preset (ppo-crafter, ppo-distill, ppo-night, ppo-micro) or a YAML path."),
     task: list[str] = typer.Option([], help="Suite task to train on (e.g. chop_tree); repeat for several."),
     iterations: int | None = typer.Option(None, help="PPO iterations K."),
     seed: int | None = typer.Option(None, help="Seed for worlds, prompts, sampling and minibatch order."),

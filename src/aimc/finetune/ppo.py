@@ -327,6 +327,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
     bc_nll: list[float] = []
     expert_sum, expert_on = 0.0, cfg.expert.coef > 0 and data.trajs[0].labels is not None and not warmup
     teacher_sum, teacher_on = 0.0, cfg.teacher_coef > 0 and data.trajs[0].teacher_logp is not None and not warmup
+    warm_sum, warm_on = 0.0, cfg.start.bc_coef > 0 and any(tr.warm for tr in data.trajs) and not warmup
     grad_norms: list[float] = []
     ratio_dev_first = 0.0
     steps = 0
@@ -337,6 +338,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
             mb = _minibatch(data, perm[lo: lo + cfg.minibatch_episodes].tolist(), cfg.device)
             lengths = torch.as_tensor(mb.lengths, device=cfg.device)
             own = float(sum(data.trajs[i].own_steps for i in perm[lo: lo + cfg.minibatch_episodes]))
+            warm_steps = float(sum(data.trajs[i].warm for i in perm[lo: lo + cfg.minibatch_episodes]))
             replay = _Replay(policy, cond_scale)
             if expert_on:  # labelled steps of the minibatch (padding is 0, a label; lengths mask it)
                 valid = torch.arange(mb.tensors["labels"].shape[1])[None] < torch.as_tensor(mb.lengths)[:, None]
@@ -356,7 +358,9 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 anchor = {h[len("anchor_"):]: v for h, v in tens.items() if h.startswith("anchor_")}
                 kl = kl_categorical(logp, anchor) if anchor and not warmup else torch.zeros_like(vpred)
                 mask = torch.arange(sl.start, sl.stop, device=pov.device)[None] < lengths[:n, None]  # (n, t)
-                if "own" in tens:  # a start state's warm-up steps build the memory but take no loss
+                warm_mask = None
+                if "own" in tens:  # a start state's warm-up steps build the memory but take no PPO loss
+                    warm_mask = mask & (tens["own"] <= 0)
                     mask = mask & (tens["own"] > 0)
                 lp_new = log_prob(logp, {h: tens["actions"] for h in logp})
                 terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,
@@ -376,6 +380,11 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                     nll = -torch.where(lab, set_lp, torch.zeros_like(set_lp)).sum() / max(mb_labelled, 1)
                     terms["loss"] = terms["loss"] + cfg.expert.coef * nll
                     expert_sum += float(nll.detach())
+                if warm_on and warm_mask is not None and warm_steps:  # clone the demonstrator's replayed actions
+                    lp_warm = torch.where(warm_mask, lp_new, torch.zeros_like(lp_new))
+                    nll_w = -lp_warm.sum() / warm_steps
+                    terms["loss"] = terms["loss"] + cfg.start.bc_coef * nll_w
+                    warm_sum += float(nll_w.detach())
                 if terms["loss"].requires_grad:
                     terms["loss"].backward()
                 for key in STAT_KEYS:
@@ -402,6 +411,8 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
         stats["expert_nll"] = expert_sum / max(steps, 1)
     if teacher_on:
         stats["kl_teacher"] = teacher_sum / max(steps, 1)
+    if warm_on:
+        stats["start_bc_nll"] = warm_sum / max(steps, 1)
     return {**stats, "grad_norm": float(np.mean(grad_norms)), "ratio_dev_first": ratio_dev_first, "optimizer_steps": steps}
 
 
@@ -645,6 +656,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
     started = [tr for tr in trajs if tr.start is not None]
     if started:  # how the start-state episodes went: k, and whether they died
         stats = {**stats, "start_episodes": len(started), "start_back": float(np.mean([tr.start["back"] for tr in started])),
+                 "start_reached": float(np.mean([tr.start["reached"] for tr in started])),
                  "start_success": float(np.mean([tr.success for tr in started])),
                  "start_return": float(np.mean([tr.rewards.sum() for tr in started]))}
     if trajs and trajs[0].labels is not None:  # how often the learner did what the expert would have done
@@ -666,7 +678,8 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "lr", "entropy",
            "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
-           "expert_agreement", "expert_labelled", "kl_teacher", "start_back", "start_success", "start_return", "wall_s")
+           "expert_agreement", "expert_labelled", "kl_teacher", "start_back", "start_reached", "start_success", "start_return",
+           "start_bc_nll", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""

@@ -152,6 +152,15 @@ class StartConfig:
     """A start-state episode lasts at most k + this many steps (never more than `max_steps`); None = `max_steps`."""
     warmup: int = 32
     """Replayed frames before the start state that the policy's memory reads (its own actions are not taken)."""
+    success_at_mark: bool = False
+    """A start-state episode also succeeds at the step its own play reaches the mark (`reward.success` paid, and
+    with `stop_on_success` it ends there): the curriculum's goal is then the demonstrator's mark itself, as in a
+    backward curriculum from a demonstration, rather than the task's success farther on (a night's seal is hours
+    before the wake-up that ends the task)."""
+    bc_coef: float = 0.0
+    """Weight of the mean NLL of the demonstrator's own actions on those warm-up steps (the steps that led it to
+    the start state: for a night's seal, building the shelter), added to every update outside the value warm-up;
+    0 = they only warm the memory."""
     max_demo_steps: int = 1000
     """Steps the demonstrator gets to reach the mark; a world where it does not (or dies) is replaced by the next
     world derived from the episode's seed."""
@@ -389,6 +398,9 @@ def check_start(start: StartConfig, tasks: list[str]) -> None:
         if start.anneal_iterations < 2:
             raise ConfigError(f"start.back_final needs start.anneal_iterations >= 2 (the iteration it is reached at), "
                               f"got {start.anneal_iterations}")
+    if start.success_at_mark and min(start.back[0], *(start.back_final or start.back)) < 1:
+        raise ConfigError("start.success_at_mark needs k >= 1 (the lower ends of start.back and start.back_final): at "
+                          "k = 0 an episode starts at the mark and would succeed without acting")
     if start.extra_steps is not None and start.extra_steps < 1:
         raise ConfigError(f"start.extra_steps must be >= 1 or null, got {start.extra_steps}")
     for name in ("max_demo_steps", "tries"):
@@ -396,6 +408,8 @@ def check_start(start: StartConfig, tasks: list[str]) -> None:
             raise ConfigError(f"start.{name} must be >= 1, got {getattr(start, name)}")
     if start.warmup < 0:
         raise ConfigError(f"start.warmup must be >= 0, got {start.warmup}")
+    if start.bc_coef < 0:
+        raise ConfigError(f"start.bc_coef must be >= 0 (0 = off), got {start.bc_coef}")
     if not isinstance(start.demonstrator, dict):
         raise ConfigError(f"start.demonstrator: expected a mapping of demonstrator options, got {start.demonstrator!r}")
 

@@ -280,13 +280,21 @@ class _Buffer:
     warm: int = 0  # leading steps replayed from the demonstrator before a start state
 
 
+def at_mark(env: Any) -> bool:
+    """Whether a start-state episode's own steps have reached the demonstrator's mark (`DemoStart.started`)."""
+    started = getattr(env, "started", None)
+    return bool(started and started["reached"])
+
+
 class SuccessStop:
     """The world, except that the step at which `success` (the episode's predicate; None = never) first holds
-    ends the episode (truncated, as `aimc.envs.StopAtEvent` does for one event). Other attributes are the world's."""
+    ends the episode (truncated, as `aimc.envs.StopAtEvent` does for one event), and with `mark` so does the
+    step a start-state episode reaches the demonstrator's mark. Other attributes are the world's."""
 
     def __init__(self, env: Any) -> None:
         self.env = env
         self.success: Success | None = None
+        self.mark = False
         self._occ: dict[str, list[int]] = {}
         self._t = 0
 
@@ -302,7 +310,7 @@ class SuccessStop:
         for ev in info.get(keys.EVENTS, []):
             self._occ.setdefault(ev, []).append(self._t)
         self._t += 1
-        done = self.success is not None and self.success.step(self._occ) is not None
+        done = self.success is not None and (self.success.step(self._occ) is not None or (self.mark and at_mark(self.env)))
         return obs, reward, terminated, truncated or done, info
 
 
@@ -312,8 +320,11 @@ class RewardHook(EpisodeHook):
     `approach` the discounted change of the approach potential (`approach_potential`; 0 after the end), and
     `health` times the step's change of the player's health, and `shelter` for each dark step walled in."""
 
-    def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer, gamma: float = 1.0) -> None:
+    def __init__(self, spec: TaskSpec, reward: RewardConfig, buffer: _Buffer, gamma: float = 1.0,
+                 mark: bool = False) -> None:
         self.spec, self.reward, self.buffer, self.gamma = spec, reward, buffer, gamma
+        self.mark = mark
+        """A start-state episode that succeeds when it reaches the demonstrator's mark (`StartConfig.success_at_mark`)."""
         self.occ: dict[str, list[int]] = {}
         self.success_step: int | None = None
         self.died = False
@@ -339,7 +350,7 @@ class RewardHook(EpisodeHook):
             if ev in self.spec.shaping and ev not in self.occ:
                 r += self.reward.shaping
             self.occ.setdefault(ev, []).append(step.t)
-        if self.success_step is None and self.spec.success.step(self.occ) is not None:
+        if self.success_step is None and (self.spec.success.step(self.occ) is not None or (self.mark and at_mark(env))):
             self.success_step = step.t
             r += self.reward.success
         if step.terminated:
@@ -558,7 +569,8 @@ class RolloutEngine:
                     job = queue.popleft()
                     spec = specs[job.task]
                     buffer = actor.begin(slot, goals[job.prompt])
-                    hook = RewardHook(spec, reward, buffer, gamma)
+                    mark = job.back is not None and self.start is not None and self.start.success_at_mark
+                    hook = RewardHook(spec, reward, buffer, gamma, mark)
                     playing[slot] = _Playing(job, hook, buffer)
                     options, steps = None, max_steps
                     if job.back is not None:
@@ -573,6 +585,7 @@ class RolloutEngine:
                     self.lockstep.start(slot, actor, job.world_seed, steps, actor_seed=job.actor_seed, task=job.task,
                                         prompt=job.prompt, hooks=[hook], tag=job.index, options=options)
                     self.lockstep.envs[slot].success = spec.success if self.stop_on_success else None
+                    self.lockstep.envs[slot].mark = mark
                 ended = list(self.lockstep.step())
                 for t in self._finish(actor, [(o, playing.pop(o.slot)) for o in ended]):
                     done[t.job.index] = t

@@ -73,7 +73,11 @@ class DemoStart:
         self.warmup: list[tuple[np.ndarray, int]] = []
         """The replayed (frame, action) pairs just before the start state, oldest first; [] after a plain reset."""
         self.started: dict[str, int] | None = None
-        """{world_seed, mark_step, back} of the last start-state reset (the world played, T and k); else None."""
+        """{world_seed, mark_step, back, reached} of the last start-state reset: the world played, T, k, and
+        whether the episode's own steps have reached the mark themselves (1) or not yet (0); else None."""
+        self._request: StartRequest | None = None
+        self._occ: dict[str, list[int]] = {}
+        self._t = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.env, name)
@@ -81,7 +85,7 @@ class DemoStart:
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         opts = dict(options or {})
         request: StartRequest | None = opts.pop("start", None)
-        self.warmup, self.started = [], None
+        self.warmup, self.started, self._request, self._occ, self._t = [], None, request, {}, 0
         if request is None:
             return self.env.reset(seed=seed, options=opts or None)
         if seed is None:
@@ -103,8 +107,28 @@ class DemoStart:
             if t >= begin - self.config.warmup:
                 self.warmup.append((obs[keys.POV], int(a)))
             obs, _, _, _, info = self.env.step(a)
-        self.started = {"world_seed": int(world), "mark_step": len(actions), "back": len(actions) - begin}
+        self.started = {"world_seed": int(world), "mark_step": len(actions), "back": len(actions) - begin,
+                        "reached": int(self.config.until != "success" and self._marked({}))}
         return obs, {**info, keys.EVENTS: []}  # the replay's last events are not the episode's
+
+    def step(self, action: int) -> Any:
+        out = self.env.step(action)
+        if self.started is not None and not self.started["reached"]:
+            for ev in out[4].get(keys.EVENTS, []):
+                self._occ.setdefault(ev, []).append(self._t)
+            self.started["reached"] = int(self._marked(self._occ))
+        self._t += 1
+        return out
+
+    def _marked(self, occ: dict[str, list[int]]) -> bool:
+        """Whether the mark holds now (`occ`: the events so far, for the success mark)."""
+        if self.config.until == "success":
+            request = self._request
+            return request is not None and request.success is not None and request.success.step(occ) is not None
+        from aimc.eval.planner import player_enclosed
+
+        dark = self.config.until == "walled_in" or float(self.env.world.daylight) < self.dusk
+        return dark and player_enclosed(self.env)
 
     def _play_to_mark(self, world: int, request: StartRequest) -> list[int] | None:
         """The demonstrator's actions from the reset of `world` up to the step the mark first holds, or None."""
@@ -118,15 +142,8 @@ class DemoStart:
             obs, _, terminated, truncated, info = self.env.step(a)
             if terminated or truncated:
                 return None
-            if self.config.until in ("walled_in", "walled_in_dark"):
-                from aimc.eval.planner import player_enclosed
-
-                dark = self.config.until == "walled_in" or float(self.env.world.daylight) < self.dusk
-                if dark and player_enclosed(self.env):
-                    return actions
-                continue
             for ev in info.get(keys.EVENTS, []):
                 occ.setdefault(ev, []).append(t)
-            if request.success is not None and request.success.step(occ) is not None:
+            if self._marked(occ):
                 return actions
         return None

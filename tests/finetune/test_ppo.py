@@ -34,6 +34,39 @@ def stable(summary: dict) -> dict:
     return s
 
 
+def capture_first_iteration(monkeypatch) -> dict:
+    """Patch the run so the first iteration's `IterationData` lands in the returned dict under "data"."""
+    from aimc.finetune import ppo as ppo_mod
+
+    captured: dict = {}
+    original = ppo_mod.prepare_iteration
+
+    def spy(policy, trajs, goals, cfg):
+        data = original(policy, trajs, goals, cfg)
+        captured.setdefault("data", data)
+        return data
+
+    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    return captured
+
+
+TWO_STEP_SUITE = ("name: s\nworld: crafter\ntasks:\n  - name: table_or_wood\n    success: {all: [place_table, collect_wood]}\n"
+                  "    prompts: [place a table]\n    max_steps: 10\n")
+"""A suite whose one task names no demo_task (the demonstrator has nothing to pursue)."""
+
+
+def refused_in_one_line(bundle: Path, out: Path, cases, capsys) -> None:
+    """Each (sets, message): `aimc train ppo --preset ppo-micro` with those overrides exits 2 with one error line
+    holding `message`, and writes nothing."""
+    for sets, message in cases:
+        args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(bundle), "--out", str(out),
+                *[a for s in sets for a in ("--set", s)]]
+        assert main(args) == 2, message
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------- the maths
 def naive_gae(rewards, values, bootstrap, gamma, lam):
     """Textbook GAE for one episode, one step at a time."""
@@ -807,21 +840,12 @@ def test_expert_labels_are_the_demonstrators_and_their_nll_moves_the_update(tiny
     from aimc.core.seeding import derive_seed
     from aimc.envs import make
     from aimc.envs.demo import CrafterDemonstrator, DemonstratorConfig
-    from aimc.finetune import ppo as ppo_mod
     from aimc.finetune import run_ppo
     from aimc.finetune.ppo import acting_logp, make_optimizer, policy_step, ppo_update
     from aimc.policy import from_pretrained
     from aimc.train.bundle import AgentBundle
 
-    captured = {}
-    original = ppo_mod.prepare_iteration
-
-    def spy(policy, trajs, goals, cfg):
-        data = original(policy, trajs, goals, cfg)
-        captured.setdefault("data", data)
-        return data
-
-    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    captured = capture_first_iteration(monkeypatch)
     common = ["iterations=1", "value_warmup_iterations=0", "max_steps=16", "tasks=[chop_tree,drink_water]"]
     runs = {}
     for coef in (0, 1):
@@ -885,19 +909,11 @@ def test_expert_labels_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_pa
     with pytest.raises(ConfigError, match="expert.coef must be >= 0"):
         load_ppo_config("ppo-micro", ["expert.coef=-1"])
     suite = tmp_path / "suite.yaml"
-    suite.write_text("name: s\nworld: crafter\ntasks:\n  - name: table_or_wood\n    success: {all: [place_table, collect_wood]}\n"
-                     "    prompts: [place a table]\n    max_steps: 10\n")
-    out = tmp_path / "run"
-    for sets, message in (
+    suite.write_text(TWO_STEP_SUITE)
+    refused_in_one_line(tiny_bundle, tmp_path / "run", (
         (["expert.coef=1", f"suite={suite}", "tasks=[table_or_wood]"], "name no demo_task in the suite"),
         (["expert.coef=1", "expert.demonstrator={speed: 3}"], "speed"),
-    ):
-        args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
-                *[a for s in sets for a in ("--set", s)]]
-        assert main(args) == 2, message
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and message in err, err
-        assert not out.exists()
+    ), capsys)
 
 
 # ------------------------------------------------------------------------------------------- distillation

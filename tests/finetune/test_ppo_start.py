@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from aimc.cli.app import main
-from tests.finetune.test_ppo import micro_cfg
+from tests.finetune.test_ppo import TWO_STEP_SUITE, capture_first_iteration, micro_cfg, refused_in_one_line
 
 START = ["start.share=1", "start.back=[1,6]", "start.warmup=4", "tasks=[chop_tree,drink_water]"]
 
@@ -132,18 +131,9 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
     policy acts from there, the update's replay of the warm-up rebuilds the acting memory (first-minibatch ratio 1,
     which a replay from a fresh memory at the start state would miss), no loss reads the warm-up (advantages are
     normalised over the policy's own steps), and start-state episodes last k + extra_steps."""
-    from aimc.finetune import ppo as ppo_mod
     from aimc.finetune import run_ppo
 
-    captured = {}
-    original = ppo_mod.prepare_iteration
-
-    def spy(policy, trajs, goals, cfg):
-        data = original(policy, trajs, goals, cfg)
-        captured.setdefault("data", data)
-        return data
-
-    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    captured = capture_first_iteration(monkeypatch)
     s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", *START, "iterations=1", "value_warmup_iterations=0",
                           "cond_scale=0", "start.extra_steps=5"), progress=False, log=lambda _: None)
     (row,) = s["iterations"]
@@ -219,40 +209,23 @@ def test_start_state_bad_input_in_one_line_nothing_written(tiny_bundle, tmp_path
         with pytest.raises(err, match=message.replace("[", r"\[")):
             load_ppo_config("ppo-micro", sets)
     suite = tmp_path / "suite.yaml"
-    suite.write_text("name: s\nworld: crafter\ntasks:\n  - name: table_or_wood\n    success: {all: [place_table, collect_wood]}\n"
-                     "    prompts: [place a table]\n    max_steps: 10\n")
-    out = tmp_path / "run"
-    for sets, message in (
+    suite.write_text(TWO_STEP_SUITE)
+    refused_in_one_line(tiny_bundle, tmp_path / "run", (
         (["start.share=1", f"suite={suite}", "tasks=[table_or_wood]"], "name no demo_task in the suite"),
         (["start.share=1", "start.demonstrator={speed: 3}"], "speed"),
         (["start.share=1", "start.back=[2]"], "start.back: expected [lo, hi]"),
-    ):
-        args = ["train", "ppo", "--preset", "ppo-micro", "--bundle", str(tiny_bundle), "--out", str(out),
-                *[a for s in sets for a in ("--set", s)]]
-        assert main(args) == 2, message
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and message in err, err
-        assert not out.exists()
+    ), capsys)
 
 
 def test_start_bc_clones_the_demonstrators_replayed_actions_on_the_warm_up(tiny_bundle, tmp_path, monkeypatch):
     """`start.bc_coef`: the update adds the mean NLL of the demonstrator's own actions on the warm-up steps (the
     replay that led it to the start state), computed here independently from one replay of each whole episode."""
-    from aimc.finetune import ppo as ppo_mod
     from aimc.finetune import run_ppo
     from aimc.finetune.ppo import make_optimizer, policy_step, ppo_update
     from aimc.policy import from_pretrained
     from aimc.train.bundle import AgentBundle
 
-    captured = {}
-    original = ppo_mod.prepare_iteration
-
-    def spy(policy, trajs, goals, cfg):
-        data = original(policy, trajs, goals, cfg)
-        captured.setdefault("data", data)
-        return data
-
-    monkeypatch.setattr(ppo_mod, "prepare_iteration", spy)
+    captured = capture_first_iteration(monkeypatch)
     sets = [*START, "iterations=1", "value_warmup_iterations=0", "cond_scale=0", "start.extra_steps=5"]
     off = run_ppo(micro_cfg(tiny_bundle, tmp_path / "off", *sets), progress=False, log=lambda _: None)
     assert "start_bc_nll" not in off["iterations"][0]

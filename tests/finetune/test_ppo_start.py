@@ -134,9 +134,11 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
     from aimc.finetune import run_ppo
 
     captured = capture_first_iteration(monkeypatch)
+    lines: list[str] = []
     s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run", *START, "iterations=1", "value_warmup_iterations=0",
-                          "cond_scale=0", "start.extra_steps=5"), progress=False, log=lambda _: None)
+                          "cond_scale=0", "start.extra_steps=5"), progress=False, log=lines.append)
     (row,) = s["iterations"]
+    assert "start states 4 (mean k " in lines[0]
     assert row["start_episodes"] == 4 and 1 <= row["start_back"] <= 6 and 0 <= row["start_reached"] <= 1
     assert row["ratio_dev_first"] < 1e-4 and row["kl_anchor"] > 0
     data = captured["data"]

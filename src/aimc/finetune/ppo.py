@@ -835,6 +835,8 @@ def format_line(row: dict[str, Any], iterations: int) -> str:
             + (f"expert NLL {row['expert_nll']:.3f}, " if row.get("expert_nll") is not None else "")
             + (f"expert agreement {row['expert_agreement']:.2f}, " if row.get("expert_agreement") is not None else "")
             + (f"KL to the teacher {row['kl_teacher']:.4f}, " if row.get("kl_teacher") is not None else "")
+            + (f"start states {row['start_episodes']} (mean k {row['start_back']:.1f}, reached the mark "
+               f"{row['start_reached']:.2f}), " if row.get("start_episodes") else "")
             + f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
 
 

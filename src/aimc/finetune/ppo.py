@@ -654,7 +654,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
     wins = [tr.success_step + 1 for tr in trajs if tr.success_step is not None]
     n = len(trajs)
     started = [tr for tr in trajs if tr.start is not None]
-    if started:  # how the start-state episodes went: k, and whether they died
+    if started:  # how the start-state episodes went: k, whether they reached the mark, success and return
         stats = {**stats, "start_episodes": len(started), "start_back": float(np.mean([tr.start["back"] for tr in started])),
                  "start_reached": float(np.mean([tr.start["reached"] for tr in started])),
                  "start_success": float(np.mean([tr.success for tr in started])),

@@ -124,7 +124,7 @@ the light is below the demonstrator's `night_daylight` (its night's seal)."""
 class StartConfig:
     """Episodes that begin a few steps before the scripted demonstrator reaches a mark: a backward curriculum.
 
-    For a start-state episode the demonstrator (task mode, no noise) plays its world from the reset until `until`
+    For a start-state episode the demonstrator (no noise; task mode unless `demonstrator` says free) plays its world from the reset until `until`
     holds at step T; the world is then replayed to step T - k and the policy plays from there. k is drawn per
     episode between the iteration's bounds (`back`, moved toward `back_final`), log-uniformly, so the last steps
     before the mark are trained most while the far ones are still seen. Why: a reward the policy almost never

@@ -25,6 +25,7 @@ import numpy as np
 from aimc.core import keys
 from aimc.core.errors import EpisodeError
 from aimc.core.seeding import derive_seed
+from aimc.eval.planner import player_enclosed
 from aimc.eval.tasks import Success
 from aimc.finetune.ppo_config import StartConfig, back_range_at
 
@@ -125,8 +126,6 @@ class DemoStart:
         if self.config.until == "success":
             request = self._request
             return request is not None and request.success is not None and request.success.step(occ) is not None
-        from aimc.eval.planner import player_enclosed
-
         dark = self.config.until == "walled_in" or float(self.env.world.daylight) < self.dusk
         return dark and player_enclosed(self.env)
 

@@ -4,6 +4,7 @@
     python benchmarks/bench_night.py rungs --bundle B --worlds 24 --ks 1,2,4,8,16
     python benchmarks/bench_night.py own --bundle B                        # 24 worlds, chain-prepare, 400 steps
     python benchmarks/bench_night.py own --bundle B --prompt "mine stone" --planner chain-rest --steps 500
+    python benchmarks/bench_night.py dusk --bundle B                       # 24 worlds, k = 1,2,4,8,16,32
 
 Why: `aimc eval tasks` says that an agent dies and when, not whether it ever sheltered; the night is where every
 shipped agent dies (docs/results.md), so work on it needs its own measure, and these are the ones
@@ -21,6 +22,13 @@ through `--planner` (chain-prepare by default: the day's task, the night's kit f
 instruction after dusk), for `--steps` steps. Per world: the first dark step (dusk), stones held then, steps walled
 in while dark, the death step; summed up: walled in at night (at least one dark step), alive at each checkpoint
 step, dead before dusk.
+
+`dusk` joins the two: the agent plays its own day as in `own` up to its first dark step, then the free-play
+demonstrator (no noise, `pocket_shelter` unless `--shelter room`) takes over from that very state, its memory
+starting there, for up to 150 steps until it is walled in while it is dark. Where it is, the world is replayed
+(the agent's own actions, then the demonstrator's) to k steps before that seal and the agent, its memory warmed on
+the 32 frames before, acts for up to k + 10 steps told the night instruction, as in `rungs`. It says whether the
+agent's own dusk leaves a shelter within reach, and how far back from it the agent can finish one.
 
 World seeds 9000+ and 1000+ are the ones docs/evaluation.md used (1000+ are the task suites' evaluation worlds);
 the agent samples with seed `--seed` + w in world w, so a run is reproducible on CPU. Wilson 95 % intervals.
@@ -141,16 +149,102 @@ def own(agent: Any, worlds: int, prompt: str, planner_name: str, steps: int, see
     return records
 
 
+def dusk(agent: Any, worlds: int, ks: list[int], prompt: str, planner_name: str, pocket: bool, seed: int,
+         verbose: bool) -> list[dict]:
+    """One record per world: the agent's dusk step (None: dead before it), the demonstrator's steps from there to
+    its seal (None: no seal), and {k: walled in} for each k the demonstrator's part reaches back to."""
+    from aimc.embed.captions import instruction
+    from aimc.envs import make
+    from aimc.envs.actor import DemonstratorActor
+    from aimc.eval.planner import make_planner, player_enclosed
+
+    planner = make_planner(planner_name, "crafter")
+    goals: dict[str, np.ndarray] = {}
+
+    def goal(text: str) -> np.ndarray:
+        if text not in goals:
+            goals[text] = agent.goal_from_text([text])
+        return goals[text]
+
+    night = goal(instruction("wake_up", "crafter"))
+    records = []
+    for w in range(worlds):
+        world = OWN_WORLDS + w
+        env = make("crafter", size=64)
+        obs, _ = env.reset(seed=world)
+        plan = planner.start(prompt) if planner is not None else None
+        text = planner.prompt(plan, env) if planner is not None else prompt
+        agent.start(goal(text), cond_scale=0.0, seed=seed + w)
+        first, actions, alive = True, [], True
+        rec: dict[str, Any] = {"world": world, "dusk": None, "demo_steps": None, "rungs": {}}
+        while alive and not _dark(env):
+            if planner is not None:
+                new = planner.prompt(plan, env)
+                if new != text:
+                    text = new
+                    agent.set_goals([0], goal(text))
+            action = int(agent.act(obs["pov"][None], np.array([first]))[0])
+            first = False
+            actions.append(action)
+            obs, _, terminated, _, _ = env.step(action)
+            alive = not terminated
+        if alive:
+            rec["dusk"] = len(actions)
+            demo = DemonstratorActor({"mode": "free", "pocket_shelter": pocket, "noise_prob": 0.0})
+            demo.reset(env, world)
+            taken: list[int] = []
+            for t in range(150):
+                action = int(demo.act(env, obs, t == 0))
+                taken.append(action)
+                obs, _, terminated, _, _ = env.step(action)
+                if terminated:
+                    break
+                if _dark(env) and player_enclosed(env):
+                    rec["demo_steps"] = len(taken)
+                    break
+        if rec["demo_steps"] is not None:
+            played = actions + taken
+            for k in (k for k in ks if k <= len(taken)):
+                replay = make("crafter", size=64)
+                obs, _ = replay.reset(seed=world)
+                frames = []
+                for action in played[:len(played) - k]:
+                    frames.append(obs["pov"])
+                    obs, _, _, _, _ = replay.step(action)
+                agent.start(night, cond_scale=0.0, seed=seed + w)
+                first = True
+                for pov in frames[-32:]:  # the memory reads the frames before the start state
+                    agent.act(pov[None], np.array([first]))
+                    first = False
+                sealed = False
+                for _ in range(k + 10):
+                    action = int(agent.act(obs["pov"][None], np.array([first]))[0])
+                    first = False
+                    obs, _, terminated, _, _ = replay.step(action)
+                    if terminated:
+                        break
+                    if player_enclosed(replay) and _dark(replay):
+                        sealed = True
+                        break
+                rec["rungs"][k] = sealed
+        records.append(rec)
+        if verbose:
+            print(f"world {world}: dusk {rec['dusk']}, demonstrator seal after {rec['demo_steps']}, walled in per k "
+                  f"{ {k: int(v) for k, v in rec['rungs'].items()} }", flush=True)
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("rungs", "own"))
+    parser.add_argument("mode", choices=("rungs", "own", "dusk"))
     parser.add_argument("--bundle", default="", help="agent bundle (default: the shipped agent)")
     parser.add_argument("--worlds", type=int, default=None, help="worlds (rungs 48, own 24)")
-    parser.add_argument("--ks", default="0,1,2,4,8,16,32,64", help="rungs: steps before the seal")
+    parser.add_argument("--ks", default=None, help="rungs / dusk: steps before the seal (default 0,1,2,4,8,16,32,64 / "
+                        "1,2,4,8,16,32)")
     parser.add_argument("--shelter", choices=("pocket", "room"), default="pocket",
-                        help="rungs: the demonstrator may dig a 1x2 pocket (pocket) or builds rooms only (room)")
-    parser.add_argument("--prompt", default="collect wood", help="own: the instruction")
-    parser.add_argument("--planner", default="chain-prepare", help="own: the bundle planner to play under")
+                        help="rungs / dusk: the demonstrator may dig a 1x2 pocket (pocket) or builds rooms only (room)")
+    parser.add_argument("--prompt", default="collect wood", help="own / dusk: the instruction")
+    parser.add_argument("--planner", default="chain-prepare", help="own / dusk: the bundle planner to play under")
     parser.add_argument("--steps", type=int, default=400, help="own: steps per episode")
     parser.add_argument("--seed", type=int, default=0, help="agent sampling seed of world 0 (world w: seed + w)")
     parser.add_argument("--threads", type=int, default=2)
@@ -163,11 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         from aimc.eval.planner import PLANNER_NAMES
         from aimc.eval.play import shipped_bundle
 
-        if args.mode == "own" and args.planner not in PLANNER_NAMES:
+        if args.mode != "rungs" and args.planner not in PLANNER_NAMES:
             raise AimcError(f"unknown planner {args.planner!r}; choose one of {', '.join(PLANNER_NAMES)}")
-        ks = [int(v) for v in args.ks.split(",") if v.strip()] if args.mode == "rungs" else []
-        if args.mode == "rungs" and (not ks or min(ks) < 0):
-            raise AimcError(f"--ks needs comma-separated steps >= 0, got {args.ks!r}")
+        spec = args.ks or ("0,1,2,4,8,16,32,64" if args.mode == "rungs" else "1,2,4,8,16,32")
+        try:
+            ks = [int(v) for v in spec.split(",") if v.strip()]
+        except ValueError:
+            ks = []
+        if args.mode != "own" and (not ks or min(ks) < 0):
+            raise AimcError(f"--ks needs comma-separated steps >= 0, got {spec!r}")
         if args.mode == "own" and args.steps <= 0:
             raise AimcError(f"--steps must be positive, got {args.steps}")
         torch.set_num_threads(args.threads)
@@ -183,6 +281,21 @@ def main(argv: list[str] | None = None) -> int:
             print("| k | walled in while dark | died |\n|---|---|---|")
             for k in ks:
                 print(f"| {k} | {_rate(counts[k][0], n)} | {counts[k][1]} |")
+        elif args.mode == "dusk":
+            n = args.worlds or 24
+            recs = dusk(agent, n, ks, args.prompt, args.planner, args.shelter == "pocket", args.seed, args.verbose)
+            at_dusk = [r for r in recs if r["dusk"] is not None]
+            sealed = [r for r in at_dusk if r["demo_steps"] is not None]
+            steps = [r["demo_steps"] for r in sealed]
+            print(f"### From the agent's own dusk (\"{args.prompt}\" under {args.planner}), {n} worlds "
+                  f"({OWN_WORLDS}-{OWN_WORLDS + n - 1}), the demonstrator ({args.shelter}) to its seal: {bundle}")
+            print(f"alive at dusk {len(at_dusk)}/{n}; the demonstrator walled in from there in {_rate(len(sealed), len(at_dusk))}, "
+                  f"median {float(np.median(steps)) if steps else float('nan'):.0f} steps (range "
+                  f"{min(steps, default=0)}-{max(steps, default=0)})")
+            print("| k | the agent walled in while dark (of the seals at least k steps long) |\n|---|---|")
+            for k in ks:
+                flags = [r["rungs"][k] for r in sealed if k in r["rungs"]]
+                print(f"| {k} | {_rate(sum(flags), len(flags))} |")
         else:
             n = args.worlds or 24
             recs = own(agent, n, args.prompt, args.planner, args.steps, args.seed, args.verbose)

@@ -59,3 +59,18 @@ def test_bad_input_is_one_line(bench, capsys, argv, message):
     assert out.out == ""
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_dusk_hands_the_agents_own_dusk_to_the_demonstrator(bench, agent):
+    recs = bench.dusk(agent, 1, [1, 400], "collect wood", "chain-prepare", pocket=True, seed=0, verbose=False)
+    assert recs == bench.dusk(agent, 1, [1, 400], "collect wood", "chain-prepare", pocket=True, seed=0, verbose=False)
+    (rec,) = recs
+    assert rec["world"] == 1000
+    if rec["dusk"] is None:  # dead before its first dark step: nothing handed over
+        assert rec["demo_steps"] is None and rec["rungs"] == {}
+        return
+    assert rec["dusk"] > 100  # the first dark step comes late in the first day (about step 160)
+    if rec["demo_steps"] is None:
+        assert rec["rungs"] == {}
+    else:  # only the k its part reaches back to are played
+        assert 1 <= rec["demo_steps"] <= 150 and set(rec["rungs"]) == {1}

@@ -307,3 +307,120 @@ def test_the_night_preset_runs_from_the_demonstrators_first_night(tiny_bundle, t
     (row,) = s["iterations"]
     assert row["start_episodes"] == 2 and 1 <= row["start_back"] <= 6 and row["episode_len"] <= 16
     assert s["planner"] == "chain-rest"
+
+
+LEAD = ["suite=crafter-extended", "tasks=[chop_tree,wake_up]", "start.share=1", "start.tasks=[wake_up]",
+        "start.until=walled_in_dark", "start.lead=policy", "start.back=[1,4]", "start.warmup=4",
+        "start.demonstrator={mode: free, pocket_shelter: true}", "start.max_demo_steps=400", "start.tries=40"]
+
+
+def test_a_leading_player_plays_the_day_and_the_demonstrator_seals_from_where_it_stands():
+    """`start.lead` "policy": whatever leads plays from the reset to the first dark step, the free-play demonstrator
+    takes over from that state (its memory starting there) to its seal, and the start state is k steps before that
+    seal on the joined actions; a world where the leader dies is replaced by the next derived one."""
+    from aimc.core import keys
+    from aimc.envs import make
+    from aimc.envs.actor import DemonstratorActor
+    from aimc.eval.planner import player_enclosed
+    from aimc.finetune.ppo_start import DemoStart, StartRequest
+
+    left, seed = 1, 110  # move_left: the leader walks left then waits, its own day, not the demonstrator's
+
+    def leader(env, obs, stop):
+        actions = []
+        while not stop(env):
+            actions.append(left if len(actions) < 6 else 0)
+            obs, _, term, _, _ = env.step(actions[-1])
+            if term:
+                return None
+        return actions, obs
+
+    opts = {"mode": "free", "pocket_shelter": True}
+    env = make("crafter", size=64)
+    obs, _ = env.reset(seed=seed)
+    frames, actions = [obs[keys.POV]], []
+    while float(env.world.daylight) >= 0.35:  # the leader's day, by hand
+        actions.append(left if len(actions) < 6 else 0)
+        obs, _, term, _, _ = env.step(actions[-1])
+        assert not term
+        frames.append(obs[keys.POV])
+    dusk = len(actions)
+    assert dusk > 150 and env.player.pos[0] < 32  # it walked left of the start, then waited
+    demo = DemonstratorActor({**opts, "noise_prob": 0.0})
+    demo.reset(env, seed)
+    for t in range(300):  # then the demonstrator from there, to its seal
+        actions.append(int(demo.act(env, obs, t == 0)))
+        obs, _, term, _, _ = env.step(actions[-1])
+        assert not term
+        frames.append(obs[keys.POV])
+        if player_enclosed(env) and float(env.world.daylight) < 0.35:
+            break
+    mark = len(actions)
+    assert mark > dusk + 1
+    start = _start(share=1.0, until="walled_in_dark", lead="policy", warmup=3, demonstrator=opts)
+    for k in (2, mark - dusk + 5):  # within the demonstrator's part, and back in the leader's day
+        wrapped = DemoStart(make("crafter", size=64), start)
+        obs, _ = wrapped.reset(seed=seed, options={"start": StartRequest(k, "wake_up", None, leader)})
+        assert wrapped.started == {"world_seed": seed, "mark_step": mark, "back": k, "reached": 0, "lead_steps": dusk}
+        assert np.array_equal(obs[keys.POV], frames[mark - k])
+        assert [a for _, a in wrapped.warmup] == actions[mark - k - 3: mark - k]
+    calls = []
+
+    def dies_first(env, obs, stop):
+        calls.append(1)
+        return None if len(calls) == 1 else leader(env, obs, stop)
+
+    wrapped = DemoStart(make("crafter", size=64), start)
+    wrapped.reset(seed=seed, options={"start": StartRequest(2, "wake_up", None, dies_first)})
+    assert len(calls) >= 2 and wrapped.started["world_seed"] != seed  # the next world(s) derived from the seed
+
+
+def test_the_policy_leads_the_same_start_states_in_process_and_in_workers(tiny_bundle, tmp_path):
+    """With `start.lead` "policy" the acting policy itself plays each start episode's day (a lead task's training
+    prompt, drawn per episode) before the demonstrator: the same start states from the in-process engine and from
+    two rollout workers, and a run reports how long those days were."""
+    from aimc.finetune import run_ppo
+    from aimc.finetune.ppo import prepare
+    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine, make_jobs
+    from aimc.finetune.ppo_workers import RolloutPool
+
+    cfg, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "run", *LEAD, "episodes_per_iteration=3", "envs=3",
+                                  "start.extra_steps=3"))
+    specs = {s.name: s for s in plan.specs}
+    jobs = [j for j in make_jobs(plan.specs, 4, 1, cfg.seed, cfg.start) if j.back is not None][:2]
+    assert jobs and all(j.task == "wake_up" for j in jobs)
+    actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__)
+    ref = RolloutEngine(plan.world, plan.world_config, cfg.envs, True, cfg.start).play(
+        actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    with RolloutPool(2, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs, True,
+                     cond_scale=plan.cond_scale, device="cpu", planner="none", make_labeller=None,
+                     demo_tasks={s.name: s.demo_task for s in plan.specs}, skip_explore=False, tied_moves=False,
+                     start=cfg.start) as pool:
+        got = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    for a, b in zip(ref, got, strict=True):
+        assert a.start == b.start and a.start["lead_steps"] > 150  # the policy's day: to the first dark step
+        assert a.warm == b.warm == 4 and np.array_equal(a.frames[: a.warm + 1], b.frames[: b.warm + 1])
+    s = run_ppo(micro_cfg(tiny_bundle, tmp_path / "run2", *LEAD, "iterations=1", "episodes_per_iteration=2", "envs=2",
+                          "start.extra_steps=3"), progress=False, log=lambda _: None)
+    (row,) = s["iterations"]
+    assert row["start_episodes"] >= 1 and row["start_lead"] > 150
+
+
+def test_start_lead_bad_input_in_one_line():
+    from aimc.core.errors import ConfigError, UnknownNameError
+    from aimc.finetune import load_ppo_config
+
+    dark = ["start.until=walled_in_dark", "tasks=[chop_tree,place_table]", "start.tasks=[place_table]"]
+    for sets, err, message in (
+        (["start.lead=dawn"], ConfigError, "start.lead: expected one of demonstrator, policy, got 'dawn'"),
+        (["start.lead=policy"], ConfigError, "needs start.until=walled_in_dark, got 'success'"),
+        ([*dark, "start.lead_tasks=[eat_cow]"], UnknownNameError, "start.lead_tasks: 'eat_cow' is not one of the run's tasks"),
+        (["start.until=walled_in_dark", "start.lead=policy"], ConfigError, "needs a day task for the policy to play"),
+        ([*dark, "start.tasks=[chop_tree,place_table]", "start.lead=policy"], ConfigError, "needs a day task"),
+    ):
+        with pytest.raises(err, match=message.replace("[", r"\[").replace("(", r"\(")):
+            load_ppo_config("ppo-micro", sets)
+    cfg = load_ppo_config("ppo-micro", [*dark, "start.lead=policy"])  # the day task: the run's other one
+    from aimc.finetune.ppo_config import lead_tasks
+
+    assert lead_tasks(cfg.start, cfg.tasks) == ["chop_tree"]

@@ -659,6 +659,9 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
                  "start_reached": float(np.mean([tr.start["reached"] for tr in started])),
                  "start_success": float(np.mean([tr.success for tr in started])),
                  "start_return": float(np.mean([tr.rewards.sum() for tr in started]))}
+        led = [tr.start["lead_steps"] for tr in started if "lead_steps" in tr.start]
+        if led:  # `start.lead` policy: how long the policy's own days ran before the demonstrator took over
+            stats["start_lead"] = float(np.mean(led))
     if trajs and trajs[0].labels is not None:  # how often the learner did what the expert would have done
         labels, acts = np.concatenate([tr.labels for tr in trajs]), np.concatenate([tr.actions for tr in trajs])
         on = labels > 0
@@ -679,7 +682,7 @@ def iteration_row(k: int, cfg: PPOConfig, trajs: list[Trajectory], stats: dict[s
 SCALARS = ("success", "death_rate", "episode_len", "return", "steps_to_success", "kl_anchor", "kl_coef", "lr", "entropy",
            "value_loss", "policy_loss", "clip_frac", "approx_kl", "value_ev", "grad_norm", "bc_nll", "expert_nll",
            "expert_agreement", "expert_labelled", "kl_teacher", "start_back", "start_reached", "start_success", "start_return",
-           "start_bc_nll", "wall_s")
+           "start_bc_nll", "start_lead", "wall_s")
 PERF = ("env_steps_per_s", "update_frames_per_s", "rollout_s", "update_s")
 VOLATILE = ("wall_s", *PERF)
 """Row fields that measure time: they differ between two runs of the same config."""
@@ -836,7 +839,9 @@ def format_line(row: dict[str, Any], iterations: int) -> str:
             + (f"expert agreement {row['expert_agreement']:.2f}, " if row.get("expert_agreement") is not None else "")
             + (f"KL to the teacher {row['kl_teacher']:.4f}, " if row.get("kl_teacher") is not None else "")
             + (f"start states {row['start_episodes']} (mean k {row['start_back']:.1f}, reached the mark "
-               f"{row['start_reached']:.2f}), " if row.get("start_episodes") else "")
+               f"{row['start_reached']:.2f}"
+               + (f", the policy's own day {row['start_lead']:.0f} steps" if row.get("start_lead") is not None else "")
+               + "), " if row.get("start_episodes") else "")
             + f"{row['env_steps_per_s']:.0f} env steps/s, {row['update_frames_per_s']:.0f} update frames/s")
 
 

@@ -118,6 +118,8 @@ START_MARKS = ("success", "walled_in", "walled_in_dark")
 """What a start state counts back from: the step the task's success predicate first holds, or (Crafter) the
 first step the player is walled in (`aimc.eval.planner.player_enclosed`), or the first step it is walled in while
 the light is below the demonstrator's `night_daylight` (its night's seal)."""
+START_LEADS = ("demonstrator", "policy")
+"""Who plays a start-state world from its reset before the demonstrator's part (`StartConfig.lead`)."""
 
 
 @dataclass
@@ -166,6 +168,19 @@ class StartConfig:
     world derived from the episode's seed."""
     tries: int = 10
     """Worlds tried per episode before the run stops with one line (a task the demonstrator cannot finish)."""
+    lead: str = "demonstrator"
+    """Who plays the world from its reset. "demonstrator": the demonstrator, the whole way to the mark. "policy": the
+    acting policy plays its own day first, told a training prompt of one of `lead_tasks` (drawn per world tried) under
+    the run's planner, until the first dark step (light below the demonstrator's `night_daylight`); the
+    demonstrator takes over from that very state, its memory starting there, and plays to the mark; k then counts
+    back from the mark as before (a k beyond the demonstrator's part starts in the policy's own day). Why: the
+    agent's nights begin at its own dusk, where a shelter is usually within the demonstrator's reach (median 17-26
+    steps), while the demonstrator's own dusk (prepared, and where it chose to be) is a state the agent never
+    reaches (docs/evaluation.md, "From the agent's own dusk"). Needs `until` "walled_in_dark". A world is
+    replaced when the policy dies before dusk too, and each world tried draws its own lead task, so give such runs
+    more `tries` (the measured run used 40: its policy reached dusk and a seal in about half the worlds)."""
+    lead_tasks: list[str] = field(default_factory=list)
+    """The day tasks the leading policy is told (`lead` "policy"); empty = the run's tasks outside `tasks`."""
     demonstrator: dict[str, Any] = field(default_factory=dict)
     """DemonstratorConfig fields of the demonstrator that plays to the mark (noise 0 is forced; mode task unless
     given), e.g. {pocket_shelter: true} for the shorter shelter, or {mode: free} for free play, whose night is
@@ -410,8 +425,25 @@ def check_start(start: StartConfig, tasks: list[str]) -> None:
         raise ConfigError(f"start.warmup must be >= 0, got {start.warmup}")
     if start.bc_coef < 0:
         raise ConfigError(f"start.bc_coef must be >= 0 (0 = off), got {start.bc_coef}")
+    if start.lead not in START_LEADS:
+        raise ConfigError(f"start.lead: expected one of {', '.join(START_LEADS)}, got {start.lead!r}")
+    unknown = [t for t in start.lead_tasks if t not in tasks]
+    if unknown:
+        raise UnknownNameError(f"start.lead_tasks: {unknown[0]!r} is not one of the run's tasks ({', '.join(tasks)})")
+    if start.lead == "policy":
+        if start.until != "walled_in_dark":
+            raise ConfigError(f"start.lead=policy hands the policy's day to the demonstrator at its first dark step, "
+                              f"so it needs start.until=walled_in_dark, got {start.until!r}")
+        if not lead_tasks(start, tasks):
+            raise ConfigError("start.lead=policy needs a day task for the policy to play: set start.lead_tasks, or "
+                              "give the run tasks beyond start.tasks")
     if not isinstance(start.demonstrator, dict):
         raise ConfigError(f"start.demonstrator: expected a mapping of demonstrator options, got {start.demonstrator!r}")
+
+
+def lead_tasks(start: StartConfig, tasks: list[str]) -> list[str]:
+    """The tasks a leading policy is told (`StartConfig.lead_tasks`, else the run's tasks outside the start tasks)."""
+    return list(start.lead_tasks) or [t for t in tasks if start.tasks and t not in start.tasks]
 
 
 def back_range_at(start: StartConfig, k: int) -> tuple[int, int]:

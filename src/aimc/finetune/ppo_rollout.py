@@ -519,6 +519,38 @@ class PolicyActor:
             b.values.append(float(values[j]))
         return acts.tolist()
 
+    def lead(self, prompt: str, goal: np.ndarray, seed: int,
+             max_steps: int) -> Callable[[Any, Any, Callable[[Any], bool]], tuple[list[int], Any] | None]:
+        """``play(env, obs, stop)``: the policy (its current weights, a memory and sampling generator of its own,
+        under the run's planner) follows `prompt` in `env` from `obs` until ``stop(env)`` holds; returns (its
+        actions, the observation then), or None if the player died or `max_steps` passed first. The day before
+        a start state (`StartConfig.lead`); nothing of it is recorded or trained on but the replayed warm-up."""
+        from aimc.policy import Agent, resize_frames
+
+        def play(env: Any, obs: Any, stop: Callable[[Any], bool]) -> tuple[list[int], Any] | None:
+            agent = Agent(self.policy, n_envs=1, cond_scale=self.agent.cond_scale, device=self.agent.device,
+                          seed=seed, precision=self.agent.precision)
+            plan = self.planner.start(prompt) if self.planner is not None else None
+            text, now = prompt, goal
+            actions: list[int] = []
+            for _ in range(max_steps):
+                if stop(env):
+                    return actions, obs
+                if plan is not None:
+                    said = self.planner.prompt(plan, env)
+                    if said != text:
+                        assert self.goal_of is not None
+                        text, now = said, (goal if said == prompt else self.goal_of(said))
+                frame = resize_frames(obs[keys.POV][None], self.img_shape)
+                (a,) = agent.act(frame, np.asarray(now, np.float32)[None]).values()
+                actions.append(int(a[0]))
+                obs, _, terminated, truncated, _ = env.step(actions[-1])
+                if terminated or truncated:
+                    return None
+            return None
+
+        return play
+
     def values_after(self, slots: list[int], obs: list[dict[str, Any]]) -> np.ndarray:
         """Value estimates of the states after the slots' last steps (one more forward; its sampled actions
         are discarded and the slots' memory is spent: they start a new episode next)."""
@@ -579,7 +611,8 @@ class RolloutEngine:
                         if self.start is None:
                             raise EpisodeError(f"PPO rollout {job.index} asks for a start state, but this engine "
                                                "was built without start states")
-                        options = {"start": StartRequest(job.back, spec.demo_task or job.task, spec.success)}
+                        lead = self._lead(actor, specs, goals, job) if self.start.lead == "policy" else None
+                        options = {"start": StartRequest(job.back, spec.demo_task or job.task, spec.success, lead)}
                         if self.start.extra_steps is not None:
                             steps = min(max_steps, job.back + self.start.extra_steps)
                     self.lockstep.start(slot, actor, job.world_seed, steps, actor_seed=job.actor_seed, task=job.task,
@@ -595,6 +628,26 @@ class RolloutEngine:
             self.lockstep = Lockstep(self.lockstep.make_env, self.lockstep.n_slots)  # its slots may be mid-step
             raise
         return [done[j.index] for j in jobs]
+
+    def _lead(self, actor: PolicyActor, specs: dict[str, TaskSpec], goals: dict[str, np.ndarray],
+              job: EpisodeJob) -> Callable[[Any, Any, Callable[[Any], bool]], tuple[list[int], Any] | None]:
+        """The policy's own day before a start state (`StartConfig.lead` "policy"), played by the acting policy: each
+        world tried draws its own lead task and training prompt (a generator seeded by the episode and the try), so
+        a task whose days end badly is not tried in every world."""
+        from aimc.finetune.ppo_config import lead_tasks
+
+        assert self.start is not None
+        names, tries = lead_tasks(self.start, list(specs)), [0]
+
+        def play(env: Any, obs: Any, stop: Callable[[Any], bool]) -> tuple[list[int], Any] | None:
+            rng = np.random.default_rng(derive_seed(job.actor_seed, "start-lead", tries[0]))
+            tries[0] += 1
+            task = specs[names[int(rng.integers(len(names)))]]
+            prompt = task.prompts[int(rng.integers(len(task.prompts)))]
+            seed = int(rng.integers(2**31 - 1))
+            return actor.lead(prompt, goals[prompt], seed, self.start.max_demo_steps)(env, obs, stop)  # type: ignore[union-attr]
+
+        return play
 
     def _finish(self, actor: PolicyActor, ended: list[tuple[SlotOutcome, _Playing]]) -> list[Trajectory]:
         for outcome, p in ended:

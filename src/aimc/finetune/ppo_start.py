@@ -12,11 +12,16 @@ Everything is a function of the episode's world seed (the demonstrator is determ
 world replays exactly), so a resumed run replays an interrupted iteration as before. A world where the
 demonstrator dies, stops, or does not reach the mark within `max_demo_steps` is replaced by the next world
 derived from the seed; after `tries` such worlds the episode fails with one line.
+
+With a `lead` on the request (`StartConfig.lead` "policy") the acting policy plays the world from its reset
+until the first dark step, and the demonstrator takes over from there: the start states then lie between the
+policy's own dusk and a seal within the demonstrator's reach from it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +50,10 @@ class StartRequest:
     """What the demonstrator pursues (the suite task's `demo_task`)."""
     success: Success | None = None
     """The task's success predicate: the mark when `StartConfig.until` is "success"."""
+    lead: Callable[[Any, Any, Callable[[Any], bool]], tuple[list[int], Any] | None] | None = None
+    """`StartConfig.lead` "policy": ``lead(env, obs, stop)`` plays the world from its reset (`obs`) until
+    ``stop(env)`` holds and returns (its actions, the observation then), or None where the player died first;
+    None = the demonstrator plays from the reset."""
 
 
 def draw_back(start: StartConfig, iteration: int, seed: int, index: int, task: str) -> int | None:
@@ -78,6 +87,7 @@ class DemoStart:
         whether the episode's own steps have reached the mark themselves (1) or not yet (0); else None."""
         self._request: StartRequest | None = None
         self._occ: dict[str, list[int]] = {}
+        self._led = 0  # steps the leading policy played in the last world tried
         self._t = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -98,7 +108,8 @@ class DemoStart:
             if actions is not None:
                 break
         if actions is None:
-            raise EpisodeError(f"start states: the demonstrator (task {request.task!r}) reached the mark "
+            who = "the policy's day, then the demonstrator" if request.lead is not None else "the demonstrator"
+            raise EpisodeError(f"start states: {who} (task {request.task!r}) reached the mark "
                                f"{self.config.until!r} within start.max_demo_steps={self.config.max_demo_steps} in none "
                                f"of {self.config.tries} worlds from seed {seed}; raise start.max_demo_steps or leave "
                                "the task out of start.tasks")
@@ -110,6 +121,8 @@ class DemoStart:
             obs, _, _, _, info = self.env.step(a)
         self.started = {"world_seed": int(world), "mark_step": len(actions), "back": len(actions) - begin,
                         "reached": int(self.config.until != "success" and self._marked({}))}
+        if request.lead is not None:
+            self.started["lead_steps"] = self._led
         return obs, {**info, keys.EVENTS: []}  # the replay's last events are not the episode's
 
     def step(self, action: int) -> Any:
@@ -121,6 +134,10 @@ class DemoStart:
         self._t += 1
         return out
 
+    def _dark(self, env: Any) -> bool:
+        """The light is below the demonstrator's `night_daylight`: where a leading policy hands over."""
+        return float(env.world.daylight) < self.dusk
+
     def _marked(self, occ: dict[str, list[int]]) -> bool:
         """Whether the mark holds now (`occ`: the events so far, for the success mark)."""
         if self.config.until == "success":
@@ -130,11 +147,20 @@ class DemoStart:
         return dark and player_enclosed(self.env)
 
     def _play_to_mark(self, world: int, request: StartRequest) -> list[int] | None:
-        """The demonstrator's actions from the reset of `world` up to the step the mark first holds, or None."""
+        """The actions from the reset of `world` (a leading policy's, then the demonstrator's) up to the step the
+        mark first holds, or None (a player that died, or no mark within `max_demo_steps` of the demonstrator's)."""
         obs, _ = self.env.reset(seed=world)
+        actions: list[int] = []
+        if request.lead is not None:  # the policy's own day first, then the demonstrator from where it stands
+            led = request.lead(self.env, obs, self._dark)
+            if led is None:
+                return None
+            actions, obs = list(led[0]), led[1]
+            self._led = len(actions)
+            if self._marked({}):
+                return actions
         self.demo.reset(self.env, world, request.task)
         occ: dict[str, list[int]] = {}
-        actions: list[int] = []
         for t in range(self.config.max_demo_steps):
             a = int(self.demo.act(self.env, obs, t == 0))
             actions.append(a)

@@ -62,6 +62,18 @@ def _dark(env: Any) -> bool:
     return float(env.world.daylight) < DemonstratorConfig().night_daylight
 
 
+def _goal_cache(agent: Any) -> Any:
+    """text -> the agent's goal embedding, each text embedded once (planners repeat their instructions)."""
+    goals: dict[str, np.ndarray] = {}
+
+    def goal(text: str) -> np.ndarray:
+        if text not in goals:
+            goals[text] = agent.goal_from_text([text])
+        return goals[text]
+
+    return goal
+
+
 def rungs(agent: Any, worlds: int, ks: list[int], pocket: bool, seed: int, verbose: bool) -> dict[int, tuple[int, int]]:
     """{k: (walled in, died)} over `worlds` worlds."""
     from aimc.embed.captions import instruction
@@ -109,12 +121,7 @@ def own(agent: Any, worlds: int, prompt: str, planner_name: str, steps: int, see
     from aimc.eval.planner import make_planner, player_enclosed
 
     planner = make_planner(planner_name, "crafter")
-    goals: dict[str, np.ndarray] = {}
-
-    def goal(text: str) -> np.ndarray:
-        if text not in goals:
-            goals[text] = agent.goal_from_text([text])
-        return goals[text]
+    goal = _goal_cache(agent)
 
     records = []
     for w in range(worlds):
@@ -159,12 +166,7 @@ def dusk(agent: Any, worlds: int, ks: list[int], prompt: str, planner_name: str,
     from aimc.eval.planner import make_planner, player_enclosed
 
     planner = make_planner(planner_name, "crafter")
-    goals: dict[str, np.ndarray] = {}
-
-    def goal(text: str) -> np.ndarray:
-        if text not in goals:
-            goals[text] = agent.goal_from_text([text])
-        return goals[text]
+    goal = _goal_cache(agent)
 
     night = goal(instruction("wake_up", "crafter"))
     records = []

@@ -172,16 +172,12 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
     assert np.abs(replay(tr.frames[tr.warm:]) - tr.logp[tr.warm:]).max() > 1e-4
 
 
-def test_rollout_workers_play_the_same_start_states(tiny_bundle, tmp_path):
-    from aimc.finetune.ppo import prepare
-    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine, make_jobs
+def _in_process_and_in_workers(cfg, plan, jobs):
+    """The same jobs played by the in-process engine and by two rollout workers: (theirs, the workers')."""
+    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine
     from aimc.finetune.ppo_workers import RolloutPool
 
-    cfg, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "run", *START, "start.share=0.5", "episodes_per_iteration=6",
-                                  "envs=4"))
     specs = {s.name: s for s in plan.specs}
-    jobs = make_jobs(plan.specs, cfg.episodes_per_iteration, 1, cfg.seed, cfg.start)
-    assert any(j.back is None for j in jobs) and any(j.back is not None for j in jobs)
     actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__)
     ref = RolloutEngine(plan.world, plan.world_config, cfg.envs, True, cfg.start).play(
         actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
@@ -190,6 +186,18 @@ def test_rollout_workers_play_the_same_start_states(tiny_bundle, tmp_path):
                      demo_tasks={s.name: s.demo_task for s in plan.specs}, skip_explore=False, tied_moves=False,
                      start=cfg.start) as pool:
         got = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    return ref, got
+
+
+def test_rollout_workers_play_the_same_start_states(tiny_bundle, tmp_path):
+    from aimc.finetune.ppo import prepare
+    from aimc.finetune.ppo_rollout import make_jobs
+
+    cfg, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "run", *START, "start.share=0.5", "episodes_per_iteration=6",
+                                  "envs=4"))
+    jobs = make_jobs(plan.specs, cfg.episodes_per_iteration, 1, cfg.seed, cfg.start)
+    assert any(j.back is None for j in jobs) and any(j.back is not None for j in jobs)
+    ref, got = _in_process_and_in_workers(cfg, plan, jobs)
     for a, b in zip(ref, got, strict=True):
         assert a.start == b.start and a.warm == b.warm and np.array_equal(a.frames[: a.warm + 1], b.frames[: b.warm + 1])
         assert (a.start is None) == (a.job.back is None)
@@ -381,22 +389,13 @@ def test_the_policy_leads_the_same_start_states_in_process_and_in_workers(tiny_b
     two rollout workers, and a run reports how long those days were."""
     from aimc.finetune import run_ppo
     from aimc.finetune.ppo import prepare
-    from aimc.finetune.ppo_rollout import PolicyActor, RolloutEngine, make_jobs
-    from aimc.finetune.ppo_workers import RolloutPool
+    from aimc.finetune.ppo_rollout import make_jobs
 
     cfg, plan = prepare(micro_cfg(tiny_bundle, tmp_path / "run", *LEAD, "episodes_per_iteration=3", "envs=3",
                                   "start.extra_steps=3"))
-    specs = {s.name: s for s in plan.specs}
     jobs = [j for j in make_jobs(plan.specs, 4, 1, cfg.seed, cfg.start) if j.back is not None][:2]
     assert jobs and all(j.task == "wake_up" for j in jobs)
-    actor = PolicyActor(plan.policy, cfg.envs, plan.cond_scale, "cpu", None, plan.goals.__getitem__)
-    ref = RolloutEngine(plan.world, plan.world_config, cfg.envs, True, cfg.start).play(
-        actor, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
-    with RolloutPool(2, str(plan.bundle.policy_dir()), plan.world, plan.world_config, cfg.envs, True,
-                     cond_scale=plan.cond_scale, device="cpu", planner="none", make_labeller=None,
-                     demo_tasks={s.name: s.demo_task for s in plan.specs}, skip_explore=False, tied_moves=False,
-                     start=cfg.start) as pool:
-        got = pool.play(plan.policy, specs, plan.goals, jobs, cfg.max_steps, cfg.reward)
+    ref, got = _in_process_and_in_workers(cfg, plan, jobs)
     for a, b in zip(ref, got, strict=True):
         assert a.start == b.start and a.start["lead_steps"] > 150  # the policy's day: to the first dark step
         assert a.warm == b.warm == 4 and np.array_equal(a.frames[: a.warm + 1], b.frames[: b.warm + 1])

@@ -423,3 +423,28 @@ def test_start_lead_bad_input_in_one_line():
     from aimc.finetune.ppo_config import lead_tasks
 
     assert lead_tasks(cfg.start, cfg.tasks) == ["chop_tree"]
+
+
+def test_start_bc_clones_the_demonstrators_warm_up_steps_not_a_leading_policys():
+    """With `start.lead` the warm-up before a start state can reach back into the policy's own day: those steps warm
+    the memory but are not cloned (`Trajectory.lead_warm`, per-step own flag -1), the demonstrator's are (0)."""
+    from aimc.finetune.ppo import _own_steps
+    from aimc.finetune.ppo_rollout import EpisodeJob, Trajectory
+
+    def traj(warm, start):
+        n = warm + 3
+        z = np.zeros(n, np.float32)
+        return Trajectory(EpisodeJob(1, 0, "wake_up", "p", 0, 0, 2), np.zeros((n, 2, 2, 3), np.uint8),
+                          np.zeros(n, np.int64), z, z, z, 0.0, False, False, None, warm=warm, start=start)
+
+    # the policy played steps 0-159, the demonstrator 160-189 (mark 190); k = 25: the episode starts at step 165,
+    # the 8 warm-up frames are steps 157-164: three of the policy's day, five of the demonstrator's
+    led = traj(8, {"world_seed": 0, "mark_step": 190, "back": 25, "reached": 0, "lead_steps": 160})
+    assert led.lead_warm == 3
+    assert _own_steps(led).tolist() == [-1, -1, -1, 0, 0, 0, 0, 0, 1, 1, 1]
+    far = traj(8, {"world_seed": 0, "mark_step": 190, "back": 60, "reached": 0, "lead_steps": 160})
+    assert far.lead_warm == 8  # the start state lies in the policy's own day: nothing to clone
+    near = traj(8, {"world_seed": 0, "mark_step": 190, "back": 2, "reached": 0, "lead_steps": 160})
+    assert near.lead_warm == 0
+    plain = traj(8, {"world_seed": 0, "mark_step": 190, "back": 2, "reached": 0})  # the demonstrator all the way
+    assert plain.lead_warm == 0 and _own_steps(plain).tolist() == [0] * 8 + [1] * 3

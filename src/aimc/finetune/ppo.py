@@ -305,8 +305,16 @@ def _minibatch(data: IterationData, idx: list[int], device: str) -> _Minibatch:
     if data.trajs[idx[0]].labels is not None:
         per_step["labels"] = [data.trajs[i].labels for i in idx]  # type: ignore[misc]
     if any(data.trajs[i].warm for i in idx):  # 1 where the policy acted, 0 on a start state's warm-up
-        per_step["own"] = [(np.arange(data.trajs[i].steps) >= data.trajs[i].warm).astype(np.float32) for i in idx]
+        per_step["own"] = [_own_steps(data.trajs[i]) for i in idx]
     return _collate([data.trajs[i] for i in idx], per_step, device)
+
+
+def _own_steps(tr: Trajectory) -> np.ndarray:
+    """Per step: 1 the policy acted, 0 a warm-up step replaying the demonstrator's action (which `start.bc_coef`
+    clones), -1 a warm-up step replaying a leading policy's own day (`Trajectory.lead_warm`: cloned by nothing)."""
+    own = (np.arange(tr.steps) >= tr.warm).astype(np.float32)
+    own[: tr.lead_warm] = -1.0
+    return own
 
 
 def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationData, cfg: PPOConfig, k: int,
@@ -338,7 +346,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
             mb = _minibatch(data, perm[lo: lo + cfg.minibatch_episodes].tolist(), cfg.device)
             lengths = torch.as_tensor(mb.lengths, device=cfg.device)
             own = float(sum(data.trajs[i].own_steps for i in perm[lo: lo + cfg.minibatch_episodes]))
-            warm_steps = float(sum(data.trajs[i].warm for i in perm[lo: lo + cfg.minibatch_episodes]))
+            warm_steps = float(sum(data.trajs[i].warm - data.trajs[i].lead_warm for i in perm[lo: lo + cfg.minibatch_episodes]))
             replay = _Replay(policy, cond_scale)
             if expert_on:  # labelled steps of the minibatch (padding is 0, a label; lengths mask it)
                 valid = torch.arange(mb.tensors["labels"].shape[1])[None] < torch.as_tensor(mb.lengths)[:, None]
@@ -360,7 +368,7 @@ def ppo_update(policy: Any, optimizer: torch.optim.Optimizer, data: IterationDat
                 mask = torch.arange(sl.start, sl.stop, device=pov.device)[None] < lengths[:n, None]  # (n, t)
                 warm_mask = None
                 if "own" in tens:  # a start state's warm-up steps build the memory but take no PPO loss
-                    warm_mask = mask & (tens["own"] <= 0)
+                    warm_mask = mask & (tens["own"] == 0)  # the demonstrator's replayed steps (-1: a policy's day)
                     mask = mask & (tens["own"] > 0)
                 lp_new = log_prob(logp, {h: tens["actions"] for h in logp})
                 terms = ppo_loss(lp_new, tens["logp_old"], tens["adv"], vpred, tens["vtarget"], entropy(logp), kl, mask,

@@ -255,6 +255,15 @@ class Trajectory:
         return len(self.actions) - self.warm
 
     @property
+    def lead_warm(self) -> int:
+        """Leading warm-up steps that replay the policy's own day (`StartConfig.lead` "policy"), not the
+        demonstrator's: they warm the memory like the rest, but `start.bc_coef` clones only the demonstrator's."""
+        if not self.start or "lead_steps" not in self.start:
+            return 0
+        first = self.start["mark_step"] - self.start["back"] - self.warm  # the step of the first warm-up frame
+        return int(min(self.warm, max(0, self.start["lead_steps"] - first)))
+
+    @property
     def success(self) -> bool:
         return self.success_step is not None
 

@@ -533,7 +533,7 @@ class PolicyActor:
         """``play(env, obs, stop)``: the policy (its current weights, a memory and sampling generator of its own,
         under the run's planner) follows `prompt` in `env` from `obs` until ``stop(env)`` holds; returns (its
         actions, the observation then), or None if the player died or `max_steps` passed first. The day before
-        a start state (`StartConfig.lead`); nothing of it is recorded or trained on but the replayed warm-up."""
+        a start state (`StartConfig.lead`): never trained on; its last frames may warm the episode's memory."""
         from aimc.policy import Agent, resize_frames
 
         def play(env: Any, obs: Any, stop: Callable[[Any], bool]) -> tuple[list[int], Any] | None:

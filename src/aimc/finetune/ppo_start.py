@@ -87,7 +87,6 @@ class DemoStart:
         whether the episode's own steps have reached the mark themselves (1) or not yet (0); else None."""
         self._request: StartRequest | None = None
         self._occ: dict[str, list[int]] = {}
-        self._led = 0  # steps the leading policy played in the last world tried
         self._t = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -101,18 +100,19 @@ class DemoStart:
             return self.env.reset(seed=seed, options=opts or None)
         if seed is None:
             raise EpisodeError("a start-state episode needs a world seed")
-        world, actions = None, None
+        world, played = None, None
         for attempt in range(self.config.tries):
             world = seed if attempt == 0 else derive_seed(seed, "start-world", attempt)
-            actions = self._play_to_mark(world, request)
-            if actions is not None:
+            played = self._play_to_mark(world, request)
+            if played is not None:
                 break
-        if actions is None:
+        if played is None:
             who = "the policy's day, then the demonstrator" if request.lead is not None else "the demonstrator"
             raise EpisodeError(f"start states: {who} (task {request.task!r}) reached the mark "
                                f"{self.config.until!r} within start.max_demo_steps={self.config.max_demo_steps} in none "
                                f"of {self.config.tries} worlds from seed {seed}; raise start.max_demo_steps or leave "
                                "the task out of start.tasks")
+        actions, led = played
         begin = max(0, len(actions) - request.back)
         obs, info = self.env.reset(seed=world, options=opts or None)
         for t, a in enumerate(actions[:begin]):
@@ -122,7 +122,7 @@ class DemoStart:
         self.started = {"world_seed": int(world), "mark_step": len(actions), "back": len(actions) - begin,
                         "reached": int(self.config.until != "success" and self._marked({}))}
         if request.lead is not None:
-            self.started["lead_steps"] = self._led
+            self.started["lead_steps"] = led
         return obs, {**info, keys.EVENTS: []}  # the replay's last events are not the episode's
 
     def step(self, action: int) -> Any:
@@ -143,22 +143,23 @@ class DemoStart:
         if self.config.until == "success":
             request = self._request
             return request is not None and request.success is not None and request.success.step(occ) is not None
-        dark = self.config.until == "walled_in" or float(self.env.world.daylight) < self.dusk
+        dark = self.config.until == "walled_in" or self._dark(self.env)
         return dark and player_enclosed(self.env)
 
-    def _play_to_mark(self, world: int, request: StartRequest) -> list[int] | None:
+    def _play_to_mark(self, world: int, request: StartRequest) -> tuple[list[int], int] | None:
         """The actions from the reset of `world` (a leading policy's, then the demonstrator's) up to the step the
-        mark first holds, or None (a player that died, or no mark within `max_demo_steps` of the demonstrator's)."""
+        mark first holds and how many of them the leading policy played, or None (a player that died, or no mark
+        within `max_demo_steps` of the demonstrator's)."""
         obs, _ = self.env.reset(seed=world)
         actions: list[int] = []
         if request.lead is not None:  # the policy's own day first, then the demonstrator from where it stands
-            led = request.lead(self.env, obs, self._dark)
-            if led is None:
+            day = request.lead(self.env, obs, self._dark)
+            if day is None:
                 return None
-            actions, obs = list(led[0]), led[1]
-            self._led = len(actions)
+            actions, obs = list(day[0]), day[1]
             if self._marked({}):
-                return actions
+                return actions, len(actions)
+        led = len(actions)
         self.demo.reset(self.env, world, request.task)
         occ: dict[str, list[int]] = {}
         for t in range(self.config.max_demo_steps):
@@ -170,5 +171,5 @@ class DemoStart:
             for ev in info.get(keys.EVENTS, []):
                 occ.setdefault(ev, []).append(t)
             if self._marked(occ):
-                return actions
+                return actions, led
         return None

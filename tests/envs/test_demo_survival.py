@@ -206,6 +206,29 @@ def test_a_cow_in_view_comes_before_topping_up_drink():
     assert demo.current_goal == "drink"
 
 
+@pytest.mark.parametrize("finish", [True, False])
+def test_at_the_water_drinks_up_before_walking_off_to_a_remembered_cow(finish):
+    """Hungry and thirsty at the water: with `finish_drink` it drinks to full before the cow search; without,
+    it leaves after the first sips (drink 4 puts the remembered cow first), the pacing traced in starvations."""
+    env = _clearing(seed=8, half=10)
+    x, y = (int(v) for v in env.player.pos)
+    env.world[(x - 1, y)] = "water"
+    _set_clock(env, DAY_STEP)
+    env.player.inventory.update(food=3, drink=3)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0, finish_drink=finish), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    demo.memory.cows.add((x + 8, y))  # seen earlier, beyond the view now
+    for _ in range(12):
+        action = demo.act(env)
+        if action == RIGHT:
+            break
+        env.step(action)
+    assert action == RIGHT and demo.current_goal == "eat"  # off to the cow, full or not
+    drink = env.player.inventory["drink"]
+    assert drink == 9 if finish else 4 <= drink < 9
+
+
 def test_steps_out_of_the_line_of_an_incoming_arrow():
     env = _clearing(seed=2)
     x, y = (int(v) for v in env.player.pos)

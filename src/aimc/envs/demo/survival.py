@@ -57,6 +57,7 @@ _STALE_MIN, _STALE_CAP, _STALE_PER_STEP = 150, 400, 4.0
 _FRONTIER = 3  # never-seen cells this close to seen grass count as pasture
 _REST_SUPPLIES = 4  # a low-health rest in the room needs this much food and drink (else restock first)
 _NIGHT_REACH = 3  # cows this close are eaten first; at night only these (and water 3 further) are walked to
+_AT_WATER = 2  # water this close counts as being at the water (`finish_drink`)
 _ARROW_REACH = 4  # dodge arrows this close (cells)
 _ARROW_FLIES = material_lut(["grass", "sand", "path", "water", "lava"], unknown=True)
 _KEEP_ROOM_MARGIN = 4.0  # a chosen room is kept unless another is this much cheaper (no dithering)
@@ -298,6 +299,12 @@ class SurvivalMixin:
             return None
         return "drink", action
 
+    def _drinking(self, s: State) -> bool:
+        """Mid-drink at the water with `finish_drink`: a hungry and thirsty player that broke off at every sip to
+        search for cows paced between the two with drink at 3-4 and food at 0 until it starved (traced)."""
+        return (self.config.finish_drink and self._survival == "drink" and s.inv["drink"] < MAX_DRINK
+                and bool((s.mask("water") & self._within(s, _AT_WATER)).any()))
+
     def _hungry(self, s: State) -> bool:
         """Worth a search for cows: below `hunt_below` (`task_hunt_below` in task mode), or below `restock_below`
         in the calm of the day or at dusk (a night costs about 3 food)."""
@@ -321,6 +328,8 @@ class SurvivalMixin:
         food = s.inv["food"]
         if sealed and self._sheltering(s, sealed) and food >= _CRITICAL:
             return None
+        if self._drinking(s):
+            return None  # at the water: fill up first, or the next trip back costs more than the drink (traced)
         if food < cfg.eat_below:
             food_in_view = self._targets(s, "Cow") | self._targets(s, "Plant", ripe=True)
             if self._sheltering(s) and food >= _CRITICAL:

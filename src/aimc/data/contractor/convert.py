@@ -358,8 +358,10 @@ def iter_convert(cfg: ContractorConfig, todo: list[Trajectory], action_code: Act
             remove_stale_tmp(cfg.out)
             raise
         return
-    pool = mp.get_context("fork").Pool(min(cfg.workers, len(todo)), initializer=_worker_init,
-                                       initargs=(to_dict(cfg), action_code))
+    # Spawned, not forked: a child forked from a parent that has already decoded video can hang inside FFmpeg
+    # (av 18.1.1: the damaged-video test hung in its first decode after other tests had used av in-process).
+    pool = mp.get_context("spawn").Pool(min(cfg.workers, len(todo)), initializer=_worker_init,
+                                        initargs=(to_dict(cfg), action_code))
     try:
         yield from pool.imap(_convert_one, todo)
         pool.close()

@@ -157,9 +157,8 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
     from aimc.train.bundle import AgentBundle
 
     policy = from_pretrained(AgentBundle.read(tiny_bundle).policy_dir())
-    tr, goal = data.trajs[0], data.goals[0]
 
-    def replay(frames):
+    def replay(tr, goal, frames):
         first = torch.zeros(1, len(frames), dtype=torch.bool)
         first[0, 0] = True
         g = torch.from_numpy(np.broadcast_to(goal, (len(frames), goal.shape[-1])).copy())[None]
@@ -168,8 +167,14 @@ def test_a_run_from_start_states_warms_the_memory_and_replays_it_exactly(tiny_bu
         (lp,) = out.logp.values()
         return lp[0, -(tr.own_steps):].gather(-1, torch.from_numpy(tr.actions[tr.warm:])[:, None])[:, 0].numpy()
 
-    np.testing.assert_allclose(replay(tr.frames), tr.logp[tr.warm:], atol=1e-4)
-    assert np.abs(replay(tr.frames[tr.warm:]) - tr.logp[tr.warm:]).max() > 1e-4
+    # Over every episode: with the warm-up the replay gives the acting log-probabilities (to float noise); from a
+    # fresh memory at the start state it does not. The tiny policy's memory moves them only by about 1e-4 to 1e-3
+    # per step, so the gap is judged over all episodes' steps, not one episode's (which depends on its world).
+    cold = []
+    for tr, goal in zip(data.trajs, data.goals, strict=True):
+        np.testing.assert_allclose(replay(tr, goal, tr.frames), tr.logp[tr.warm:], atol=1e-4)
+        cold.append(np.abs(replay(tr, goal, tr.frames[tr.warm:]) - tr.logp[tr.warm:]).max())
+    assert max(cold) > 1e-4
 
 
 def _in_process_and_in_workers(cfg, plan, jobs):

@@ -82,7 +82,7 @@ class DemonstratorConfig:
     """Once drinking at the water (water within two cells), drink until full before a cow search or a
     remembered cow takes the player away; a cow within reach is still eaten first. Without it a player both
     hungry and thirsty paced between the water and its cow search, drinking one or two each visit (traced;
-    starvation deaths on 1,200 free-play worlds 154 -> 114, docs/demonstrator.md "Finishing the drink")."""
+    starvation deaths on 1,600 free-play worlds 188 -> 138, docs/demonstrator.md "Finishing the drink")."""
     sleep_energy_below: int = 3
     """Sleep when energy falls below this, whatever the time of day."""
     sleep_at_night: bool = True

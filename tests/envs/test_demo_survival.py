@@ -229,6 +229,75 @@ def test_at_the_water_drinks_up_before_walking_off_to_a_remembered_cow(finish):
     assert drink == 9 if finish else 4 <= drink < 9
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_thirsty_with_no_water_seen_searches_the_nearest_unseen_ground(seed):
+    """No water seen yet and a lake just beyond the view: the search walks to the nearest never-seen ground
+    (shores first), so it is found within a few dozen steps whatever heading the demonstrator would draw
+    (traced: a heading walked until blocked passed a lake 8 cells from the start and died of thirst)."""
+    env = _clearing(seed=3, half=16)
+    x, y = (int(v) for v in env.player.pos)
+    for i in range(x - 14, x - 7):
+        for j in range(y - 2, y + 3):
+            env.world[(i, j)] = "water"
+    _set_clock(env, DAY_STEP)
+    env.player.inventory["drink"] = 3
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=seed)
+    demo.reset(env)
+    for _ in range(40):
+        _, _, _, _, info = env.step(demo.act(env))
+        if "collect_drink" in info["events"]:
+            break
+    assert "collect_drink" in info["events"] and demo.current_goal == "drink"
+
+
+def test_a_cow_search_keeps_its_target_between_two_equal_ones():
+    """Two unseen cells of equal score, each nearer after the first step toward the other (stones make each way
+    start toward the other's row): the search keeps the one it chose instead of pacing between the two (traced:
+    a starving player stepped up and down between two cells for 90 steps)."""
+    env = _clearing(seed=6, half=12)
+    x, y = (int(v) for v in env.player.pos)
+    for cell in ((x - 1, y), (x, y - 1), (x + 1, y + 1)):
+        env.world[cell] = "stone"
+    _set_clock(env, DAY_STEP)
+    env.player.inventory["food"] = 2
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    mem = demo.memory
+    mem.known[:] = env.world._mat_map  # the whole map seen just now (no stale pasture) ...
+    mem.last_seen[:] = env.raw._step
+    mem.known[x - 6, y] = mem.known[x + 6, y + 1] = 0  # ... but two cells, 6 and 7 steps away
+    visited = set()
+    for _ in range(8):
+        action = demo.act(env)
+        assert demo.current_goal == "eat"
+        env.step(action)
+        visited.add(tuple(int(v) for v in env.player.pos))
+    assert (x - 2, y + 1) in visited  # on its way to the first (until it comes into view), not pacing by the start
+
+
+@pytest.mark.parametrize("world", [21046, 21170, 35056])
+def test_free_play_never_paces_between_two_cells(world):
+    """Worlds where the demonstrator once stepped back and forth between two cells for 37-56 steps (a route
+    inside the search window that was a detour only because the window cropped the direct one, against the
+    route over the remembered map; two cow-search targets trading places): it never does so for more than a
+    few steps now."""
+    env = make("crafter")
+    env.reset(seed=world)
+    demo = CrafterDemonstrator(seed=world)
+    demo.reset(env)
+    cells: list[tuple[int, int]] = []
+    run = longest = 0
+    for _ in range(1000):
+        terminated = env.step(demo.act(env))[2]
+        cells.append((int(env.player.pos[0]), int(env.player.pos[1])))
+        run = run + 1 if len(cells) >= 3 and cells[-1] == cells[-3] != cells[-2] else 0
+        longest = max(longest, run)
+        if terminated:
+            break
+    assert longest <= 10
+
+
 def test_steps_out_of_the_line_of_an_incoming_arrow():
     env = _clearing(seed=2)
     x, y = (int(v) for v in env.player.pos)

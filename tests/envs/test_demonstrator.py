@@ -333,6 +333,9 @@ def test_first_move_reports_every_direction_that_starts_a_shortest_path():
     walk[3, 2] = False  # the cell to the right is blocked: only down stays shortest
     assert first_move(walk, goal, (2, 2), (1, 3, 0, 2), ties=ties) == 3 and ties == [3]
     assert first_move(walk, goal, (2, 2), (1, 3, 0, 2)) == 3  # without `ties`, the same answer
+    length: list[int] = []
+    assert first_move(walk, goal, (2, 2), (1, 3, 0, 2), length=length) == 3 and length == [4]
+    assert first_move(walk, goal, (4, 4), (1, 3, 0, 2), length=length) == -1 and length == [4]  # at the goal: untouched
 
 
 def test_label_set_holds_the_action_and_the_equally_short_moves():

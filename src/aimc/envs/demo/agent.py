@@ -46,6 +46,7 @@ from aimc.envs.demo.state import (
 from aimc.envs.demo.survival import SurvivalMixin
 
 _REPLAN = 12  # steps a route over the remembered map is followed before it is planned again
+_DETOUR = 8  # a path in the search window this much longer than the straight line may be cropped (`_approach`)
 _BOXED = 24  # a walkable region this small (seen so far) counts as boxed in: exploring may tunnel out
 
 
@@ -90,6 +91,8 @@ class CrafterDemonstrator(SurvivalMixin):
         self._room_kind = -1  # shelter.ROOM_KIND (a 2x2 room, `_room` its top-left) or a pocket's direction
         self._room_step = -(10**6)  # step the room was last chosen
         self._heading: int | None = None
+        self._water_target = None
+        self._search_target = None
         self._path: list[tuple[int, int]] = []  # route over the remembered map (`_toward`)
         self._path_key: object = None
         self._path_step = -_REPLAN
@@ -235,10 +238,14 @@ class CrafterDemonstrator(SurvivalMixin):
         return self._explore(s, material) if action is None else action
 
     def _approach(self, s: State, targets: np.ndarray, dig: bool = False, remember: str | None = None,
-                  avoid: np.ndarray | None = None) -> int | None:
+                  avoid: np.ndarray | None = None, reroute: str | None = None) -> int | None:
         """Walk next to a target cell, face it, then `do`; None when no target is known or reachable.
 
-        `avoid`: cells never walked or dug through (e.g. the walls of the room being built)."""
+        `remember`: a material whose remembered cells beyond the window are headed for when no target in it is
+        reachable. `reroute` (default: `remember`): a material whose remembered route is taken instead of a
+        long detour inside the window. `avoid`: cells never walked or dug through (e.g. the walls of the room
+        being built)."""
+        reroute = reroute or remember
         i, j = s.start
         for d in s.order:
             ni, nj = i + DIRS[d][0], j + DIRS[d][1]
@@ -248,12 +255,27 @@ class CrafterDemonstrator(SurvivalMixin):
         if avoid is not None:
             passable = passable & ~avoid
         if targets.any():
-            move = first_move(passable, dilate4(targets) & passable, s.start, s.order, ties=self._ties)
+            length: list[int] = []
+            move = first_move(passable, dilate4(targets) & passable, s.start, s.order, ties=self._ties, length=length)
             if move is not None and move >= 0:
+                if reroute is not None and length[0] > self._straight(s, targets) + _DETOUR:
+                    # A long way round inside the search window can be a detour only because the window
+                    # crops the direct route: one step along it drops the target out of the window, the
+                    # remembered route leads straight back, and the player paced between the two for 60
+                    # steps (traced). The route over the whole remembered map is never longer.
+                    action = self._toward_remembered(s, reroute, passable, dig)
+                    if action is not None:
+                        return action
                 return self._step(s, move, dig)
         if remember is not None:
             return self._toward_remembered(s, remember, passable, dig)
         return None
+
+    @staticmethod
+    def _straight(s: State, targets: np.ndarray) -> int:
+        """Manhattan distance from the player to the nearest `targets` cell of the window."""
+        cells = np.argwhere(targets)
+        return int(np.min(np.abs(cells[:, 0] - s.start[0]) + np.abs(cells[:, 1] - s.start[1])))
 
     def _toward_remembered(self, s: State, material: str, passable: np.ndarray, dig: bool) -> int | None:
         """Head for the nearest cell of `material` seen earlier but now beyond the search window."""

@@ -47,14 +47,15 @@ def shifted(a: np.ndarray, d: tuple[int, int]) -> np.ndarray:
 
 def first_move(
     passable: np.ndarray, goal: np.ndarray, start: tuple[int, int], order: tuple[int, ...], max_iter: int = 64,
-    ties: list[int] | None = None,
+    ties: list[int] | None = None, length: list[int] | None = None,
 ) -> int | None:
     """Index into DIRS of the first move on a shortest path from `start` to a goal cell.
 
     Paths run over `passable` cells (goal cells must be passable too); returns -1 when `start` is a goal,
     None when no goal is reachable. Ties go to the first direction in `order` (e.g. the one faced), so
     the demonstrator keeps walking straight when it can, which is easier to imitate than zig-zags.
-    With `ties`, the list is set to every direction that starts a shortest path (the returned one first).
+    With `ties`, the list is set to every direction that starts a shortest path (the returned one first);
+    with `length`, to the path's length in steps.
     """
     sx, sy = start
     if goal[sx, sy]:
@@ -62,7 +63,7 @@ def first_move(
     frontier = goal & passable
     visited = frontier.copy()
     w, h = passable.shape
-    for _ in range(max_iter):
+    for steps in range(max_iter):
         if not frontier.any():
             return None
         grown = dilate4(frontier) & ~visited
@@ -71,6 +72,8 @@ def first_move(
                     and frontier[sx + DIRS[i][0], sy + DIRS[i][1]]]
             if ties is not None:
                 ties[:] = best
+            if length is not None:
+                length[:] = [steps + 1]
             return best[0]
         frontier = grown & passable
         visited |= frontier

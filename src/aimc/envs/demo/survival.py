@@ -58,6 +58,8 @@ _FRONTIER = 3  # never-seen cells this close to seen grass count as pasture
 _REST_SUPPLIES = 4  # a low-health rest in the room needs this much food and drink (else restock first)
 _NIGHT_REACH = 3  # cows this close are eaten first; at night only these (and water 3 further) are walked to
 _AT_WATER = 2  # water this close counts as being at the water (`finish_drink`)
+_KEEP_SEARCH_MARGIN = 8.0  # a cow search keeps its target unless another scores this much more (2 steps)
+_SHORE, _SHORE_BONUS = 3, 6.0  # unseen ground within 3 cells of seen sand counts 6 steps closer (water search)
 _ARROW_REACH = 4  # dodge arrows this close (cells)
 _ARROW_FLIES = material_lut(["grass", "sand", "path", "water", "lava"], unknown=True)
 _KEEP_ROOM_MARGIN = 4.0  # a chosen room is kept unless another is this much cheaper (no dithering)
@@ -80,6 +82,8 @@ class SurvivalMixin:
     _rising: bool = True  # daylight grew at its last change: night to noon (a morning), else an evening
     _calm: bool = False
     _in_task: bool = False
+    _search_target: tuple[int, int] | None = None  # the ground a cow search walks to (`_search_cows`)
+    _water_target: tuple[int, int] | None = None  # the unseen cell a water search walks to (`_search_water`)
 
     # ------------------------------------------------------------------ entry
     def _survive(self, s: State, task: str | None) -> Decision | None:
@@ -284,7 +288,8 @@ class SurvivalMixin:
         if night:
             water &= self._within(s, _NIGHT_REACH + 3)
         can_dig = s.inv["wood_pickaxe"] > 0
-        action = self._approach(s, water, dig=sealed and can_dig, remember=None if night or can_dig else "water")
+        action = self._approach(s, water, dig=sealed and can_dig, remember=None if night or can_dig else "water",
+                                reroute=None if night else "water")
         if action is None and can_dig and not sealed and water.any():
             # Water in view but walled off (a closed cave): tunnel to it rather than pace the walls (measured:
             # a player with a pickaxe died of thirst in a cave 5 cells from a lake).
@@ -293,11 +298,38 @@ class SurvivalMixin:
             action = self._approach(s, water, dig=sealed, remember="water")
         unknown = not (self.memory.known == MAT_ID["water"]).any()
         if action is None and not night and (drink < cfg.drink_below or unknown):
-            action = self._explore(s, "water")  # none known: search, heading for sand and unseen ground
+            action = self._search_water(s)  # none known: search the nearest unseen ground, shores first
         if action is None:
             self._survival = None
             return None
         return "drink", action
+
+    def _search_water(self, s: State) -> int:
+        """Walk toward the nearest never-seen ground (unseen cells next to seen ones), counting ground near
+        seen sand `_SHORE_BONUS` steps closer (lakes are ringed with sand). A heading walked until blocked
+        passed water 8 cells from the start and died of thirst 20 cells away (traced)."""
+        assert self.memory is not None
+        mem = self.memory
+        target = self._water_target
+        if target is None or mem.known[target] != 0:
+            seen = mem.known > 0
+            frontier = dilate4(seen) & ~seen
+            if not frontier.any():
+                return self._explore(s, "water")
+            shore = mem.known == MAT_ID["sand"]
+            for _ in range(_SHORE):
+                shore = dilate4(shore)
+            xs = np.arange(mem.area[0])[:, None]
+            ys = np.arange(mem.area[1])[None, :]
+            dist = np.abs(xs - s.pos[0]) + np.abs(ys - s.pos[1])
+            score = np.where(frontier, _SHORE_BONUS * shore - dist, -np.inf)
+            best = np.unravel_index(int(np.argmax(score)), score.shape)
+            target = self._water_target = (int(best[0]), int(best[1]))
+        action = self._toward(s, self._cell_mask(target), False, key=("water search", target))
+        if action is None:
+            self._water_target = None
+            return self._explore(s, "water")
+        return action
 
     def _drinking(self, s: State) -> bool:
         """Mid-drink at the water with `finish_drink`: a hungry and thirsty player that broke off at every sip to
@@ -367,6 +399,13 @@ class SurvivalMixin:
         if not np.isfinite(score[best]):
             return self._explore(s, "Cow")
         target = (int(best[0]), int(best[1]))
+        kept = self._search_target
+        if kept is not None and kept != target and score[kept] >= score[best] - _KEEP_SEARCH_MARGIN:
+            # Two far targets of equal score swap places as the player steps toward either (the nearer one
+            # wins each time): a starving player paced between two cells for 90 steps (traced). Keep heading
+            # for the chosen one unless another has become clearly better.
+            target = kept
+        self._search_target = target
         action = self._toward(s, self._cell_mask(target), s.inv["wood_pickaxe"] > 0, key=("search", target))
         if action is None:
             # As close as it gets (water in the way): count its view as searched and pick another next time.

@@ -298,6 +298,27 @@ def test_free_play_never_paces_between_two_cells(world):
     assert longest <= 10
 
 
+def test_sealed_in_and_hungry_the_remembered_cows_are_kept_until_out():
+    """By day in a sealed room, hungry, with a cow remembered 10 cells away: the room's walls block every walk, which
+    is no reason to forget the cow (it once dropped five sightings at once); the player digs out and heads for it."""
+    env = _clearing(seed=7, half=12)
+    x, y = (int(v) for v in env.player.pos)
+    _sealed_room(env)
+    _set_clock(env, DAY_STEP)
+    env.player.inventory.update(food=2, wood_pickaxe=1, stone=2)
+    demo = CrafterDemonstrator(DemonstratorConfig(noise_prob=0.0), seed=0)
+    demo.reset(env)
+    demo.act(env)
+    demo.memory.cows.add((x + 10, y))
+    env.step(demo.act(env))
+    assert (x + 10, y) in demo.memory.cows
+    for _ in range(30):
+        env.step(demo.act(env))
+        if not _player_enclosed(env) and int(env.player.pos[0]) >= x + 4:
+            break
+    assert int(env.player.pos[0]) >= x + 4 and demo.current_goal == "eat"
+
+
 def test_steps_out_of_the_line_of_an_incoming_arrow():
     env = _clearing(seed=2)
     x, y = (int(v) for v in env.player.pos)

@@ -304,6 +304,13 @@ class SurvivalMixin:
             return None
         return "drink", action
 
+    def _steps_away(self, s: State) -> np.ndarray:
+        """Manhattan distance from the player to every cell of the world (the searches' cost of a target)."""
+        assert self.memory is not None
+        xs = np.arange(self.memory.area[0])[:, None]
+        ys = np.arange(self.memory.area[1])[None, :]
+        return np.abs(xs - s.pos[0]) + np.abs(ys - s.pos[1])
+
     def _search_water(self, s: State) -> int:
         """Walk toward the nearest never-seen ground (unseen cells next to seen ones), counting ground near
         seen sand `_SHORE_BONUS` steps closer (lakes are ringed with sand). A heading walked until blocked
@@ -319,10 +326,7 @@ class SurvivalMixin:
             shore = mem.known == MAT_ID["sand"]
             for _ in range(_SHORE):
                 shore = dilate4(shore)
-            xs = np.arange(mem.area[0])[:, None]
-            ys = np.arange(mem.area[1])[None, :]
-            dist = np.abs(xs - s.pos[0]) + np.abs(ys - s.pos[1])
-            score = np.where(frontier, _SHORE_BONUS * shore - dist, -np.inf)
+            score = np.where(frontier, _SHORE_BONUS * shore - self._steps_away(s), -np.inf)
             best = np.unravel_index(int(np.argmax(score)), score.shape)
             target = self._water_target = (int(best[0]), int(best[1]))
         action = self._toward(s, self._cell_mask(target), False, key=("water search", target))
@@ -376,6 +380,10 @@ class SurvivalMixin:
                 action = self._toward(s, self._cell_mask(cow), False, key=("cow", cow))
                 if action is not None:
                     return "eat", action
+                if sealed:
+                    # Walled in, every walk is blocked by the room, not by the ground: dropping the sightings
+                    # here forgot five cows 10 cells away at once (traced); keep them until the player is out.
+                    break
                 self.memory.cows.discard(cow)  # as close as it gets (across water, say): forget that sighting
         return None
 
@@ -392,9 +400,7 @@ class SurvivalMixin:
             frontier = dilate4(frontier)
         frontier &= mem.known == 0  # unseen ground next to grassland (not inside a mountain or a lake)
         score = np.where(pasture | frontier, stale, -np.inf)
-        xs = np.arange(mem.area[0])[:, None]
-        ys = np.arange(mem.area[1])[None, :]
-        score = score - _STALE_PER_STEP * (np.abs(xs - s.pos[0]) + np.abs(ys - s.pos[1]))
+        score = score - _STALE_PER_STEP * self._steps_away(s)
         best = np.unravel_index(int(np.argmax(score)), score.shape)
         if not np.isfinite(score[best]):
             return self._explore(s, "Cow")

@@ -22,7 +22,8 @@ stone gathering for night rooms), `zombies` leaves zombies moving but harmless.
 `cows` changes what the player knows instead: every cow within 30 cells (Manhattan) is in its memory each step,
 as if it had just seen it, which prices the cow search (finding them) apart from the walks and the cows' number.
 `--set FIELD=VALUE` overrides a `DemonstratorConfig` field in every episode (a candidate setting, measured against
-the defaults on the same worlds). Free play also prints where the health went: points lost by source (a proxy: a zombie
+the defaults on the same worlds). Free play also prints the longest run of steps spent stepping back and forth
+between two cells (a behaviour undoing itself; 2-4 is usual in a room or a fight), and where the health went: points lost by source (a proxy: a zombie
 within two cells, else a skeleton or arrow there, else an empty stat), by time of day, and zombie damage by the
 behaviour the demonstrator was in (`current_goal`).
 """
@@ -141,7 +142,18 @@ def damage_source(prev: dict, player, world) -> str:
     return "starving" if min(prev["food"], prev["drink"], prev["energy"]) == 0 else "other"
 
 
-Outcome = tuple[bool, int, str, Counter]  # alive, length, cause of death, health lost by (source, time, behaviour)
+# alive, length, cause of death, health lost by (source, time, behaviour), longest back-and-forth run (steps)
+Outcome = tuple[bool, int, str, Counter, int]
+
+
+def longest_pacing(cells: list[tuple[int, int]]) -> int:
+    """Most consecutive steps that each returned to the cell of two steps before (stepping back and forth between
+    two cells): 2-4 is usual inside a room or a fight; longer runs were behaviours undoing themselves."""
+    run = longest = 0
+    for k in range(2, len(cells)):
+        run = run + 1 if cells[k] == cells[k - 2] != cells[k - 1] else 0
+        longest = max(longest, run)
+    return longest
 
 
 def free_play(impl, seed: int, steps: int, probe: str = "none", sets: list[str] | None = None) -> Outcome:
@@ -155,9 +167,11 @@ def _free_play(impl, seed: int, steps: int, probe: str, sets: list[str] | None) 
     demo = impl.CrafterDemonstrator(demo_config(impl, sets), seed=seed)
     demo.reset(env)
     lost: Counter = Counter()
+    cells: list[tuple[int, int]] = []
     for t in range(steps):
         prev = dict(env.player.inventory)
         _, _, terminated, _, _ = env.step(demo.act(env))
+        cells.append((int(env.player.pos[0]), int(env.player.pos[1])))
         if env.player.health < prev["health"]:
             key = (damage_source(prev, env.player, env.world), time_of_day(env.world.daylight), demo.current_goal)
             lost[key] += prev["health"] - env.player.health
@@ -168,8 +182,8 @@ def _free_play(impl, seed: int, steps: int, probe: str, sets: list[str] | None) 
         elif probe == "stone":
             env.player.inventory["stone"] = 9
         if terminated:
-            return False, t + 1, cause_of_death(prev, env.player, env.world), lost
-    return True, steps, "", lost
+            return False, t + 1, cause_of_death(prev, env.player, env.world), lost, longest_pacing(cells)
+    return True, steps, "", lost, longest_pacing(cells)
 
 
 def _free_play_by_name(impl_name: str, seed: int, steps: int, probe: str, sets: list[str]) -> Outcome:
@@ -264,6 +278,10 @@ def main() -> None:
                     by_behaviour[behaviour] += n
         for title, by in (("source", by_source), ("source and time of day", by_time), ("zombies, by behaviour", by_behaviour)):
             print(f"health lost by {title}: " + (", ".join(f"{k} {n}" for k, n in by.most_common(8)) or "none"))
+        paced = [(r[4], seed) for r, seed in zip(runs, seeds, strict=True)]
+        worst = max(paced)
+        print(f"back and forth between two cells: longest run {worst[0]} steps (world {worst[1]}); "
+              f"episodes with a run over 10 steps: {sum(n > 10 for n, _ in paced)}")
 
     if args.chain_episodes:
         t0 = time.perf_counter()

@@ -263,12 +263,12 @@ class CrafterDemonstrator(SurvivalMixin):
                     # crops the direct route: one step along it drops the target out of the window, the
                     # remembered route leads straight back, and the player paced between the two for 60
                     # steps (traced). The route over the whole remembered map is never longer.
-                    action = self._toward_remembered(s, reroute, passable, dig)
+                    action = self._toward_remembered(s, reroute, passable, dig, avoid)
                     if action is not None:
                         return action
                 return self._step(s, move, dig)
         if remember is not None:
-            return self._toward_remembered(s, remember, passable, dig)
+            return self._toward_remembered(s, remember, passable, dig, avoid)
         return None
 
     @staticmethod
@@ -277,10 +277,17 @@ class CrafterDemonstrator(SurvivalMixin):
         cells = np.argwhere(targets)
         return int(np.min(np.abs(cells[:, 0] - s.start[0]) + np.abs(cells[:, 1] - s.start[1])))
 
-    def _toward_remembered(self, s: State, material: str, passable: np.ndarray, dig: bool) -> int | None:
-        """Head for the nearest cell of `material` seen earlier but now beyond the search window."""
+    def _toward_remembered(self, s: State, material: str, passable: np.ndarray, dig: bool,
+                           avoid: np.ndarray | None = None) -> int | None:
+        """Head for the nearest cell of `material` seen earlier but now beyond the search window, never one of the
+        window's `avoid` cells: heading for a wall of the room being built as the nearest stone, the player reached
+        it, found it excluded, explored a step away and was led back, 48 steps of pacing (traced)."""
         assert self.memory is not None
-        return self._toward(s, self.memory.known == MAT_ID[material], dig, key=material)
+        targets = self.memory.known == MAT_ID[material]
+        if avoid is not None:
+            w, h = avoid.shape
+            targets[s.x0:s.x0 + w, s.y0:s.y0 + h] &= ~avoid
+        return self._toward(s, targets, dig, key=material)
 
     def _toward(self, s: State, targets: np.ndarray, dig: bool, key: object = None) -> int | None:
         """First step of a shortest path over the remembered map (unseen cells assumed walkable) to a cell

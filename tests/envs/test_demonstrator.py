@@ -165,6 +165,33 @@ def test_noise_never_steps_into_lava(crafter_env):
     assert all(demo.act(env) not in (1, 2, 3, 4) for _ in range(20))
 
 
+def test_no_noise_near_a_threat_and_the_same_random_stream(crafter_env):
+    """With `noise_radius` (3 by default), a zombie that close (or a skeleton in view) suppresses the random action, but the
+    random numbers are drawn as before, so the steps after the threat get the same noise as without it."""
+    from crafter import objects
+
+    env = crafter_env
+    env.reset(seed=3)
+    x, y = (int(v) for v in env.player.pos)
+    for obj in list(env.world.objects):
+        if obj is not env.player and abs(obj.pos[0] - x) <= 6 and abs(obj.pos[1] - y) <= 6:
+            env.world.remove(obj)
+    for i in range(x - 5, x + 6):
+        for j in range(y - 5, y + 6):
+            env.world[(i, j)] = "grass"
+    calm = CrafterDemonstrator(DemonstratorConfig(noise_prob=1.0), seed=0)  # noise_radius 3 by default
+    plain = CrafterDemonstrator(DemonstratorConfig(noise_prob=1.0, noise_radius=0), seed=0)
+    for demo in (calm, plain):
+        demo.reset(env)
+    assert [calm.act(env) for _ in range(30)] == [plain.act(env) for _ in range(30)]  # no threat: all noise
+    env.world[(x + 3, y)] = "grass"
+    env.world.add(objects.Zombie(env.world, (x + 3, y), env.player))
+    for _ in range(20):
+        assert calm.act(env) == calm.expert_action  # the zombie 3 cells away: the expert's own action
+        plain.act(env)
+    assert calm.rng.bit_generator.state == plain.rng.bit_generator.state
+
+
 def test_memory_holds_only_what_was_in_view():
     """Imitable from pixels: every remembered cell was inside the 9x7 view at some visited position."""
     env = make("crafter")
@@ -220,6 +247,7 @@ def test_unknown_task_is_one_clear_error(crafter_env):
     "kwargs",
     [{"mode": "play"}, {"catalogue": {"collect_wood": 1.0, "fly": 1.0}}, {"catalogue": {"collect_wood": 0.0}},
      {"noise_prob": 1.5}, {"nav_radius": 2}, {"max_goal_steps": 0}, {"morning_zombie_radius": -1},
+     {"noise_radius": -1},
      {"goal_label": "subgoal"}],
 )
 def test_bad_config_is_rejected(kwargs):

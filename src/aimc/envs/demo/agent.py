@@ -140,8 +140,19 @@ class CrafterDemonstrator(SurvivalMixin):
         if cfg.noise_prob > 0 and not s.sleeping and self.rng.random() < cfg.noise_prob:
             # Sealed in a room, a random `do` would only break a wall: moves and noop stay harmless there.
             choices = NOISE_ACTIONS[:-1] if self._enclosed(s) else NOISE_ACTIONS
-            action = choices[int(self.rng.integers(len(choices)))]
+            noisy = choices[int(self.rng.integers(len(choices)))]
+            if not self._threatened(s):
+                action = noisy
         return int(self._safe(s, action))
+
+    def _threatened(self, s: State) -> bool:
+        """A zombie within `noise_radius` cells, or a skeleton or arrow in view (`noise_radius` > 0)."""
+        radius = self.config.noise_radius
+        if radius <= 0:
+            return False
+        px, py = s.pos
+        return any((n == "Zombie" and abs(p[0] - px) + abs(p[1] - py) <= radius) or n in ("Skeleton", "Arrow")
+                   for n, p, _ in s.objects)
 
     def _observe(self, env: Any) -> State:
         player, world = env.player, env.world
